@@ -1,0 +1,624 @@
+//! [`DockerClient`]: the library API, carrying over the operations of the TypeScript
+//! `@dockstat/docker-client` (registerClient, addHost, startMonitoring, getAllContainers,
+//! getStatus, …) in Rust naming. The HTTP layer is a thin wrapper over it.
+//!
+//! Changes go to the store first, then to the worker pool, so a host added or removed here
+//! takes effect at once and survives a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bollard::models::ContainerSummary;
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::collect::{HostSpec, Settings};
+use crate::config::{Endpoint, TlsConfig, Validated};
+use crate::docker::{Connection, DockerError};
+use crate::instruments::{HostInstruments, Instruments};
+use crate::metrics::{Exposition, PoolFigures, PoolSource};
+use crate::pool::{Pool, PoolStatus};
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::{ClientRecord, HostPatch, HostRecord, Source, Store, StoreError};
+
+/// Why a library call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Unknown client or host.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// `client` or `host`.
+        kind: &'static str,
+        /// The id asked for.
+        id: i64,
+    },
+    /// Name taken, or the same endpoint declared twice.
+    #[error("{0}")]
+    Conflict(String),
+    /// Declared in the configuration file, so read-only at run time.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// Bad input; one entry per offending field.
+    #[error("invalid input: {}", .0.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    /// The database failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// One bad input field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Field path, e.g. `tls.ca`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<StoreError> for ClientError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { kind, id } => ClientError::NotFound { kind, id },
+            StoreError::Conflict(m) => ClientError::Conflict(m),
+            other => ClientError::Store(other),
+        }
+    }
+}
+
+/// A host to add at run time.
+#[derive(Debug, Clone)]
+pub struct NewHost {
+    /// Unique within the client.
+    pub name: String,
+    /// `unix:///path`, `tcp://host:port` or `host:port`.
+    pub address: String,
+    /// Mutual TLS files for a TCP address.
+    pub tls: Option<TlsConfig>,
+    /// Collected when the client is monitored (default true).
+    pub enabled: bool,
+}
+
+/// Changes to a run-time host; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct HostUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New address.
+    pub address: Option<String>,
+    /// `Some(None)` removes TLS, `Some(Some(_))` sets it.
+    pub tls: Option<Option<TlsConfig>>,
+    /// Enable or disable collection.
+    pub enabled: Option<bool>,
+}
+
+/// Stats attached to a listed container (the seed's `ContainerStats`), from the snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerStats {
+    /// docker CLI CPU %.
+    pub cpu_percent: Option<f64>,
+    /// Bytes in use, page cache included.
+    pub memory_usage: Option<u64>,
+    /// Working set, bytes.
+    pub memory_working_set: Option<u64>,
+    /// Limit reported by the daemon, bytes.
+    pub memory_limit: Option<u64>,
+    /// Working set / limit, %.
+    pub memory_percent: Option<f64>,
+    /// Bytes received, all interfaces.
+    pub network_rx: u64,
+    /// Bytes sent, all interfaces.
+    pub network_tx: u64,
+    /// Bytes read from block devices.
+    pub block_read: u64,
+    /// Bytes written to block devices.
+    pub block_write: u64,
+    /// When sampled, unix seconds.
+    pub sampled_at: f64,
+}
+
+/// A container as Docker lists it, with its host and latest stats.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerView {
+    /// Host name.
+    pub host: String,
+    /// Host id.
+    pub host_id: i64,
+    /// Docker's list entry (`Id`, `Names`, `Image`, `State`, `Status`, `Labels`, …).
+    #[serde(flatten)]
+    pub summary: ContainerSummary,
+    /// Latest sample; None when not running or not collected.
+    pub stats: Option<ContainerStats>,
+}
+
+/// A host that could not be listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFailure {
+    /// Host name.
+    pub host: String,
+    /// Host id.
+    pub host_id: i64,
+    /// Why.
+    pub error: DockerError,
+}
+
+/// Containers of a client: what every reachable host answered, and which hosts failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerListing {
+    /// Containers, by host then name.
+    pub containers: Vec<ContainerView>,
+    /// Hosts that did not answer.
+    pub errors: Vec<HostFailure>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which<'a> {
+    All,
+    Running,
+    Label(&'a str, Option<&'a str>),
+}
+
+/// The library entry point. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    pool: Arc<Pool>,
+    snapshots: Arc<SnapshotStore>,
+    instruments: Arc<Instruments>,
+    settings: Settings,
+    base_dir: PathBuf,
+}
+
+impl PoolSource for Pool {
+    fn figures(&self) -> PoolFigures {
+        let s = self.status();
+        PoolFigures {
+            workers: s.total_workers,
+            hosts: s.total_hosts,
+            active_streams: s.active_streams,
+            inflight: s.inflight_requests,
+        }
+    }
+}
+
+impl DockerClient {
+    /// Opens the database, syncs the configuration's clients and hosts into it, and starts
+    /// collecting every enabled host of every monitored client.
+    pub async fn start(cfg: &Validated) -> Result<DockerClient, ClientError> {
+        let store = Store::open(&cfg.database_path).await?;
+        let report = store.sync_config(cfg.clients.clone()).await?;
+        tracing::info!(db = %cfg.database_path.display(), hosts = report.upserted, removed = report.removed,
+            "configuration synced into the database");
+        let settings = Settings::from_config(cfg);
+        let snapshots = Arc::new(SnapshotStore::default());
+        let instruments = Arc::new(Instruments::default());
+        let pool = Arc::new(Pool::new(
+            settings.clone(),
+            cfg.config.monitoring.max_workers.get(),
+            snapshots.clone(),
+            instruments.clone(),
+        ));
+        let client = DockerClient {
+            inner: Arc::new(Inner {
+                store,
+                pool,
+                snapshots,
+                instruments,
+                settings,
+                base_dir: cfg
+                    .source
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+            }),
+        };
+        client.reconcile().await?;
+        Ok(client)
+    }
+
+    /// Stops all collection.
+    pub async fn shutdown(&self) {
+        self.inner.pool.shutdown().await;
+    }
+
+    /// The registry `/metrics` renders.
+    pub fn exposition(&self) -> Exposition {
+        Exposition::new(
+            self.inner.snapshots.clone(),
+            self.inner.instruments.clone(),
+            self.inner.pool.clone(),
+        )
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshots.load()
+    }
+
+    /// Hosts being collected that have not been collected (or failed) even once yet, as
+    /// `client/host`; empty when ready.
+    pub fn pending_hosts(&self) -> Vec<String> {
+        let snap = self.snapshot();
+        self.inner
+            .pool
+            .collecting()
+            .into_iter()
+            .filter(|s| snap.host(s.id).is_none())
+            .map(|s| format!("{}/{}", s.client, s.name))
+            .collect()
+    }
+
+    async fn reconcile(&self) -> Result<(), ClientError> {
+        let clients = self.inner.store.clients().await?;
+        let hosts = self.inner.store.hosts(None).await?;
+        let desired = hosts
+            .iter()
+            .filter(|h| h.enabled && clients.iter().any(|c| c.id == h.client_id && c.monitoring))
+            .map(spec)
+            .collect();
+        self.inner.pool.reconcile(desired).await;
+        Ok(())
+    }
+
+    // ---- clients ----
+
+    /// Registers a client (a named group of hosts). `registerClient`.
+    pub async fn register_client(&self, name: &str) -> Result<ClientRecord, ClientError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        Ok(self.inner.store.insert_client(name.to_string()).await?)
+    }
+
+    /// Removes a run-time client and its hosts, stopping their collection. `removeClient`.
+    pub async fn remove_client(&self, client_id: i64) -> Result<(), ClientError> {
+        let client = self.inner.store.client(client_id).await?;
+        if client.source == Source::Config {
+            return Err(ClientError::ReadOnly(format!(
+                "client `{}` is declared in the configuration file; remove it there",
+                client.name
+            )));
+        }
+        for h in self.inner.store.hosts(Some(client_id)).await? {
+            self.inner.pool.stop(h.id).await;
+        }
+        Ok(self.inner.store.delete_client(client_id).await?)
+    }
+
+    /// All clients. `getClients`.
+    pub async fn clients(&self) -> Result<Vec<ClientRecord>, ClientError> {
+        Ok(self.inner.store.clients().await?)
+    }
+
+    /// One client. `getClient`.
+    pub async fn client(&self, client_id: i64) -> Result<ClientRecord, ClientError> {
+        Ok(self.inner.store.client(client_id).await?)
+    }
+
+    // ---- hosts ----
+
+    /// Adds a host to a client; collected at once when the client is monitored. `addHost`.
+    pub async fn add_host(&self, client_id: i64, host: NewHost) -> Result<HostRecord, ClientError> {
+        let name = host.name.trim().to_string();
+        if name.is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        let endpoint = self.endpoint(&host.address, host.tls.as_ref())?;
+        self.check_unique(&endpoint, None).await?;
+        let record = self
+            .inner
+            .store
+            .insert_host(client_id, name, endpoint, host.enabled)
+            .await?;
+        self.apply_host(&record).await?;
+        Ok(record)
+    }
+
+    /// Changes a run-time host and restarts its collection if needed. `updateHost`.
+    pub async fn update_host(
+        &self,
+        host_id: i64,
+        update: HostUpdate,
+    ) -> Result<HostRecord, ClientError> {
+        let current = self.inner.store.host(host_id).await?;
+        read_only(&current)?;
+        let endpoint = if update.address.is_some() || update.tls.is_some() {
+            let address = update
+                .address
+                .unwrap_or_else(|| current.endpoint.address.to_string());
+            let tls = match update.tls {
+                Some(t) => t,
+                None => current.endpoint.tls.as_ref().map(|t| TlsConfig {
+                    ca: t.ca.display().to_string(),
+                    cert: t.cert.display().to_string(),
+                    key: t.key.display().to_string(),
+                }),
+            };
+            let e = self.endpoint(&address, tls.as_ref())?;
+            self.check_unique(&e, Some(host_id)).await?;
+            Some(e)
+        } else {
+            None
+        };
+        if let Some(n) = &update.name
+            && n.trim().is_empty()
+        {
+            return Err(invalid("name", "must not be empty"));
+        }
+        let patch = HostPatch {
+            name: update.name.map(|n| n.trim().to_string()),
+            endpoint,
+            enabled: update.enabled,
+        };
+        let record = self.inner.store.update_host(host_id, patch).await?;
+        self.apply_host(&record).await?;
+        Ok(record)
+    }
+
+    /// Removes a run-time host and stops its collection. `removeHost`.
+    pub async fn remove_host(&self, host_id: i64) -> Result<(), ClientError> {
+        let current = self.inner.store.host(host_id).await?;
+        read_only(&current)?;
+        self.inner.pool.stop(host_id).await;
+        Ok(self.inner.store.delete_host(host_id).await?)
+    }
+
+    /// Hosts of a client. `getHosts`.
+    pub async fn hosts(&self, client_id: i64) -> Result<Vec<HostRecord>, ClientError> {
+        self.inner.store.client(client_id).await?;
+        Ok(self.inner.store.hosts(Some(client_id)).await?)
+    }
+
+    fn endpoint(&self, address: &str, tls: Option<&TlsConfig>) -> Result<Endpoint, ClientError> {
+        Endpoint::from_user(address, tls, &self.inner.base_dir).map_err(|problems| {
+            ClientError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|p| FieldError {
+                        field: crate::config::locate_display(&p.path),
+                        message: p.message,
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    async fn check_unique(
+        &self,
+        endpoint: &Endpoint,
+        except: Option<i64>,
+    ) -> Result<(), ClientError> {
+        let hosts = self.inner.store.hosts(None).await?;
+        match hosts
+            .iter()
+            .find(|h| &h.endpoint == endpoint && Some(h.id) != except)
+        {
+            Some(h) => Err(ClientError::Conflict(format!(
+                "{} is already host `{}` of client `{}`",
+                endpoint.address, h.name, h.client_name
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts, restarts or stops a host's collection to match its record.
+    async fn apply_host(&self, record: &HostRecord) -> Result<(), ClientError> {
+        let client = self.inner.store.client(record.client_id).await?;
+        if record.enabled && client.monitoring {
+            self.inner.pool.ensure(spec(record)).await;
+        } else {
+            self.inner.pool.stop(record.id).await;
+        }
+        Ok(())
+    }
+
+    // ---- monitoring ----
+
+    /// Starts collecting a client's enabled hosts. `startMonitoring`.
+    pub async fn start_monitoring(&self, client_id: i64) -> Result<(), ClientError> {
+        self.inner.store.set_monitoring(client_id, true).await?;
+        for h in self.inner.store.hosts(Some(client_id)).await? {
+            if h.enabled {
+                self.inner.pool.ensure(spec(&h)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops collecting a client's hosts; their series leave `/metrics`. `stopMonitoring`.
+    pub async fn stop_monitoring(&self, client_id: i64) -> Result<(), ClientError> {
+        self.inner.store.set_monitoring(client_id, false).await?;
+        for h in self.inner.store.hosts(Some(client_id)).await? {
+            self.inner.pool.stop(h.id).await;
+        }
+        Ok(())
+    }
+
+    /// Stops collecting every client. `stopAllMonitoring`.
+    pub async fn stop_all_monitoring(&self) -> Result<(), ClientError> {
+        for c in self.inner.store.clients().await? {
+            self.inner.store.set_monitoring(c.id, false).await?;
+        }
+        self.inner.pool.reconcile(Vec::new()).await;
+        Ok(())
+    }
+
+    /// Whether a client is monitored. `isMonitoring`.
+    pub async fn is_monitoring(&self, client_id: i64) -> Result<bool, ClientError> {
+        Ok(self.inner.store.client(client_id).await?.monitoring)
+    }
+
+    // ---- containers ----
+
+    /// Every container (running or not) on the client's enabled hosts, with stats.
+    /// `getAllContainers`.
+    pub async fn all_containers(&self, client_id: i64) -> Result<ContainerListing, ClientError> {
+        self.list(client_id, Which::All).await
+    }
+
+    /// Running containers with stats. `getRunningContainers`.
+    pub async fn running_containers(
+        &self,
+        client_id: i64,
+    ) -> Result<ContainerListing, ClientError> {
+        self.list(client_id, Which::Running).await
+    }
+
+    /// Containers carrying label `key` (with `value`, when given), with stats.
+    /// `getContainersByLabel`.
+    pub async fn containers_by_label(
+        &self,
+        client_id: i64,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<ContainerListing, ClientError> {
+        self.list(client_id, Which::Label(key, value)).await
+    }
+
+    /// Lists live from each host (through the host's own connection when it is collected)
+    /// and attaches the snapshot's latest stats; hosts that fail are reported, not fatal.
+    async fn list(
+        &self,
+        client_id: i64,
+        which: Which<'_>,
+    ) -> Result<ContainerListing, ClientError> {
+        self.inner.store.client(client_id).await?;
+        let hosts: Vec<HostRecord> = self
+            .inner
+            .store
+            .hosts(Some(client_id))
+            .await?
+            .into_iter()
+            .filter(|h| h.enabled)
+            .collect();
+        let snap = self.snapshot();
+        let answers = join_all(hosts.iter().map(|h| async move {
+            let conn = self.connection(h).await?;
+            conn.list_containers(!matches!(which, Which::Running)).await
+        }))
+        .await;
+        let mut listing = ContainerListing {
+            containers: Vec::new(),
+            errors: Vec::new(),
+        };
+        for (h, answer) in hosts.iter().zip(answers) {
+            let summaries = match answer {
+                Ok(s) => s,
+                Err(error) => {
+                    listing.errors.push(HostFailure {
+                        host: h.name.clone(),
+                        host_id: h.id,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let host_snap = snap.host(h.id);
+            for summary in summaries {
+                if let Which::Label(key, value) = which {
+                    let v = summary.labels.as_ref().and_then(|l| l.get(key));
+                    if v.is_none() || value.is_some_and(|want| v.map(String::as_str) != Some(want))
+                    {
+                        continue;
+                    }
+                }
+                let stats = summary.id.as_deref().and_then(|id| {
+                    host_snap?
+                        .containers
+                        .iter()
+                        .find(|c| c.meta.id == id)
+                        .and_then(|c| c.stats.as_deref())
+                        .map(view_stats)
+                });
+                listing.containers.push(ContainerView {
+                    host: h.name.clone(),
+                    host_id: h.id,
+                    summary,
+                    stats,
+                });
+            }
+        }
+        Ok(listing)
+    }
+
+    /// The host's collector connection, or a fresh one for a host not collected.
+    async fn connection(&self, h: &HostRecord) -> Result<Arc<Connection>, DockerError> {
+        if let Some(c) = self.inner.pool.connection(h.id) {
+            return Ok(c);
+        }
+        // Not registered with Instruments: a one-off connection is not a collected host.
+        let instruments = Arc::new(HostInstruments::new(
+            Arc::from(h.name.as_str()),
+            Arc::from(h.client_name.as_str()),
+            Arc::default(),
+        ));
+        Connection::open(
+            &h.endpoint,
+            self.inner.settings.request_timeout,
+            instruments,
+        )
+        .await
+        .map(Arc::new)
+    }
+
+    // ---- status ----
+
+    /// Pool and worker figures. `getStatus`.
+    pub fn status(&self) -> PoolStatus {
+        self.inner.pool.status()
+    }
+
+    /// Same figures as [`DockerClient::status`]. `getPoolStats`.
+    pub fn pool_stats(&self) -> PoolStatus {
+        self.status()
+    }
+}
+
+fn spec(h: &HostRecord) -> HostSpec {
+    HostSpec {
+        id: h.id,
+        name: Arc::from(h.name.as_str()),
+        client: Arc::from(h.client_name.as_str()),
+        endpoint: h.endpoint.clone(),
+    }
+}
+
+fn read_only(h: &HostRecord) -> Result<(), ClientError> {
+    if h.source == Source::Config {
+        return Err(ClientError::ReadOnly(format!(
+            "host `{}` of client `{}` is declared in the configuration file; change it there",
+            h.name, h.client_name
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(field: &str, message: &str) -> ClientError {
+    ClientError::Invalid(vec![FieldError {
+        field: field.to_string(),
+        message: message.to_string(),
+    }])
+}
+
+fn view_stats(s: &crate::stats::Sample) -> ContainerStats {
+    let (network_rx, network_tx) = s.network_totals();
+    let (block_read, block_write) = s.blkio_totals();
+    ContainerStats {
+        cpu_percent: s.cpu_percent,
+        memory_usage: s.memory.map(|m| m.usage),
+        memory_working_set: s.memory.map(|m| m.working_set),
+        memory_limit: s.memory.map(|m| m.limit),
+        memory_percent: s.memory_percent,
+        network_rx,
+        network_tx,
+        block_read,
+        block_write,
+        sampled_at: s.seen_at,
+    }
+}

@@ -1,0 +1,894 @@
+//! Collection from one host: connect (with backoff), follow `/events` to keep the container
+//! inventory current, re-list now and then as a safety net, sample running containers with
+//! one-shot stats at the interval, and publish a [`HostSnapshot`] after every change.
+//!
+//! A collector owns its inventory and its connection; nothing else touches them, so there
+//! are no locks on the hot path. Sampling runs in its own task so that events are handled
+//! while a slow stats call is still pending.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::models::{
+    ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, EventMessage,
+    EventMessageTypeEnum,
+};
+use futures_util::{StreamExt, stream};
+use tokio::task::JoinSet;
+
+use crate::config::{Endpoint, Validated};
+use crate::docker::{Connection, DockerError};
+use crate::instruments::HostInstruments;
+use crate::snapshot::{
+    ContainerMeta, ContainerSnapshot, ContainerState, Health, HostInfo, HostSnapshot,
+    SnapshotStore, Spec,
+};
+use crate::stats::{self, CpuPoint, Sample};
+
+/// Which host to collect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSpec {
+    /// Database id.
+    pub id: i64,
+    /// `host` label.
+    pub name: Arc<str>,
+    /// `client` label.
+    pub client: Arc<str>,
+    /// Where and how to connect.
+    pub endpoint: Endpoint,
+}
+
+/// Collection settings shared by all hosts, taken from the `monitoring` and `metrics`
+/// sections of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Time between samples.
+    pub interval: Duration,
+    /// Time between full re-lists.
+    pub relist_interval: Duration,
+    /// Deadline of one Docker call.
+    pub request_timeout: Duration,
+    /// Stats (and inspect) calls in flight per host.
+    pub concurrency: usize,
+    /// Quick reconnect attempts.
+    pub max_retries: u32,
+    /// Delay between quick attempts.
+    pub retry_delay: Duration,
+    /// Cap of the slower retry.
+    pub retry_max_delay: Duration,
+    /// Label allowlist: (Docker key, Prometheus label name).
+    pub labels: Arc<[(String, Arc<str>)]>,
+}
+
+impl Settings {
+    /// From a validated configuration.
+    pub fn from_config(cfg: &Validated) -> Settings {
+        let m = &cfg.config.monitoring;
+        Settings {
+            interval: m.interval,
+            relist_interval: m.relist_interval,
+            request_timeout: m.request_timeout,
+            concurrency: m.stats_concurrency.get(),
+            max_retries: m.max_retries,
+            retry_delay: m.retry_delay,
+            retry_max_delay: m.retry_max_delay,
+            labels: cfg
+                .labels
+                .iter()
+                .map(|(k, n)| (k.clone(), Arc::from(n.as_str())))
+                .collect(),
+        }
+    }
+
+    /// Delay before reconnect attempt number `failures` (1 = after the first failure):
+    /// `retry_delay` for the first `max_retries`, then doubling up to `retry_max_delay`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        if failures <= self.max_retries {
+            return self.retry_delay;
+        }
+        let doublings = (failures - self.max_retries).min(20);
+        self.retry_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.retry_max_delay)
+    }
+}
+
+/// Live state of a host's collector that others may read: its connection (for the
+/// library's container operations) and whether its events stream is open.
+#[derive(Debug, Default)]
+pub struct HostStatus {
+    conn: Mutex<Option<Arc<Connection>>>,
+    events_open: AtomicBool,
+    last_error: Mutex<Option<DockerError>>,
+}
+
+impl HostStatus {
+    /// The current connection, when the host is up.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the events stream is open.
+    pub fn events_open(&self) -> bool {
+        self.events_open.load(Ordering::Relaxed)
+    }
+
+    /// The last failure, if the host is down or the last cycle failed.
+    pub fn last_error(&self) -> Option<DockerError> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_connection(&self, c: Option<Arc<Connection>>) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = c;
+    }
+
+    fn set_error(&self, e: Option<DockerError>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+}
+
+/// Marks the events stream open for as long as it lives.
+struct EventsOpen(Arc<HostStatus>);
+
+impl EventsOpen {
+    fn new(s: &Arc<HostStatus>) -> Self {
+        s.events_open.store(true, Ordering::Relaxed);
+        EventsOpen(s.clone())
+    }
+}
+
+impl Drop for EventsOpen {
+    fn drop(&mut self) {
+        self.0.events_open.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What decides whether a re-list must inspect a container again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListKey {
+    state: ContainerState,
+    health: Health,
+    name: String,
+    image_id: String,
+}
+
+impl ListKey {
+    fn from_summary(s: &ContainerSummary) -> ListKey {
+        let state = s
+            .state
+            .map(|st| ContainerState::parse(st.as_ref()))
+            .unwrap_or(ContainerState::Unknown);
+        // `Status` reads "Up 3 minutes (healthy)"; the marker is all the list says of health.
+        let status = s.status.as_deref().unwrap_or("");
+        let health = if state != ContainerState::Running {
+            Health::None
+        } else if status.contains("(healthy)") {
+            Health::Healthy
+        } else if status.contains("(unhealthy)") {
+            Health::Unhealthy
+        } else if status.contains("(health: starting)") {
+            Health::Starting
+        } else {
+            Health::None
+        };
+        ListKey {
+            state,
+            health,
+            name: s
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
+            image_id: s.image_id.clone().unwrap_or_default(),
+        }
+    }
+
+    fn from_meta(m: &ContainerMeta) -> ListKey {
+        ListKey {
+            state: m.state,
+            health: if m.state == ContainerState::Running {
+                m.health
+            } else {
+                Health::None
+            },
+            name: m.name.clone(),
+            image_id: m.image_id.clone(),
+        }
+    }
+}
+
+/// One container in the inventory.
+#[derive(Debug)]
+struct Entry {
+    meta: Arc<ContainerMeta>,
+    key: ListKey,
+    /// `State.StartedAt` as Docker wrote it: a change means a new run.
+    started_raw: String,
+    prev: Option<CpuPoint>,
+    stats: Option<Arc<Sample>>,
+}
+
+/// Position in the events stream, so a reconnect resumes where it stopped and an event
+/// delivered twice is applied once.
+#[derive(Debug, Default)]
+struct EventCursor {
+    nanos: i64,
+    at_nanos: Vec<(String, String)>,
+}
+
+impl EventCursor {
+    fn accept(&mut self, ev: &EventMessage) -> bool {
+        let nanos = ev
+            .time_nano
+            .or(ev.time.map(|t| t.saturating_mul(1_000_000_000)))
+            .unwrap_or(0);
+        let key = (
+            ev.actor
+                .as_ref()
+                .and_then(|a| a.id.clone())
+                .unwrap_or_default(),
+            ev.action.clone().unwrap_or_default(),
+        );
+        if nanos < self.nanos {
+            return false;
+        }
+        if nanos == self.nanos {
+            if self.at_nanos.contains(&key) {
+                return false;
+            }
+        } else {
+            self.nanos = nanos;
+            self.at_nanos.clear();
+        }
+        self.at_nanos.push(key);
+        true
+    }
+
+    /// `since` for `/events`: seconds.nanoseconds of the last event seen.
+    fn since(&self) -> Option<String> {
+        (self.nanos > 0).then(|| {
+            format!(
+                "{}.{:09}",
+                self.nanos / 1_000_000_000,
+                self.nanos % 1_000_000_000
+            )
+        })
+    }
+}
+
+type StatsResult = (
+    String,
+    Result<ContainerStatsResponse, DockerError>,
+    SystemTime,
+);
+
+/// Collects one host until dropped.
+pub struct Collector {
+    spec: HostSpec,
+    settings: Settings,
+    status: Arc<HostStatus>,
+    snapshots: Arc<SnapshotStore>,
+    instruments: Arc<HostInstruments>,
+    inventory: BTreeMap<String, Entry>,
+    info: Option<Arc<HostInfo>>,
+    cursor: EventCursor,
+}
+
+impl Collector {
+    /// A collector for `spec`; nothing happens until [`Collector::run`].
+    pub fn new(
+        spec: HostSpec,
+        settings: Settings,
+        status: Arc<HostStatus>,
+        snapshots: Arc<SnapshotStore>,
+        instruments: Arc<HostInstruments>,
+    ) -> Collector {
+        Collector {
+            spec,
+            settings,
+            status,
+            snapshots,
+            instruments,
+            inventory: BTreeMap::new(),
+            info: None,
+            cursor: EventCursor::default(),
+        }
+    }
+
+    /// Connects and collects forever, reconnecting with backoff after failures.
+    pub async fn run(mut self) {
+        let mut failures: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let err = match Connection::open(
+                &self.spec.endpoint,
+                self.settings.request_timeout,
+                self.instruments.clone(),
+            )
+            .await
+            {
+                Ok(conn) => {
+                    failures = 0;
+                    let conn = Arc::new(conn);
+                    tracing::info!(host = %self.spec.name, client = %self.spec.client, api = %conn.daemon.api_version,
+                        version = %conn.daemon.server_version, "connected");
+                    self.info = Some(Arc::new(host_info(&conn, conn.daemon.info.as_ref())));
+                    self.status.set_connection(Some(conn.clone()));
+                    let err = self.monitor(&conn).await;
+                    self.status.set_connection(None);
+                    err
+                }
+                Err(e) => e,
+            };
+            failures = failures.saturating_add(1);
+            let delay = self.settings.backoff(failures);
+            tracing::warn!(host = %self.spec.name, client = %self.spec.client, kind = %err.kind, error = %err.message,
+                retry_in = ?delay, "host unreachable");
+            self.inventory.clear();
+            self.status.set_error(Some(err.clone()));
+            self.snapshots.publish(HostSnapshot::down(
+                self.spec.id,
+                self.spec.name.clone(),
+                self.spec.client.clone(),
+                self.info.clone(),
+                err,
+                started.elapsed(),
+            ));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Collects over one connection; returns the failure that ended it.
+    async fn monitor(&mut self, conn: &Arc<Connection>) -> DockerError {
+        // Subscribe before listing so that nothing happening in between is missed.
+        let mut events = Box::pin(conn.events(self.cursor.since()));
+        let mut events_open = Some(EventsOpen::new(&self.status));
+        let mut events_retry: Option<tokio::time::Instant> = None;
+
+        let cycle_start = Instant::now();
+        let mut ok = match self.relist(conn).await {
+            Ok(ok) => ok,
+            Err(e) => return e,
+        };
+        let mut next_relist = Instant::now() + self.settings.relist_interval;
+        let mut sampling: JoinSet<Vec<StatsResult>> = JoinSet::new();
+        sampling.spawn(sample_task(
+            conn.clone(),
+            self.running_ids(),
+            self.settings.concurrency,
+        ));
+        let mut cycle = Some((cycle_start, ok));
+
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.settings.interval,
+            self.settings.interval,
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if sampling.is_empty() => {
+                    let start = Instant::now();
+                    ok = true;
+                    if Instant::now() >= next_relist {
+                        next_relist = Instant::now() + self.settings.relist_interval;
+                        match self.relist(conn).await {
+                            Ok(r) => ok = r,
+                            Err(e) if e.kind.is_host_down() => return e,
+                            Err(_) => ok = false,
+                        }
+                    }
+                    let ids = self.running_ids();
+                    if ids.is_empty() {
+                        // Nothing to sample: make sure the host is still there.
+                        if let Err(e) = conn.ping().await {
+                            return e;
+                        }
+                        self.publish(start.elapsed(), ok);
+                    } else {
+                        sampling.spawn(sample_task(conn.clone(), ids, self.settings.concurrency));
+                        cycle = Some((start, ok));
+                    }
+                }
+                Some(done) = sampling.join_next(), if !sampling.is_empty() => {
+                    let (start, relist_ok) = cycle.take().unwrap_or((Instant::now(), true));
+                    let results = match done {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(host = %self.spec.name, error = %e, "sampling task failed");
+                            Vec::new()
+                        }
+                    };
+                    match self.apply_samples(conn, results).await {
+                        Ok(samples_ok) => self.publish(start.elapsed(), relist_ok && samples_ok),
+                        Err(e) => return e,
+                    }
+                }
+                ev = events.next(), if events_open.is_some() => match ev {
+                    Some(Ok(ev)) => {
+                        if !self.cursor.accept(&ev) {
+                            continue;
+                        }
+                        match self.on_event(conn, &ev).await {
+                            Ok(true) => self.publish(Duration::ZERO, true),
+                            Ok(false) => {}
+                            Err(e) if e.kind.is_host_down() => return e,
+                            Err(e) => tracing::debug!(host = %self.spec.name, error = %e, "event follow-up failed"),
+                        }
+                    }
+                    end => {
+                        events_open = None;
+                        if let Some(Err(e)) = &end {
+                            tracing::warn!(host = %self.spec.name, error = %e, "events stream failed");
+                        }
+                        if let Err(e) = conn.ping().await {
+                            return e;
+                        }
+                        // The daemon is there but the stream ended: reopen it shortly.
+                        events_retry = Some(tokio::time::Instant::now() + self.settings.retry_delay);
+                    }
+                },
+                _ = sleep_until(events_retry), if events_retry.is_some() => {
+                    events_retry = None;
+                    events = Box::pin(conn.events(self.cursor.since()));
+                    events_open = Some(EventsOpen::new(&self.status));
+                    // Catch up on whatever happened while the stream was closed.
+                    next_relist = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn running_ids(&self) -> Vec<String> {
+        self.inventory
+            .iter()
+            .filter(|(_, e)| e.meta.state == ContainerState::Running)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Full list: drops containers gone, inspects new and changed ones, refreshes /info.
+    /// Ok(false) when some inspect failed.
+    async fn relist(&mut self, conn: &Arc<Connection>) -> Result<bool, DockerError> {
+        let list = conn.list_containers(true).await?;
+        let mut seen = HashSet::with_capacity(list.len());
+        let mut changed = Vec::new();
+        for s in &list {
+            let Some(id) = &s.id else { continue };
+            seen.insert(id.as_str());
+            let key = ListKey::from_summary(s);
+            if self.inventory.get(id).is_none_or(|e| e.key != key) {
+                changed.push(id.clone());
+            }
+        }
+        self.inventory.retain(|id, _| seen.contains(id.as_str()));
+        let ok = self.inspect_many(conn, changed).await?;
+        match conn.info().await {
+            Ok(info) => self.info = Some(Arc::new(host_info(conn, Some(&info)))),
+            Err(e) if e.kind.is_host_down() => return Err(e),
+            Err(_) => {}
+        }
+        Ok(ok)
+    }
+
+    /// Inspects containers with bounded concurrency and updates the inventory.
+    async fn inspect_many(
+        &mut self,
+        conn: &Arc<Connection>,
+        ids: Vec<String>,
+    ) -> Result<bool, DockerError> {
+        let results: Vec<(String, Result<ContainerInspectResponse, DockerError>)> =
+            stream::iter(ids)
+                .map(|id| {
+                    let conn = conn.clone();
+                    async move {
+                        let r = conn.inspect(&id).await;
+                        (id, r)
+                    }
+                })
+                .buffer_unordered(self.settings.concurrency)
+                .collect()
+                .await;
+        let mut ok = true;
+        for (id, r) in results {
+            match r {
+                Ok(i) => self.upsert(&i),
+                Err(e) if e.status == Some(404) => {
+                    self.inventory.remove(&id);
+                }
+                Err(e) if e.kind.is_host_down() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(host = %self.spec.name, container = %id, error = %e, "inspect failed");
+                    ok = false;
+                }
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Applies an inspect answer; a new run (StartedAt changed) or a stop drops the previous
+    /// sample so rates never span two runs.
+    fn upsert(&mut self, i: &ContainerInspectResponse) {
+        let Some((meta, started_raw)) = meta_from_inspect(i, &self.settings.labels) else {
+            return;
+        };
+        let key = ListKey::from_meta(&meta);
+        let id = meta.id.clone();
+        match self.inventory.get_mut(&id) {
+            Some(e) => {
+                if e.started_raw != started_raw || meta.state != ContainerState::Running {
+                    e.prev = None;
+                    e.stats = None;
+                }
+                e.started_raw = started_raw;
+                e.key = key;
+                if *e.meta != meta {
+                    e.meta = Arc::new(meta);
+                }
+            }
+            None => {
+                self.inventory.insert(
+                    id,
+                    Entry {
+                        meta: Arc::new(meta),
+                        key,
+                        started_raw,
+                        prev: None,
+                        stats: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Applies one cycle's stats answers. Ok(false) when some call failed; Err when the
+    /// host turned out to be gone.
+    async fn apply_samples(
+        &mut self,
+        conn: &Arc<Connection>,
+        results: Vec<StatsResult>,
+    ) -> Result<bool, DockerError> {
+        let mut ok = true;
+        let mut recheck = Vec::new();
+        let mut host_errors = 0usize;
+        let total = results.len();
+        let mut last_err = None;
+        for (id, r, seen_at) in results {
+            let Some(entry) = self.inventory.get_mut(&id) else {
+                continue;
+            };
+            match r {
+                Ok(raw) => {
+                    let (s, point) = stats::sample(&raw, entry.prev.as_ref(), seen_at);
+                    if s.is_empty() {
+                        // Stopped between list and stats: find out what it is now.
+                        entry.prev = None;
+                        entry.stats = None;
+                        recheck.push(id);
+                    } else {
+                        entry.prev = point;
+                        entry.stats = Some(Arc::new(s));
+                    }
+                }
+                Err(e) if e.status == Some(404) => recheck.push(id),
+                Err(e) => {
+                    ok = false;
+                    if e.kind.is_host_down() {
+                        host_errors += 1;
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        if host_errors > 0 && host_errors == total {
+            conn.ping().await?;
+        }
+        if let Some(e) = last_err {
+            self.status.set_error(Some(e));
+        }
+        if !recheck.is_empty() {
+            ok &= self.inspect_many(conn, recheck).await?;
+        }
+        Ok(ok)
+    }
+
+    /// Keeps the inventory current from one event. Ok(true) when it changed.
+    async fn on_event(
+        &mut self,
+        conn: &Arc<Connection>,
+        ev: &EventMessage,
+    ) -> Result<bool, DockerError> {
+        if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
+            return Ok(false);
+        }
+        let (Some(action), Some(id)) = (
+            ev.action.as_deref(),
+            ev.actor.as_ref().and_then(|a| a.id.as_deref()),
+        ) else {
+            return Ok(false);
+        };
+        let action = action.split(':').next().unwrap_or(action).trim();
+        match action {
+            "destroy" => Ok(self.inventory.remove(id).is_some()),
+            "create" | "start" | "restart" | "die" | "pause" | "unpause" | "oom" | "update"
+            | "rename" | "health_status" => {
+                let id = id.to_string();
+                self.inspect_many(conn, vec![id.clone()]).await?;
+                let running = self
+                    .inventory
+                    .get(&id)
+                    .is_some_and(|e| e.meta.state == ContainerState::Running);
+                if running && matches!(action, "start" | "restart" | "unpause") {
+                    // A first sample now, so a new container is visible with figures at once.
+                    let (id_done, r) = (id.clone(), conn.stats(&id).await);
+                    self.apply_samples(conn, vec![(id_done, r, SystemTime::now())])
+                        .await?;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn publish(&self, took: Duration, success: bool) {
+        let mut containers: Vec<ContainerSnapshot> = self
+            .inventory
+            .values()
+            .map(|e| ContainerSnapshot {
+                meta: e.meta.clone(),
+                stats: e.stats.clone(),
+            })
+            .collect();
+        containers.sort_by(|a, b| (&a.meta.name, &a.meta.id).cmp(&(&b.meta.name, &b.meta.id)));
+        let mut counts = BTreeMap::new();
+        for c in &containers {
+            *counts.entry(c.meta.state).or_insert(0) += 1;
+        }
+        if success {
+            self.status.set_error(None);
+        }
+        self.snapshots.publish(HostSnapshot {
+            id: self.spec.id,
+            name: self.spec.name.clone(),
+            client: self.spec.client.clone(),
+            up: true,
+            info: self.info.clone(),
+            error: if success {
+                None
+            } else {
+                self.status.last_error()
+            },
+            containers,
+            container_counts: counts,
+            built_at: SystemTime::now(),
+            collection_duration: took,
+            collection_success: success,
+        });
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One cycle's stats calls, `concurrency` at a time.
+async fn sample_task(
+    conn: Arc<Connection>,
+    ids: Vec<String>,
+    concurrency: usize,
+) -> Vec<StatsResult> {
+    stream::iter(ids)
+        .map(|id| {
+            let conn = conn.clone();
+            async move {
+                let r = conn.stats(&id).await;
+                (id, r, SystemTime::now())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+fn host_info(conn: &Connection, info: Option<&bollard::models::SystemInfo>) -> HostInfo {
+    let text = |v: Option<&String>| v.cloned().unwrap_or_default();
+    HostInfo {
+        server_version: conn.daemon.server_version.clone(),
+        api_version: conn.daemon.api_version.clone(),
+        operating_system: text(info.and_then(|i| i.operating_system.as_ref())),
+        os_type: text(info.and_then(|i| i.os_type.as_ref())),
+        architecture: text(info.and_then(|i| i.architecture.as_ref())),
+        kernel_version: text(info.and_then(|i| i.kernel_version.as_ref())),
+        cgroup_version: info
+            .and_then(|i| i.cgroup_version)
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        cgroup_driver: info
+            .and_then(|i| i.cgroup_driver)
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        ncpu: info
+            .and_then(|i| i.ncpu)
+            .and_then(|n| u64::try_from(n).ok()),
+        mem_total: info
+            .and_then(|i| i.mem_total)
+            .and_then(|n| u64::try_from(n).ok()),
+    }
+}
+
+/// Unix seconds of a Docker timestamp; None for Docker's "never" (`0001-01-01T00:00:00Z`).
+pub fn parse_time(s: &str) -> Option<f64> {
+    let t = humantime::parse_rfc3339(s).ok()?;
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+/// CFS period Docker uses when only `--cpus` is given.
+const DEFAULT_CFS_PERIOD_US: u64 = 100_000;
+
+/// Builds what we keep of a container from its inspect answer, with its raw StartedAt.
+fn meta_from_inspect(
+    i: &ContainerInspectResponse,
+    allow: &[(String, Arc<str>)],
+) -> Option<(ContainerMeta, String)> {
+    let id = i.id.clone()?;
+    let config = i.config.as_ref();
+    let labels = config.and_then(|c| c.labels.as_ref());
+    let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
+    let state = i.state.as_ref();
+    let status = state
+        .and_then(|s| s.status)
+        .map(|s| ContainerState::parse(s.as_ref()))
+        .unwrap_or(ContainerState::Unknown);
+    let started_raw = state.and_then(|s| s.started_at.clone()).unwrap_or_default();
+    let hc = i.host_config.as_ref();
+    let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0);
+    let nano_cpus = positive(hc.and_then(|h| h.nano_cpus));
+    let (cpu_quota, cpu_period) = match (nano_cpus, positive(hc.and_then(|h| h.cpu_quota))) {
+        (Some(n), _) => (
+            Some(n * DEFAULT_CFS_PERIOD_US / 1_000_000_000),
+            Some(DEFAULT_CFS_PERIOD_US),
+        ),
+        (None, Some(q)) => (
+            Some(q),
+            Some(positive(hc.and_then(|h| h.cpu_period)).unwrap_or(DEFAULT_CFS_PERIOD_US)),
+        ),
+        (None, None) => (None, None),
+    };
+    let meta = ContainerMeta {
+        name: i
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
+        image_id: i.image.clone().unwrap_or_default(),
+        compose_project: label("com.docker.compose.project"),
+        compose_service: label("com.docker.compose.service"),
+        labels: allow
+            .iter()
+            .filter_map(|(key, name)| label(key).map(|v| (name.clone(), v)))
+            .collect(),
+        state: status,
+        health: state
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status)
+            .map(|h| Health::parse(h.as_ref()))
+            .unwrap_or(Health::None),
+        restart_count: i
+            .restart_count
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        exit_code: match status {
+            ContainerState::Exited | ContainerState::Dead => state.and_then(|s| s.exit_code),
+            _ => None,
+        },
+        started_at: parse_time(&started_raw),
+        spec: Spec {
+            memory_limit: positive(hc.and_then(|h| h.memory)).unwrap_or(0),
+            cpu_quota,
+            cpu_period,
+            cpu_shares: positive(hc.and_then(|h| h.cpu_shares)).unwrap_or(1024),
+        },
+        id,
+    };
+    Some((meta, started_raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            interval: Duration::from_secs(5),
+            relist_interval: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            concurrency: 4,
+            max_retries: 3,
+            retry_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(30),
+            labels: Arc::from(vec![(
+                "com.example.team".to_string(),
+                Arc::from("container_label_com_example_team"),
+            )]),
+        }
+    }
+
+    #[test]
+    fn backoff_is_quick_then_doubles_to_the_cap() {
+        let s = settings();
+        let delays: Vec<u64> = (1..=9).map(|n| s.backoff(n).as_secs()).collect();
+        assert_eq!(delays, vec![1, 1, 1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(s.backoff(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn event_cursor_dedupes_and_resumes() {
+        let ev = |nanos: i64, id: &str, action: &str| EventMessage {
+            time_nano: Some(nanos),
+            action: Some(action.into()),
+            actor: Some(bollard::models::EventActor {
+                id: Some(id.into()),
+                attributes: None,
+            }),
+            ..Default::default()
+        };
+        let mut c = EventCursor::default();
+        assert_eq!(c.since(), None);
+        assert!(c.accept(&ev(5_000_000_001, "a", "start")));
+        assert!(
+            c.accept(&ev(5_000_000_001, "b", "start")),
+            "same instant, other container"
+        );
+        assert!(!c.accept(&ev(5_000_000_001, "a", "start")), "replayed");
+        assert!(!c.accept(&ev(4_000_000_000, "c", "die")), "older");
+        assert!(c.accept(&ev(6_000_000_000, "a", "die")));
+        assert_eq!(c.since().as_deref(), Some("6.000000000"));
+    }
+
+    #[test]
+    fn meta_from_a_real_inspect_answer() {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/inspect-running.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture");
+        let i: ContainerInspectResponse = serde_json::from_str(&text).expect("decodes");
+        let (m, raw) = meta_from_inspect(&i, &settings().labels).expect("meta");
+        assert_eq!(m.state, ContainerState::Running);
+        assert_eq!(m.name, "dockstat-fixture");
+        assert_eq!(m.image, "dockstat-test/busybox:latest");
+        assert!(m.image_id.starts_with("sha256:"));
+        assert_eq!(m.spec.memory_limit, 64 * 1024 * 1024);
+        assert_eq!(
+            (m.spec.cpu_quota, m.spec.cpu_period),
+            (Some(50_000), Some(100_000)),
+            "--cpus 0.5"
+        );
+        assert_eq!(m.spec.cpu_shares, 1024);
+        assert_eq!(
+            m.labels,
+            vec![(
+                Arc::from("container_label_com_example_team"),
+                "core".to_string()
+            )]
+        );
+        assert_eq!(m.compose_project.as_deref(), Some("shop"));
+        assert_eq!(m.exit_code, None);
+        assert!(m.started_at.expect("started") > 1.7e9);
+        assert!(raw.ends_with('Z'));
+        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
+    }
+}

@@ -1,0 +1,686 @@
+//! Configuration: one YAML file, read once at start.
+//!
+//! Parsing happens in two steps. serde_yaml turns the text into the typed structs below and
+//! reports syntax errors, unknown keys and wrong types with their line and column. Then
+//! [`Config::validate`] checks what types cannot say (unique names, addresses, TLS files that
+//! exist, `${ENV}` expansion) and reports each problem with the path of the offending key;
+//! [`locate`] turns that path back into a line and column of the same file. So every
+//! configuration error names file, line and column, and the process exits 2.
+//!
+//! The doc comments on the structs are the user documentation of each key;
+//! `config.example.yaml` repeats them next to the default values.
+
+mod locate;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+pub use locate::{PathSeg, display_path as locate_display, locate};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Addresses the exporter listens on.
+    pub listen: ListenConfig,
+    /// How hosts are watched: interval, timeouts, retries, worker pool size.
+    pub monitoring: MonitoringConfig,
+    /// The embedded SQLite database (clients and hosts added at run time).
+    pub database: DatabaseConfig,
+    /// What goes into the metric families.
+    pub metrics: MetricsConfig,
+    /// Named groups of Docker hosts. Hosts declared here are synced into the database at
+    /// start with source `config`.
+    pub clients: Vec<ClientConfig>,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:9487`.
+    pub metrics: SocketAddr,
+}
+
+/// Collection settings shared by every host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Time between two stats samples of a container. Default `5s`.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Most worker tasks; beyond it hosts share the least-loaded worker. Default 200.
+    pub max_workers: NonZeroUsize,
+    /// Connection attempts at `retry_delay` before the slower retry. Default 3.
+    pub max_retries: u32,
+    /// Delay between the first `max_retries` connection attempts. Default `1s`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_delay: Duration,
+    /// After `max_retries`, the delay doubles up to this cap and stays there. Default `30s`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_max_delay: Duration,
+    /// Deadline of one Docker API call, reading its body included. Default `10s`.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Full re-list of containers, the safety net behind the events stream. Default `60s`.
+    #[serde(deserialize_with = "duration")]
+    pub relist_interval: Duration,
+    /// Stats calls in flight at once per host. Default 8.
+    pub stats_concurrency: NonZeroUsize,
+}
+
+/// Embedded database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// SQLite file; created if missing, its directory must exist. Relative paths are taken
+    /// from the directory of the configuration file. `${ENV}` allowed. Default `./dockstat.db`.
+    pub path: String,
+}
+
+/// Metric output settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Docker label keys copied onto container series as `container_label_<key>` (key with
+    /// every character outside `[a-zA-Z0-9_]` replaced by `_`). Empty by default: every label
+    /// is a new series dimension, so cardinality is your choice.
+    pub label_allowlist: Vec<String>,
+}
+
+/// A named group of hosts (the seed library's `registerClient`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Unique name; the `client` label of every series of its hosts.
+    pub name: String,
+    /// Start collecting this client's hosts at start. Default true.
+    #[serde(default = "yes")]
+    pub monitoring: bool,
+    /// The Docker Engine endpoints of this client.
+    #[serde(default)]
+    pub hosts: Vec<HostConfig>,
+}
+
+/// One Docker Engine endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Name unique within the client; the `host` label of its series.
+    pub name: String,
+    /// `unix:///var/run/docker.sock` (or a bare absolute path), `tcp://host:port` or
+    /// `host:port`. With `tls` the TCP connection uses mutual TLS. `${ENV}` allowed.
+    pub address: String,
+    /// Mutual TLS for a TCP address: CA that signed the daemon's certificate, and the
+    /// client certificate and key the daemon trusts (PEM). Relative paths are taken from the
+    /// directory of the configuration file. `${ENV}` allowed.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Set to false to keep the host declared but not collected. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// PEM files for mutual TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) that signed the daemon's certificate.
+    pub ca: String,
+    /// Client certificate.
+    pub cert: String,
+    /// Client private key (PKCS#8, PKCS#1 or SEC1 PEM).
+    pub key: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            metrics: SocketAddr::from(([0, 0, 0, 0], 9487)),
+        }
+    }
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            interval: Duration::from_secs(5),
+            max_workers: NonZeroUsize::new(200).unwrap_or(NonZeroUsize::MIN),
+            max_retries: 3,
+            retry_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            relist_interval: Duration::from_secs(60),
+            stats_concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            path: "./dockstat.db".to_string(),
+        }
+    }
+}
+
+/// Parses durations written the human way: `500ms`, `5s`, `1m 30s`.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration such as 500ms, 5s or 1m")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            let d = humantime::parse_duration(v)
+                .map_err(|e| E::custom(format!("invalid duration `{v}`: {e}")))?;
+            if d.is_zero() {
+                return Err(E::custom("duration must be greater than zero"));
+            }
+            Ok(d)
+        }
+    }
+    d.deserialize_str(Visitor)
+}
+
+/// Where a Docker Engine listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// `host:port` over TCP (plain or TLS, decided by the host's `tls`).
+    Tcp {
+        /// DNS name or IP literal (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+}
+
+impl Address {
+    /// Parses `unix:///path`, `/path`, `tcp://host:port` and `host:port`.
+    pub fn parse(s: &str) -> Result<Address, String> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("unix://") {
+            return unix_path(path);
+        }
+        if s.starts_with('/') {
+            return unix_path(s);
+        }
+        let rest = s.strip_prefix("tcp://").unwrap_or(s);
+        if rest.contains("://") {
+            return Err(format!(
+                "unsupported address `{s}`: use unix:///path, tcp://host:port or host:port"
+            ));
+        }
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("address `{s}` needs a port, as in tcp://host:2375"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("address `{s}` has no host name"));
+        }
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("address `{s}`: `{port}` is not a TCP port"))?;
+        Ok(Address::Tcp {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+fn unix_path(path: &str) -> Result<Address, String> {
+    if !path.starts_with('/') {
+        return Err(format!("unix socket path `{path}` must be absolute"));
+    }
+    Ok(Address::Unix(PathBuf::from(path)))
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix://{}", p.display()),
+            Address::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Address::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+        }
+    }
+}
+
+/// TLS files after `${ENV}` expansion and path resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TlsFiles {
+    /// CA bundle that signed the daemon's certificate.
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client private key.
+    pub key: PathBuf,
+}
+
+/// A host endpoint ready to connect to: what the config, the store and the API agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Where the daemon listens.
+    pub address: Address,
+    /// Mutual TLS files; only with a TCP address.
+    pub tls: Option<TlsFiles>,
+}
+
+/// One problem found by validation, before it is given a line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Path of the offending key, e.g. `clients[0].hosts[1].tls.ca`.
+    pub path: Vec<PathSeg>,
+    /// What is wrong, for a human.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(path: Vec<PathSeg>, message: impl Into<String>) -> Problem {
+        Problem {
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+/// Builds a path from string keys and indexes: `path!["clients", 0, "name"]`.
+macro_rules! path {
+    ($($seg:expr),* $(,)?) => { vec![$(PathSeg::from($seg)),*] };
+}
+
+impl Endpoint {
+    /// Validates an address and optional TLS files as given by a user (config file or API),
+    /// expanding `${ENV}` and resolving relative TLS paths against `base`. Problems carry
+    /// paths relative to the host object (`address`, `tls.ca`, …).
+    pub fn from_user(
+        address: &str,
+        tls: Option<&TlsConfig>,
+        base: &Path,
+    ) -> Result<Endpoint, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let address = match expand_env(address).and_then(|a| Address::parse(&a)) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(Problem::new(path!["address"], e));
+                None
+            }
+        };
+        let tls = tls.map(|t| {
+            let mut file = |key: &str, value: &str| -> PathBuf {
+                match expand_env(value).and_then(|v| readable_file(&resolve(base, &v))) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        problems.push(Problem::new(path!["tls", key], e));
+                        PathBuf::new()
+                    }
+                }
+            };
+            TlsFiles {
+                ca: file("ca", &t.ca),
+                cert: file("cert", &t.cert),
+                key: file("key", &t.key),
+            }
+        });
+        if let (Some(Address::Unix(_)), Some(_)) = (&address, &tls) {
+            problems.push(Problem::new(
+                path!["tls"],
+                "tls applies to tcp addresses only, not to a unix socket",
+            ));
+        }
+        match address {
+            Some(address) if problems.is_empty() => Ok(Endpoint { address, tls }),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn readable_file(p: &Path) -> Result<PathBuf, String> {
+    match std::fs::File::open(p) {
+        Ok(f) => match f.metadata() {
+            Ok(m) if m.is_file() => Ok(p.to_path_buf()),
+            Ok(_) => Err(format!("`{}` is not a file", p.display())),
+            Err(e) => Err(format!("cannot read `{}`: {e}", p.display())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("file `{}` does not exist", p.display()))
+        }
+        Err(e) => Err(format!("cannot read `{}`: {e}", p.display())),
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable NAME; `$${` stays a literal `${`.
+/// An unset variable is an error, so a missing secret never turns into an empty string.
+pub fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(after) = rest.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
+            let name = &after[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("`${{{name}}}` is not a valid variable name"));
+            }
+            let value = std::env::var(name)
+                .map_err(|_| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Turns a Docker label key into the suffix of a Prometheus label name.
+pub fn sanitize_label(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A validated configuration: the parsed file plus everything derived from it.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The file as parsed.
+    pub config: Config,
+    /// Where it was read from (for messages).
+    pub source: PathBuf,
+    /// Database file after `${ENV}` expansion and path resolution.
+    pub database_path: PathBuf,
+    /// Label allowlist: (Docker key, Prometheus label name).
+    pub labels: Vec<(String, String)>,
+    /// Clients and their hosts with validated endpoints.
+    pub clients: Vec<ValidClient>,
+}
+
+/// A client from the file with validated hosts.
+#[derive(Debug, Clone)]
+pub struct ValidClient {
+    /// Client name.
+    pub name: String,
+    /// Collect at start.
+    pub monitoring: bool,
+    /// Hosts in file order.
+    pub hosts: Vec<ValidHost>,
+}
+
+/// A host from the file with a validated endpoint.
+#[derive(Debug, Clone)]
+pub struct ValidHost {
+    /// Host name.
+    pub name: String,
+    /// Where and how to connect.
+    pub endpoint: Endpoint,
+    /// Collected when its client is monitored.
+    pub enabled: bool,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        /// File given by the user.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// One or more problems, each with its position.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Located>),
+}
+
+/// A problem with the file, line and column it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// File name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong, with the key path in front when known.
+    pub message: String,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Validated, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors and is the base
+    /// for relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Validated, ConfigError> {
+        let file = path.display().to_string();
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((1, 1));
+                ConfigError::Invalid(vec![Located {
+                    file: file.clone(),
+                    line,
+                    column,
+                    message: strip_location(&e.to_string()),
+                }])
+            })?
+        };
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        config.validate(base, path).map_err(|problems| {
+            ConfigError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|p| {
+                        let (line, column) = locate(text, &p.path).unwrap_or((1, 1));
+                        Located {
+                            file: file.clone(),
+                            line,
+                            column,
+                            message: format!("{}: {}", locate::display_path(&p.path), p.message),
+                        }
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Checks what the types cannot; returns every problem found.
+    fn validate(self, base: &Path, source: &Path) -> Result<Validated, Vec<Problem>> {
+        let mut problems = Vec::new();
+
+        let database_path = match expand_env(&self.database.path) {
+            Ok(p) => {
+                let p = resolve(base, &p);
+                match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    Some(dir) if !dir.is_dir() => problems.push(Problem::new(
+                        path!["database", "path"],
+                        format!("directory `{}` does not exist", dir.display()),
+                    )),
+                    _ => {}
+                }
+                p
+            }
+            Err(e) => {
+                problems.push(Problem::new(path!["database", "path"], e));
+                PathBuf::new()
+            }
+        };
+
+        if self.monitoring.retry_max_delay < self.monitoring.retry_delay {
+            problems.push(Problem::new(
+                path!["monitoring", "retry_max_delay"],
+                "must not be shorter than retry_delay",
+            ));
+        }
+
+        let mut labels = Vec::new();
+        let mut label_names: HashMap<String, &str> = HashMap::new();
+        for (i, key) in self.metrics.label_allowlist.iter().enumerate() {
+            let at = path!["metrics", "label_allowlist", i];
+            if key.is_empty() {
+                problems.push(Problem::new(at, "label key must not be empty"));
+                continue;
+            }
+            let name = format!("container_label_{}", sanitize_label(key));
+            if let Some(first) = label_names.get(&name) {
+                problems.push(Problem::new(
+                    at,
+                    format!("`{key}` and `{first}` both become the label `{name}`"),
+                ));
+                continue;
+            }
+            label_names.insert(name.clone(), key);
+            labels.push((key.clone(), name));
+        }
+
+        let mut clients = Vec::new();
+        let mut client_names = BTreeSet::new();
+        let mut addresses: HashMap<Endpoint, String> = HashMap::new();
+        for (ci, client) in self.clients.iter().enumerate() {
+            if client.name.trim().is_empty() {
+                problems.push(Problem::new(
+                    path!["clients", ci, "name"],
+                    "must not be empty",
+                ));
+            } else if !client_names.insert(client.name.as_str()) {
+                problems.push(Problem::new(
+                    path!["clients", ci, "name"],
+                    format!("duplicate client `{}`", client.name),
+                ));
+            }
+            let mut hosts = Vec::new();
+            let mut host_names = BTreeSet::new();
+            for (hi, host) in client.hosts.iter().enumerate() {
+                let at = |rest: Vec<PathSeg>| {
+                    let mut p = path!["clients", ci, "hosts", hi];
+                    p.extend(rest);
+                    p
+                };
+                if host.name.trim().is_empty() {
+                    problems.push(Problem::new(at(path!["name"]), "must not be empty"));
+                } else if !host_names.insert(host.name.as_str()) {
+                    problems.push(Problem::new(
+                        at(path!["name"]),
+                        format!("duplicate host `{}` in client `{}`", host.name, client.name),
+                    ));
+                }
+                match Endpoint::from_user(&host.address, host.tls.as_ref(), base) {
+                    Ok(endpoint) => {
+                        let here = format!("{}/{}", client.name, host.name);
+                        if let Some(first) = addresses.get(&endpoint) {
+                            problems.push(Problem::new(
+                                at(path!["address"]),
+                                format!(
+                                    "duplicate host: {} is already declared as `{first}`",
+                                    endpoint.address
+                                ),
+                            ));
+                        } else {
+                            addresses.insert(endpoint.clone(), here);
+                        }
+                        hosts.push(ValidHost {
+                            name: host.name.clone(),
+                            endpoint,
+                            enabled: host.enabled,
+                        });
+                    }
+                    Err(found) => problems.extend(
+                        found
+                            .into_iter()
+                            .map(|p| Problem::new(at(p.path), p.message)),
+                    ),
+                }
+            }
+            clients.push(ValidClient {
+                name: client.name.clone(),
+                monitoring: client.monitoring,
+                hosts,
+            });
+        }
+
+        if problems.is_empty() {
+            Ok(Validated {
+                config: self,
+                source: source.to_path_buf(),
+                database_path,
+                labels,
+                clients,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// serde_yaml appends " at line L column C" to its messages; we print the position in front.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Validated, ConfigError> {
+    Config::parse(text, Path::new("/tmp/dockstat-test.yaml"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(ConfigError::Invalid(v)) => v.iter().map(ToString::to_string).collect(),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let v = parse("").expect("defaults");
+    assert_eq!(v.config.monitoring.interval, Duration::from_secs(5));
+    assert_eq!(v.config.monitoring.max_workers.get(), 200);
+    assert_eq!(v.config.monitoring.max_retries, 3);
+    assert_eq!(v.config.monitoring.retry_delay, Duration::from_secs(1));
+    assert_eq!(v.config.listen.metrics.to_string(), "0.0.0.0:9487");
+    assert_eq!(v.database_path, Path::new("/tmp/./dockstat.db"));
+}
+
+#[test]
+fn unknown_key_wrong_type_and_bad_duration_have_positions() {
+    let e = errors("monitoring:\n  interval: 5s\n  intervall: 3s\n");
+    assert!(e[0].starts_with("/tmp/dockstat-test.yaml:3:3: "), "{e:?}");
+    assert!(e[0].contains("unknown field `intervall`"), "{e:?}");
+
+    let e = errors("monitoring:\n  max_workers: many\n");
+    assert!(e[0].starts_with("/tmp/dockstat-test.yaml:2:16: "), "{e:?}");
+
+    let e = errors("monitoring:\n  interval: 0s\n");
+    assert!(e[0].starts_with("/tmp/dockstat-test.yaml:2:13: "), "{e:?}");
+    assert!(e[0].contains("greater than zero"), "{e:?}");
+}
+
+#[test]
+fn addresses_parse() {
+    assert_eq!(
+        Address::parse("unix:///var/run/docker.sock"),
+        Ok(Address::Unix("/var/run/docker.sock".into()))
+    );
+    assert_eq!(
+        Address::parse("/run/x.sock"),
+        Ok(Address::Unix("/run/x.sock".into()))
+    );
+    assert_eq!(
+        Address::parse("tcp://10.0.0.1:2375"),
+        Ok(Address::Tcp {
+            host: "10.0.0.1".into(),
+            port: 2375
+        })
+    );
+    assert_eq!(
+        Address::parse("[::1]:2376"),
+        Ok(Address::Tcp {
+            host: "::1".into(),
+            port: 2376
+        })
+    );
+    assert!(Address::parse("tcp://host").is_err());
+    assert!(Address::parse("http://host:1").is_err());
+    assert!(Address::parse("unix://relative.sock").is_err());
+    assert!(Address::parse("host:99999").is_err());
+}
+
+#[test]
+fn semantic_errors_point_at_the_key() {
+    let text = "\
+clients:
+  - name: prod
+    hosts:
+      - name: a
+        address: tcp://h:2375
+      - name: a
+        address: tcp://h2:2375
+      - name: c
+        address: tcp://h:2375
+      - name: d
+        address: unix:///x.sock
+        tls: {ca: /nonexistent/ca.pem, cert: /nonexistent/c.pem, key: /nonexistent/k.pem}
+";
+    let e = errors(text);
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "/tmp/dockstat-test.yaml:6:15: clients[0].hosts[1].name: duplicate host `a`"
+        )),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            "/tmp/dockstat-test.yaml:9:18: clients[0].hosts[2].address: duplicate host"
+        )),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m
+                .contains("clients[0].hosts[3].tls.ca: file `/nonexistent/ca.pem` does not exist")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("/tmp/dockstat-test.yaml:12:19: clients[0].hosts[3].tls.ca")),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn env_expansion() {
+    // SAFETY of set_var: this test owns a variable name no other test reads.
+    unsafe { std::env::set_var("DOCKSTAT_TEST_EXPAND_HOST", "example.org") };
+    assert_eq!(
+        expand_env("tcp://${DOCKSTAT_TEST_EXPAND_HOST}:2376").as_deref(),
+        Ok("tcp://example.org:2376")
+    );
+    assert_eq!(expand_env("a$${b}c$d").as_deref(), Ok("a${b}c$d"));
+    assert!(expand_env("${DOCKSTAT_TEST_SURELY_UNSET_VAR}").is_err());
+    assert!(expand_env("${oops").is_err());
+    let e = errors(
+        "clients:\n  - name: x\n    hosts:\n      - name: y\n        address: ${DOCKSTAT_TEST_SURELY_UNSET_VAR}\n",
+    );
+    assert!(
+        e[0].starts_with(
+            "/tmp/dockstat-test.yaml:5:18: clients[0].hosts[0].address: environment variable"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn label_allowlist_collisions() {
+    let e = errors("metrics:\n  label_allowlist: [a.b, a_b]\n");
+    assert!(
+        e[0].contains("both become the label `container_label_a_b`"),
+        "{e:?}"
+    );
+    let v = parse("metrics:\n  label_allowlist: [com.docker.compose.project]\n").expect("ok");
+    assert_eq!(
+        v.labels,
+        vec![(
+            "com.docker.compose.project".to_string(),
+            "container_label_com_docker_compose_project".to_string()
+        )]
+    );
+}
+
+#[test]
+fn example_config_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(dir.join("config.example.yaml")).expect("example exists");
+    let v = Config::parse(&text, &dir.join("config.example.yaml")).expect("example is valid");
+    assert!(!v.clients.is_empty());
+}
+
+/// The example documents every key: for each section, serde's own list of expected fields
+/// (taken from the unknown-field error) must appear in the example as `key:`.
+#[test]
+fn example_config_documents_every_key() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(dir.join("config.example.yaml")).expect("example exists");
+    let probes = [
+        "zz_probe: 1",
+        "listen: {zz_probe: 1}",
+        "monitoring: {zz_probe: 1}",
+        "database: {zz_probe: 1}",
+        "metrics: {zz_probe: 1}",
+        "clients: [{zz_probe: 1}]",
+        "clients: [{name: a, hosts: [{zz_probe: 1}]}]",
+        "clients: [{name: a, hosts: [{name: b, address: /x, tls: {zz_probe: 1}}]}]",
+    ];
+    for probe in probes {
+        let e = errors(probe).join(" ");
+        let expected = e
+            .split("expected ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no field list in {e}"));
+        let fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        assert!(!fields.is_empty(), "{e}");
+        for f in fields {
+            assert!(
+                example.contains(&format!("{f}:")),
+                "config.example.yaml does not document `{f}` ({probe})"
+            );
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! dockstat-exporter: one small process that watches many Docker Engine hosts and turns
+//! them into Prometheus metrics, with a Rust library ([`DockerClient`]) for the same
+//! operations in-process.
+//!
+//! How data flows, and where each part lives:
+//!
+//! - [`config`]: the YAML file, validated with file:line:column errors.
+//! - [`store`]: SQLite; clients and hosts from the file (source `config`) and added at run
+//!   time (source `api`).
+//! - [`pool`]: assigns hosts to workers; each host's collector is its own task.
+//! - [`collect`]: per host, the events stream, re-lists and one-shot stats sampling.
+//! - [`docker`]: bollard connections with deadlines, timing and classified errors.
+//! - [`stats`]: Docker stats answers into figures (cgroup v1 and v2).
+//! - [`snapshot`]: the immutable picture all readers share, swapped atomically.
+//! - [`instruments`]: live self-instrumentation (Docker latency, errors, calls in flight).
+//! - [`metrics`]: the metric family table and the `/metrics` renderer.
+//! - [`http`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`client`]: [`DockerClient`], the library API over all of the above.
+//! - [`cli`]: command line, logging, process lifetime.
+//! - [`process`]: the exporter's own CPU and memory from `/proc/self`.
+
+pub mod cli;
+pub mod client;
+pub mod collect;
+pub mod config;
+pub mod docker;
+pub mod http;
+pub mod instruments;
+pub mod metrics;
+pub mod pool;
+pub mod process;
+pub mod snapshot;
+pub mod stats;
+pub mod store;
+
+pub use client::DockerClient;

@@ -1,0 +1,413 @@
+//! `/metrics`: renders the current snapshot and the live self-instrumentation through a
+//! prometheus-client [`Collector`], in the Prometheus text format or OpenMetrics.
+//!
+//! Rendering only reads: it loads the snapshot (one atomic load) and never calls Docker.
+
+mod families;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+    NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit as PromUnit};
+
+pub use families::{FAMILIES, Family, Kind, PoolFigures, Source, Unit, markdown_table};
+
+use crate::instruments::Instruments;
+use crate::snapshot::{ContainerMeta, ContainerState, HostSnapshot, Snapshot, SnapshotStore};
+
+/// Exposition format, chosen from the scrape's `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the client asks for it, else the classic text format.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// `Content-Type` of the response.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// Something that reports pool figures at scrape time.
+pub trait PoolSource: Send + Sync + fmt::Debug + 'static {
+    /// Current figures.
+    fn figures(&self) -> PoolFigures;
+}
+
+/// The collector `/metrics` renders: snapshot plus self-instrumentation.
+#[derive(Debug)]
+pub struct SnapshotCollector {
+    snapshots: Arc<SnapshotStore>,
+    instruments: Arc<Instruments>,
+    pool: Arc<dyn PoolSource>,
+}
+
+/// A registry holding the snapshot collector, ready to render.
+#[derive(Debug)]
+pub struct Exposition {
+    registry: Registry,
+}
+
+impl Exposition {
+    /// Builds the registry once; each scrape only encodes.
+    pub fn new(
+        snapshots: Arc<SnapshotStore>,
+        instruments: Arc<Instruments>,
+        pool: Arc<dyn PoolSource>,
+    ) -> Exposition {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(SnapshotCollector {
+            snapshots,
+            instruments,
+            pool,
+        }));
+        Exposition { registry }
+    }
+
+    /// Renders everything into `out`.
+    pub fn render(&self, format: Format, out: &mut String) -> fmt::Result {
+        match format {
+            Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
+            }
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(out, &self.registry),
+        }
+    }
+}
+
+/// Base labels of container series plus up to two family-specific ones.
+struct ContainerLabels<'a> {
+    host: &'a HostSnapshot,
+    meta: &'a ContainerMeta,
+    extra: [Option<(&'static str, &'a str)>; 3],
+}
+
+impl<'a> ContainerLabels<'a> {
+    fn new(host: &'a HostSnapshot, meta: &'a ContainerMeta) -> Self {
+        ContainerLabels {
+            host,
+            meta,
+            extra: [None, None, None],
+        }
+    }
+
+    fn with(mut self, key: &'static str, value: &'a str) -> Self {
+        if let Some(slot) = self.extra.iter_mut().find(|s| s.is_none()) {
+            *slot = Some((key, value));
+        }
+        self
+    }
+}
+
+impl EncodeLabelSet for ContainerLabels<'_> {
+    fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
+        ("host", &*self.host.name).encode(enc.encode_label())?;
+        ("client", &*self.host.client).encode(enc.encode_label())?;
+        ("id", self.meta.id.as_str()).encode(enc.encode_label())?;
+        ("name", self.meta.name.as_str()).encode(enc.encode_label())?;
+        ("image", self.meta.image.as_str()).encode(enc.encode_label())?;
+        for (k, v) in &self.meta.labels {
+            (&**k, v.as_str()).encode(enc.encode_label())?;
+        }
+        for (k, v) in self.extra.iter().flatten() {
+            (*k, *v).encode(enc.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// `host`, `client` and extra labels for host series.
+struct HostLabels<'a> {
+    host: &'a str,
+    client: &'a str,
+    extra: &'a [(&'static str, &'a str)],
+}
+
+impl EncodeLabelSet for HostLabels<'_> {
+    fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
+        ("host", self.host).encode(enc.encode_label())?;
+        ("client", self.client).encode(enc.encode_label())?;
+        for (k, v) in self.extra {
+            (*k, *v).encode(enc.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+fn write_value(enc: &mut MetricEncoder, kind: Kind, v: f64) -> fmt::Result {
+    match kind {
+        Kind::Counter => enc.encode_counter::<NoLabelSet, f64, f64>(&v, None),
+        _ => enc.encode_gauge(&v),
+    }
+}
+
+fn series(me: &mut MetricEncoder, labels: &impl EncodeLabelSet, kind: Kind, v: f64) -> fmt::Result {
+    write_value(&mut me.encode_family(labels)?, kind, v)
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let snap = self.snapshots.load();
+        let now = SystemTime::now();
+        let pool = self.pool.figures();
+        let process = crate::process::read();
+        let instruments = self.instruments.all();
+        for f in FAMILIES {
+            let unit = f.unit.map(|u| match u {
+                Unit::Seconds => PromUnit::Seconds,
+                Unit::Bytes => PromUnit::Bytes,
+            });
+            let metric_type = match f.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), metric_type)?;
+            encode_family(
+                &mut me,
+                f,
+                &snap,
+                now,
+                &pool,
+                process.as_ref(),
+                &instruments,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_family(
+    me: &mut MetricEncoder,
+    f: &Family,
+    snap: &Snapshot,
+    now: SystemTime,
+    pool: &PoolFigures,
+    process: Option<&crate::process::ProcessStats>,
+    instruments: &[Arc<crate::instruments::HostInstruments>],
+) -> fmt::Result {
+    let kind = f.kind;
+    let containers = || {
+        snap.hosts
+            .iter()
+            .flat_map(|h| h.containers.iter().map(move |c| (h.as_ref(), c)))
+    };
+    match f.source {
+        Source::Stat(get) => {
+            for (h, c) in containers() {
+                if let Some(v) = c.stats.as_deref().and_then(get) {
+                    series(me, &ContainerLabels::new(h, &c.meta), kind, v)?;
+                }
+            }
+        }
+        Source::Meta(get) => {
+            for (h, c) in containers() {
+                if let Some(v) = get(&c.meta) {
+                    series(me, &ContainerLabels::new(h, &c.meta), kind, v)?;
+                }
+            }
+        }
+        Source::Network(get) => {
+            for (h, c) in containers() {
+                for (iface, n) in c.stats.iter().flat_map(|s| s.networks.iter()) {
+                    let l = ContainerLabels::new(h, &c.meta).with("interface", iface);
+                    series(me, &l, kind, get(n) as f64)?;
+                }
+            }
+        }
+        Source::Blkio(get) => {
+            for (h, c) in containers() {
+                for (dev, b) in c.stats.iter().flat_map(|s| s.blkio.iter()) {
+                    let l = ContainerLabels::new(h, &c.meta).with("device", dev);
+                    series(me, &l, kind, get(b) as f64)?;
+                }
+            }
+        }
+        Source::ContainerInfo => {
+            for (h, c) in containers() {
+                let m = &c.meta;
+                let l = ContainerLabels::new(h, m)
+                    .with("image_id", &m.image_id)
+                    .with(
+                        "compose_project",
+                        m.compose_project.as_deref().unwrap_or(""),
+                    )
+                    .with(
+                        "compose_service",
+                        m.compose_service.as_deref().unwrap_or(""),
+                    );
+                series(me, &l, kind, 1.0)?;
+            }
+        }
+        Source::ContainerState => {
+            for (h, c) in containers() {
+                series(
+                    me,
+                    &ContainerLabels::new(h, &c.meta).with("state", c.meta.state.as_str()),
+                    kind,
+                    1.0,
+                )?;
+            }
+        }
+        Source::ContainerHealth => {
+            for (h, c) in containers() {
+                series(
+                    me,
+                    &ContainerLabels::new(h, &c.meta).with("status", c.meta.health.as_str()),
+                    kind,
+                    1.0,
+                )?;
+            }
+        }
+        Source::Machine(get) => {
+            for h in &snap.hosts {
+                if let Some(v) = h.info.as_deref().and_then(get) {
+                    series(
+                        me,
+                        &HostLabels {
+                            host: &h.name,
+                            client: &h.client,
+                            extra: &[],
+                        },
+                        kind,
+                        v as f64,
+                    )?;
+                }
+            }
+        }
+        Source::HostUp
+        | Source::CollectionDuration
+        | Source::CollectionSuccess
+        | Source::SnapshotAge => {
+            for h in &snap.hosts {
+                let v = match f.source {
+                    Source::HostUp => f64::from(u8::from(h.up)),
+                    Source::CollectionDuration => h.collection_duration.as_secs_f64(),
+                    Source::CollectionSuccess => f64::from(u8::from(h.collection_success)),
+                    _ => now
+                        .duration_since(h.built_at)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0),
+                };
+                series(
+                    me,
+                    &HostLabels {
+                        host: &h.name,
+                        client: &h.client,
+                        extra: &[],
+                    },
+                    kind,
+                    v,
+                )?;
+            }
+        }
+        Source::HostInfo => {
+            for h in &snap.hosts {
+                let Some(i) = h.info.as_deref() else { continue };
+                let extra = [
+                    ("server_version", i.server_version.as_str()),
+                    ("api_version", i.api_version.as_str()),
+                    ("os", i.operating_system.as_str()),
+                    ("os_type", i.os_type.as_str()),
+                    ("arch", i.architecture.as_str()),
+                    ("kernel", i.kernel_version.as_str()),
+                    ("cgroup_version", i.cgroup_version.as_str()),
+                    ("cgroup_driver", i.cgroup_driver.as_str()),
+                ];
+                series(
+                    me,
+                    &HostLabels {
+                        host: &h.name,
+                        client: &h.client,
+                        extra: &extra,
+                    },
+                    kind,
+                    1.0,
+                )?;
+            }
+        }
+        Source::HostContainers => {
+            for h in snap.hosts.iter().filter(|h| h.up) {
+                for state in ContainerState::ALL {
+                    let n = h.container_counts.get(&state).copied().unwrap_or(0);
+                    let extra = [("state", state.as_str())];
+                    series(
+                        me,
+                        &HostLabels {
+                            host: &h.name,
+                            client: &h.client,
+                            extra: &extra,
+                        },
+                        kind,
+                        n as f64,
+                    )?;
+                }
+            }
+        }
+        Source::RequestDuration => {
+            for inst in instruments {
+                for (call, hist) in inst.durations() {
+                    let extra = [("endpoint", call.as_str())];
+                    let l = HostLabels {
+                        host: &inst.host,
+                        client: &inst.client,
+                        extra: &extra,
+                    };
+                    hist.encode(me.encode_family(&l)?)?;
+                }
+            }
+        }
+        Source::DockerErrors => {
+            for inst in instruments {
+                for ((kind_label, status), n) in inst.errors() {
+                    let status = status.map(|s| s.to_string());
+                    let mut extra = vec![("kind", kind_label)];
+                    if let Some(s) = &status {
+                        extra.push(("status", s.as_str()));
+                    }
+                    let l = HostLabels {
+                        host: &inst.host,
+                        client: &inst.client,
+                        extra: &extra,
+                    };
+                    series(me, &l, kind, n as f64)?;
+                }
+            }
+        }
+        Source::Pool(get) => write_value(me, kind, get(pool))?,
+        Source::BuildInfo => {
+            let l = [("version", env!("CARGO_PKG_VERSION"))];
+            series(me, &l, kind, 1.0)?;
+        }
+        Source::Process(get) => {
+            if let Some(p) = process {
+                write_value(me, kind, get(p))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

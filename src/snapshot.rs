@@ -1,0 +1,304 @@
+//! The snapshot: everything known about every host at one moment, immutable once built.
+//!
+//! Each host's collector builds a new [`HostSnapshot`] after every cycle and publishes it;
+//! publishing swaps the whole [`Snapshot`] atomically. Scrapes, OTLP exports and streams
+//! only ever load the current snapshot: they never wait for a collector and never call
+//! Docker, so a slow or hung host cannot delay them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::docker::DockerError;
+use crate::stats::Sample;
+
+/// Docker's container states (the `state` label of `dockstat_container_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Paused (frozen).
+    Paused,
+    /// Being restarted by its restart policy.
+    Restarting,
+    /// Stopped.
+    Exited,
+    /// Failed to be removed or stopped.
+    Dead,
+    /// Being removed.
+    Removing,
+    /// A state this build does not know.
+    Unknown,
+}
+
+impl ContainerState {
+    /// Every state, in label order.
+    pub const ALL: [ContainerState; 8] = [
+        ContainerState::Created,
+        ContainerState::Running,
+        ContainerState::Paused,
+        ContainerState::Restarting,
+        ContainerState::Exited,
+        ContainerState::Dead,
+        ContainerState::Removing,
+        ContainerState::Unknown,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Removing => "removing",
+            ContainerState::Unknown => "unknown",
+        }
+    }
+
+    /// From Docker's spelling (list `State` or inspect `State.Status`).
+    pub fn parse(s: &str) -> ContainerState {
+        match s {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "paused" => ContainerState::Paused,
+            "restarting" => ContainerState::Restarting,
+            "exited" => ContainerState::Exited,
+            "dead" => ContainerState::Dead,
+            "removing" => ContainerState::Removing,
+            _ => ContainerState::Unknown,
+        }
+    }
+}
+
+/// HEALTHCHECK status (the `status` label of `dockstat_container_health_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// The container has no healthcheck.
+    None,
+    /// Within the start period.
+    Starting,
+    /// Passing.
+    Healthy,
+    /// Failing.
+    Unhealthy,
+}
+
+impl Health {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::None => "none",
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// From Docker's spelling; anything unknown counts as no healthcheck.
+    pub fn parse(s: &str) -> Health {
+        match s {
+            "starting" => Health::Starting,
+            "healthy" => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            _ => Health::None,
+        }
+    }
+}
+
+/// Resource limits from the container's HostConfig, in cAdvisor's units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Spec {
+    /// Memory limit, bytes; 0 when unlimited (as cAdvisor).
+    pub memory_limit: u64,
+    /// CFS quota in µs per period; None when unlimited.
+    pub cpu_quota: Option<u64>,
+    /// CFS period in µs; None when unlimited.
+    pub cpu_period: Option<u64>,
+    /// CPU shares (1024 = default weight).
+    pub cpu_shares: u64,
+}
+
+/// What a container is, from list and inspect. Changes only on events and re-lists, so the
+/// collector shares it between snapshots behind an `Arc`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerMeta {
+    /// Full id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// Image as the container was created with (`Config.Image`).
+    pub image: String,
+    /// Image id (`sha256:…`).
+    pub image_id: String,
+    /// `com.docker.compose.project` label.
+    pub compose_project: Option<String>,
+    /// `com.docker.compose.service` label.
+    pub compose_service: Option<String>,
+    /// Allowlisted Docker labels present on the container: (Prometheus label name, value).
+    pub labels: Vec<(Arc<str>, String)>,
+    /// Current state.
+    pub state: ContainerState,
+    /// HEALTHCHECK status.
+    pub health: Health,
+    /// Restarts done by the restart policy (`RestartCount`).
+    pub restart_count: u64,
+    /// Exit code of the last run, when it has finished.
+    pub exit_code: Option<i64>,
+    /// `State.StartedAt`, unix seconds; None when never started.
+    pub started_at: Option<f64>,
+    /// Limits.
+    pub spec: Spec,
+}
+
+/// One container in a snapshot: what it is and its latest sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSnapshot {
+    /// Identity, state, limits.
+    pub meta: Arc<ContainerMeta>,
+    /// Latest stats; None when not running or not sampled yet.
+    pub stats: Option<Arc<Sample>>,
+}
+
+/// Facts about the daemon from `/version` and `/info`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HostInfo {
+    /// Engine version.
+    pub server_version: String,
+    /// Negotiated API version.
+    pub api_version: String,
+    /// `OperatingSystem`, e.g. `Debian GNU/Linux 12 (bookworm)`.
+    pub operating_system: String,
+    /// `OSType`, e.g. `linux`.
+    pub os_type: String,
+    /// `Architecture`, e.g. `x86_64`.
+    pub architecture: String,
+    /// `KernelVersion`.
+    pub kernel_version: String,
+    /// `1` or `2`.
+    pub cgroup_version: String,
+    /// `cgroupfs` or `systemd`.
+    pub cgroup_driver: String,
+    /// CPUs.
+    pub ncpu: Option<u64>,
+    /// Memory, bytes.
+    pub mem_total: Option<u64>,
+}
+
+/// One host at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostSnapshot {
+    /// Database id.
+    pub id: i64,
+    /// `host` label.
+    pub name: Arc<str>,
+    /// `client` label.
+    pub client: Arc<str>,
+    /// Reachable at the last attempt.
+    pub up: bool,
+    /// Daemon facts; kept from the last connection while the host is down.
+    pub info: Option<Arc<HostInfo>>,
+    /// Why the last cycle failed, if it did.
+    pub error: Option<DockerError>,
+    /// Containers by name; empty while the host is down.
+    pub containers: Vec<ContainerSnapshot>,
+    /// Containers per state.
+    pub container_counts: BTreeMap<ContainerState, u64>,
+    /// When this snapshot was built.
+    pub built_at: SystemTime,
+    /// Duration of the last collection cycle.
+    pub collection_duration: Duration,
+    /// Whether every call of the last cycle succeeded.
+    pub collection_success: bool,
+}
+
+impl HostSnapshot {
+    /// A snapshot with no containers, for a host not reached (yet).
+    pub fn down(
+        id: i64,
+        name: Arc<str>,
+        client: Arc<str>,
+        info: Option<Arc<HostInfo>>,
+        error: DockerError,
+        took: Duration,
+    ) -> HostSnapshot {
+        HostSnapshot {
+            id,
+            name,
+            client,
+            up: false,
+            info,
+            error: Some(error),
+            containers: Vec::new(),
+            container_counts: BTreeMap::new(),
+            built_at: SystemTime::now(),
+            collection_duration: took,
+            collection_success: false,
+        }
+    }
+}
+
+/// All hosts at one moment, sorted by client then host name.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Per host.
+    pub hosts: Vec<Arc<HostSnapshot>>,
+}
+
+impl Snapshot {
+    /// A host by database id.
+    pub fn host(&self, id: i64) -> Option<&Arc<HostSnapshot>> {
+        self.hosts.iter().find(|h| h.id == id)
+    }
+
+    /// Number of containers over all hosts.
+    pub fn container_count(&self) -> usize {
+        self.hosts.iter().map(|h| h.containers.len()).sum()
+    }
+}
+
+/// Holds the current snapshot; collectors publish into it, readers load from it.
+#[derive(Debug, Default)]
+pub struct SnapshotStore {
+    current: ArcSwap<Snapshot>,
+    // Publishing is read-modify-write of the host list; one writer at a time.
+    writer: Mutex<()>,
+}
+
+impl SnapshotStore {
+    /// The current snapshot; never blocks.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces one host's part.
+    pub fn publish(&self, host: HostSnapshot) {
+        let host = Arc::new(host);
+        self.update(|hosts| match hosts.iter_mut().find(|h| h.id == host.id) {
+            Some(slot) => *slot = host,
+            None => hosts.push(host),
+        });
+    }
+
+    /// Drops a host (removed, or its monitoring stopped): its series leave the next scrape.
+    pub fn remove(&self, host_id: i64) {
+        self.update(|hosts| hosts.retain(|h| h.id != host_id));
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Vec<Arc<HostSnapshot>>)) {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hosts = self.current.load().hosts.clone();
+        f(&mut hosts);
+        hosts.sort_by(|a, b| (&a.client, &a.name, a.id).cmp(&(&b.client, &b.name, b.id)));
+        self.current.store(Arc::new(Snapshot { hosts }));
+    }
+}

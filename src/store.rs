@@ -1,0 +1,692 @@
+//! The embedded SQLite database: clients and hosts, whether declared in the configuration
+//! file (source `config`) or added at run time (source `api`).
+//!
+//! SQLite calls block, so every call runs on tokio's blocking pool behind one connection
+//! mutex; the async runtime never waits on disk. The schema is migrated forward by
+//! `PRAGMA user_version`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::config::{Address, Endpoint, TlsFiles, ValidClient};
+
+/// Schema steps; step N brings `user_version` from N-1 to N. Append only.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE clients (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        source      TEXT NOT NULL CHECK (source IN ('config', 'api')),
+        monitoring  INTEGER NOT NULL DEFAULT 1,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE hosts (
+        id          INTEGER PRIMARY KEY,
+        client_id   INTEGER NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        tls_ca      TEXT,
+        tls_cert    TEXT,
+        tls_key     TEXT,
+        enabled     INTEGER NOT NULL DEFAULT 1,
+        source      TEXT NOT NULL CHECK (source IN ('config', 'api')),
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        UNIQUE (client_id, name)
+    );
+"];
+
+/// Where a client or host was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The configuration file; re-synced at every start.
+    Config,
+    /// Added at run time (library or HTTP API); kept until removed.
+    Api,
+}
+
+impl Source {
+    fn parse(s: &str) -> Result<Source, StoreError> {
+        match s {
+            "config" => Ok(Source::Config),
+            "api" => Ok(Source::Api),
+            other => Err(StoreError::Corrupt(format!("unknown source `{other}`"))),
+        }
+    }
+}
+
+/// A stored client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientRecord {
+    /// Database id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Who declared it.
+    pub source: Source,
+    /// Whether its hosts are being collected.
+    pub monitoring: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A stored host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRecord {
+    /// Database id.
+    pub id: i64,
+    /// Owning client's id.
+    pub client_id: i64,
+    /// Owning client's name (the `client` label).
+    pub client_name: String,
+    /// Name unique within the client (the `host` label).
+    pub name: String,
+    /// Where and how to connect.
+    #[serde(serialize_with = "ser_endpoint")]
+    pub endpoint: Endpoint,
+    /// Collected when its client is monitored.
+    pub enabled: bool,
+    /// Who declared it.
+    pub source: Source,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+fn ser_endpoint<S: serde::Serializer>(e: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("Endpoint", 2)?;
+    st.serialize_field("address", &e.address.to_string())?;
+    st.serialize_field("tls", &e.tls)?;
+    st.end()
+}
+
+/// Changes to a host; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct HostPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New endpoint.
+    pub endpoint: Option<Endpoint>,
+    /// Enable or disable collection.
+    pub enabled: Option<bool>,
+}
+
+/// What [`Store::sync_config`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Hosts inserted or updated from the file.
+    pub upserted: usize,
+    /// Config hosts no longer in the file, deleted.
+    pub removed: usize,
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Unknown client or host.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// `client` or `host`.
+        kind: &'static str,
+        /// The id asked for.
+        id: i64,
+    },
+    /// Name already taken, or similar.
+    #[error("{0}")]
+    Conflict(String),
+    /// A row that cannot be read back (edited by hand?).
+    #[error("database holds an invalid row: {0}")]
+    Corrupt(String),
+    /// The blocking task died; the store stays usable.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Store::open_blocking(&path))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Blocking form of [`Store::open`], for tools and tests.
+    pub fn open_blocking(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // journal_mode returns a row, so it is read rather than executed.
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the blocking pool with the connection.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock poisons it; the connection itself is still
+            // consistent (SQLite rolls back unfinished transactions), so keep using it.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Makes the stored `config` clients and hosts match the file: inserts and updates what
+    /// the file declares, deletes config hosts it no longer declares. Hosts added at run time
+    /// are kept; one that has the name of a host now in the file becomes a config host.
+    pub async fn sync_config(&self, clients: Vec<ValidClient>) -> Result<SyncReport, StoreError> {
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let t = now();
+            let mut report = SyncReport::default();
+            let mut keep: Vec<i64> = Vec::new();
+            for client in &clients {
+                tx.execute(
+                    "INSERT INTO clients (name, source, monitoring, created_at) VALUES (?1, 'config', ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET source = 'config', monitoring = excluded.monitoring",
+                    params![client.name, client.monitoring, t],
+                )?;
+                let client_id: i64 = tx.query_row(
+                    "SELECT id FROM clients WHERE name = ?1",
+                    [&client.name],
+                    |r| r.get(0),
+                )?;
+                for host in &client.hosts {
+                    let (address, ca, cert, key) = endpoint_columns(&host.endpoint);
+                    tx.execute(
+                        "INSERT INTO hosts (client_id, name, address, tls_ca, tls_cert, tls_key, enabled, source, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'config', ?8, ?8)
+                         ON CONFLICT (client_id, name) DO UPDATE SET address = excluded.address,
+                            tls_ca = excluded.tls_ca, tls_cert = excluded.tls_cert, tls_key = excluded.tls_key,
+                            enabled = excluded.enabled, source = 'config', updated_at = excluded.updated_at",
+                        params![client_id, host.name, address, ca, cert, key, host.enabled, t],
+                    )?;
+                    keep.push(tx.query_row(
+                        "SELECT id FROM hosts WHERE client_id = ?1 AND name = ?2",
+                        params![client_id, host.name],
+                        |r| r.get(0),
+                    )?);
+                    report.upserted += 1;
+                }
+            }
+            let stale: Vec<i64> = {
+                let mut st = tx.prepare("SELECT id FROM hosts WHERE source = 'config'")?;
+                let ids = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+                ids.into_iter().filter(|id| !keep.contains(id)).collect()
+            };
+            for id in &stale {
+                tx.execute("DELETE FROM hosts WHERE id = ?1", [id])?;
+            }
+            report.removed = stale.len();
+            // Config clients gone from the file: dropped when empty, otherwise they live on
+            // as run-time clients holding their run-time hosts.
+            let names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
+            let gone: Vec<(i64, String)> = {
+                let mut st = tx.prepare("SELECT id, name FROM clients WHERE source = 'config'")?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<(i64, String)>, _>>()?;
+                rows.into_iter().filter(|(_, n)| !names.contains(&n.as_str())).collect()
+            };
+            for (id, _) in gone {
+                let hosts: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM hosts WHERE client_id = ?1", [id], |r| r.get(0))?;
+                if hosts == 0 {
+                    tx.execute("DELETE FROM clients WHERE id = ?1", [id])?;
+                } else {
+                    tx.execute("UPDATE clients SET source = 'api' WHERE id = ?1", [id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(report)
+        })
+        .await
+    }
+
+    /// All clients by name.
+    pub async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.run(|conn| {
+            let mut st = conn.prepare(
+                "SELECT id, name, source, monitoring, created_at FROM clients ORDER BY name",
+            )?;
+            let rows = st
+                .query_map([], client_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().collect()
+        })
+        .await
+    }
+
+    /// One client.
+    pub async fn client(&self, id: i64) -> Result<ClientRecord, StoreError> {
+        self.run(move |conn| get_client(conn, id)).await
+    }
+
+    /// Adds a run-time client.
+    pub async fn insert_client(&self, name: String) -> Result<ClientRecord, StoreError> {
+        self.run(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO clients (name, source, monitoring, created_at) VALUES (?1, 'api', 1, ?2)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, now()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("client `{name}` already exists")));
+            }
+            get_client(conn, conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Deletes a client and its hosts.
+    pub async fn delete_client(&self, id: i64) -> Result<(), StoreError> {
+        self.run(
+            move |conn| match conn.execute("DELETE FROM clients WHERE id = ?1", [id])? {
+                0 => Err(StoreError::NotFound { kind: "client", id }),
+                _ => Ok(()),
+            },
+        )
+        .await
+    }
+
+    /// Records whether a client's hosts are collected.
+    pub async fn set_monitoring(&self, id: i64, on: bool) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            match conn.execute(
+                "UPDATE clients SET monitoring = ?2 WHERE id = ?1",
+                params![id, on],
+            )? {
+                0 => Err(StoreError::NotFound { kind: "client", id }),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// Hosts of one client, or of all clients.
+    pub async fn hosts(&self, client_id: Option<i64>) -> Result<Vec<HostRecord>, StoreError> {
+        self.run(move |conn| {
+            let mut st = conn.prepare(&format!(
+                "{HOST_SELECT} WHERE (?1 IS NULL OR h.client_id = ?1) ORDER BY c.name, h.name"
+            ))?;
+            let rows = st
+                .query_map([client_id], host_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().collect()
+        })
+        .await
+    }
+
+    /// One host.
+    pub async fn host(&self, id: i64) -> Result<HostRecord, StoreError> {
+        self.run(move |conn| get_host(conn, id)).await
+    }
+
+    /// Adds a run-time host to a client.
+    pub async fn insert_host(
+        &self,
+        client_id: i64,
+        name: String,
+        endpoint: Endpoint,
+        enabled: bool,
+    ) -> Result<HostRecord, StoreError> {
+        self.run(move |conn| {
+            get_client(conn, client_id)?;
+            let (address, ca, cert, key) = endpoint_columns(&endpoint);
+            let t = now();
+            let inserted = conn.execute(
+                "INSERT INTO hosts (client_id, name, address, tls_ca, tls_cert, tls_key, enabled, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'api', ?8, ?8) ON CONFLICT (client_id, name) DO NOTHING",
+                params![client_id, name, address, ca, cert, key, enabled, t],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("host `{name}` already exists in this client")));
+            }
+            get_host(conn, conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Changes a host.
+    pub async fn update_host(&self, id: i64, patch: HostPatch) -> Result<HostRecord, StoreError> {
+        self.run(move |conn| {
+            let current = get_host(conn, id)?;
+            let name = patch.name.unwrap_or(current.name);
+            let endpoint = patch.endpoint.unwrap_or(current.endpoint);
+            let enabled = patch.enabled.unwrap_or(current.enabled);
+            let (address, ca, cert, key) = endpoint_columns(&endpoint);
+            let clash: Option<i64> = conn
+                .query_row(
+                    "SELECT id FROM hosts WHERE client_id = ?1 AND name = ?2 AND id != ?3",
+                    params![current.client_id, name, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if clash.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "host `{name}` already exists in this client"
+                )));
+            }
+            conn.execute(
+                "UPDATE hosts SET name = ?2, address = ?3, tls_ca = ?4, tls_cert = ?5, tls_key = ?6,
+                    enabled = ?7, updated_at = ?8 WHERE id = ?1",
+                params![id, name, address, ca, cert, key, enabled, now()],
+            )?;
+            get_host(conn, id)
+        })
+        .await
+    }
+
+    /// Deletes a host.
+    pub async fn delete_host(&self, id: i64) -> Result<(), StoreError> {
+        self.run(
+            move |conn| match conn.execute("DELETE FROM hosts WHERE id = ?1", [id])? {
+                0 => Err(StoreError::NotFound { kind: "host", id }),
+                _ => Ok(()),
+            },
+        )
+        .await
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} is newer than this build knows ({}); refusing to touch it",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+type Columns = (String, Option<String>, Option<String>, Option<String>);
+
+fn endpoint_columns(e: &Endpoint) -> Columns {
+    let path = |p: &PathBuf| Some(p.display().to_string());
+    match &e.tls {
+        Some(t) => (
+            e.address.to_string(),
+            path(&t.ca),
+            path(&t.cert),
+            path(&t.key),
+        ),
+        None => (e.address.to_string(), None, None, None),
+    }
+}
+
+const HOST_SELECT: &str = "SELECT h.id, h.client_id, c.name, h.name, h.address, h.tls_ca, h.tls_cert,
+    h.tls_key, h.enabled, h.source, h.created_at, h.updated_at FROM hosts h JOIN clients c ON c.id = h.client_id";
+
+fn get_host(conn: &Connection, id: i64) -> Result<HostRecord, StoreError> {
+    conn.query_row(&format!("{HOST_SELECT} WHERE h.id = ?1"), [id], host_row)
+        .optional()?
+        .ok_or(StoreError::NotFound { kind: "host", id })?
+}
+
+fn get_client(conn: &Connection, id: i64) -> Result<ClientRecord, StoreError> {
+    conn.query_row(
+        "SELECT id, name, source, monitoring, created_at FROM clients WHERE id = ?1",
+        [id],
+        client_row,
+    )
+    .optional()?
+    .ok_or(StoreError::NotFound { kind: "client", id })?
+}
+
+/// Reads a row; the inner Result reports values SQLite accepted but we cannot use.
+fn client_row(r: &rusqlite::Row) -> rusqlite::Result<Result<ClientRecord, StoreError>> {
+    let source: String = r.get(2)?;
+    let (id, name, monitoring, created_at) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?);
+    Ok(Source::parse(&source).map(|source| ClientRecord {
+        id,
+        name,
+        source,
+        monitoring,
+        created_at,
+    }))
+}
+
+fn host_row(r: &rusqlite::Row) -> rusqlite::Result<Result<HostRecord, StoreError>> {
+    let address: String = r.get(4)?;
+    let tls: [Option<String>; 3] = [r.get(5)?, r.get(6)?, r.get(7)?];
+    let source: String = r.get(9)?;
+    let (id, client_id, client_name, name, enabled, created_at, updated_at) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(8)?,
+        r.get(10)?,
+        r.get(11)?,
+    );
+    Ok((|| {
+        let address = Address::parse(&address).map_err(StoreError::Corrupt)?;
+        let tls = match tls {
+            [Some(ca), Some(cert), Some(key)] => Some(TlsFiles {
+                ca: ca.into(),
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            [None, None, None] => None,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "host {id} has partial TLS settings"
+                )));
+            }
+        };
+        Ok(HostRecord {
+            id,
+            client_id,
+            client_name,
+            name,
+            endpoint: Endpoint { address, tls },
+            enabled,
+            source: Source::parse(&source)?,
+            created_at,
+            updated_at,
+        })
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ValidHost;
+
+    fn host(name: &str, addr: &str) -> ValidHost {
+        ValidHost {
+            name: name.into(),
+            endpoint: Endpoint {
+                address: Address::parse(addr).expect("address"),
+                tls: None,
+            },
+            enabled: true,
+        }
+    }
+
+    fn client(name: &str, hosts: Vec<ValidHost>) -> ValidClient {
+        ValidClient {
+            name: name.into(),
+            monitoring: true,
+            hosts,
+        }
+    }
+
+    fn temp_db(tag: &str) -> PathBuf {
+        let p =
+            std::env::temp_dir().join(format!("dockstat-store-{tag}-{}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+        }
+        p
+    }
+
+    #[tokio::test]
+    async fn config_sync_keeps_api_hosts_and_survives_reopen() {
+        let path = temp_db("sync");
+        let store = Store::open(&path).await.expect("open");
+        let r = store
+            .sync_config(vec![client(
+                "prod",
+                vec![host("a", "/a.sock"), host("b", "tcp://b:2375")],
+            )])
+            .await
+            .expect("sync");
+        assert_eq!(
+            r,
+            SyncReport {
+                upserted: 2,
+                removed: 0
+            }
+        );
+        let prod = store.clients().await.expect("clients")[0].clone();
+        let added = store
+            .insert_host(
+                prod.id,
+                "c".into(),
+                host("c", "tcp://c:2375").endpoint,
+                true,
+            )
+            .await
+            .expect("insert");
+        assert_eq!(added.source, Source::Api);
+        assert!(matches!(
+            store
+                .insert_host(prod.id, "c".into(), host("c", "/x").endpoint, true)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(store);
+
+        // Restart with a file that dropped host b.
+        let store = Store::open(&path).await.expect("reopen");
+        let r = store
+            .sync_config(vec![client("prod", vec![host("a", "/a.sock")])])
+            .await
+            .expect("sync");
+        assert_eq!(
+            r,
+            SyncReport {
+                upserted: 1,
+                removed: 1
+            }
+        );
+        let hosts = store.hosts(Some(prod.id)).await.expect("hosts");
+        let names: Vec<(&str, Source)> =
+            hosts.iter().map(|h| (h.name.as_str(), h.source)).collect();
+        assert_eq!(names, vec![("a", Source::Config), ("c", Source::Api)]);
+        assert_eq!(hosts[1].endpoint.address.to_string(), "tcp://c:2375");
+
+        // The client leaves the file but keeps its run-time host: it becomes an api client.
+        store.sync_config(vec![]).await.expect("sync");
+        let clients = store.clients().await.expect("clients");
+        assert_eq!(clients.len(), 1);
+        assert_eq!(clients[0].source, Source::Api);
+        store.delete_client(prod.id).await.expect("delete");
+        assert!(
+            store.hosts(None).await.expect("hosts").is_empty(),
+            "hosts cascade"
+        );
+    }
+
+    #[tokio::test]
+    async fn update_and_errors() {
+        let store = Store::open(&temp_db("update")).await.expect("open");
+        let c = store.insert_client("x".into()).await.expect("client");
+        assert!(matches!(
+            store.insert_client("x".into()).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let h = store
+            .insert_host(c.id, "h".into(), host("h", "/h.sock").endpoint, true)
+            .await
+            .expect("host");
+        let h2 = store
+            .update_host(
+                h.id,
+                HostPatch {
+                    enabled: Some(false),
+                    name: Some("h2".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("update");
+        assert!(!h2.enabled);
+        assert_eq!(h2.name, "h2");
+        assert!(matches!(
+            store.host(999).await,
+            Err(StoreError::NotFound {
+                kind: "host",
+                id: 999
+            })
+        ));
+        assert!(matches!(
+            store.delete_host(999).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        store.set_monitoring(c.id, false).await.expect("monitoring");
+        assert!(!store.client(c.id).await.expect("client").monitoring);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let path = temp_db("newer");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.pragma_update(None, "user_version", 99)
+                .expect("pragma");
+        }
+        assert!(matches!(
+            Store::open_blocking(&path),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
