@@ -264,7 +264,7 @@ impl EventCursor {
 
 type StatsResult = (
     String,
-    Result<ContainerStatsResponse, DockerError>,
+    Result<Option<ContainerStatsResponse>, DockerError>,
     SystemTime,
 );
 
@@ -564,7 +564,8 @@ impl Collector {
                 continue;
             };
             match r {
-                Ok(raw) => {
+                Ok(None) => recheck.push(id),
+                Ok(Some(raw)) => {
                     let (s, point) = stats::sample(&raw, entry.prev.as_ref(), seen_at);
                     if s.is_empty() {
                         // Stopped between list and stats: find out what it is now.
@@ -578,6 +579,7 @@ impl Collector {
                 }
                 Err(e) if e.status == Some(404) => recheck.push(id),
                 Err(e) => {
+                    tracing::debug!(host = %self.spec.name, container = %id, error = %e, "stats failed");
                     ok = false;
                     if e.kind.is_host_down() {
                         host_errors += 1;
@@ -614,6 +616,7 @@ impl Collector {
             return Ok(false);
         };
         let action = action.split(':').next().unwrap_or(action).trim();
+        tracing::debug!(host = %self.spec.name, container = %id, action, "container event");
         match action {
             "destroy" => Ok(self.inventory.remove(id).is_some()),
             "create" | "start" | "restart" | "die" | "pause" | "unpause" | "oom" | "update"

@@ -353,21 +353,15 @@ impl Connection {
     }
 
     /// One stats sample: `stream=false&one-shot=true` on API >= 1.41 (answers at once),
-    /// `stream=false` before (the daemon waits ~1 s to fill `precpu_stats`).
-    pub async fn stats(&self, id: &str) -> Result<ContainerStatsResponse, DockerError> {
+    /// `stream=false` before (the daemon waits ~1 s to fill `precpu_stats`). None when the
+    /// daemon answers with an empty body, as it does for a container that just stopped.
+    pub async fn stats(&self, id: &str) -> Result<Option<ContainerStatsResponse>, DockerError> {
         let opts = StatsOptions {
             stream: false,
             one_shot: self.one_shot,
         };
         let mut stream = Box::pin(self.docker.stats(id, Some(opts)));
-        let first = async move {
-            match stream.next().await {
-                Some(r) => r,
-                None => Err(bollard::errors::Error::DockerStreamError {
-                    error: "empty stats answer".into(),
-                }),
-            }
-        };
+        let first = async move { stream.next().await.transpose() };
         self.call(ApiCall::ContainerStats, first).await
     }
 

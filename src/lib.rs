@@ -24,6 +24,8 @@ pub mod client;
 pub mod collect;
 pub mod config;
 pub mod docker;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod http;
 pub mod instruments;
 pub mod metrics;

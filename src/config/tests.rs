@@ -188,3 +188,18 @@ fn example_config_documents_every_key() {
         }
     }
 }
+
+#[test]
+fn positions_are_cut_out_of_yaml_messages() {
+    assert_eq!(
+        strip_location(
+            "found unexpected end of stream at line 3 column 1, while scanning a quoted scalar"
+        ),
+        "found unexpected end of stream, while scanning a quoted scalar"
+    );
+    assert_eq!(
+        strip_location("unknown field `x` at line 2 column 3"),
+        "unknown field `x`"
+    );
+    assert_eq!(strip_location("look at line items"), "look at line items");
+}
