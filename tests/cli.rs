@@ -1,0 +1,214 @@
+//! The binary's command line: configuration errors exit 2 naming file, line and column;
+//! check-config, --version, --help; graceful shutdown; the README's metric list matches the
+//! family table.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("DOCKSTAT_CONFIG")
+        .output()
+        .expect("run binary")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Writes `text` as a config file and runs `check-config` and `run` on it: both must exit 2
+/// and print `expected` (with the file path in front).
+fn assert_rejected(tag: &str, text: &str, expected: &str) {
+    let dir = temp_dir(tag);
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).expect("write");
+    let p = path.display().to_string();
+    for args in [vec!["check-config", "--config", &p], vec!["--config", &p]] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let want = format!("{p}:{expected}");
+        assert!(err.contains(&want), "{args:?}\nwant: {want}\ngot:  {err}");
+    }
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_position() {
+    assert_rejected(
+        "cfg-unknown",
+        "monitoring:\n  interval: 5s\n  intervall: 3s\n",
+        "3:3: monitoring: unknown field `intervall`",
+    );
+}
+
+#[test]
+fn wrong_type_is_rejected_with_its_position() {
+    assert_rejected(
+        "cfg-type",
+        "monitoring:\n  max_workers: lots\n",
+        "2:16: monitoring.max_workers: invalid type: string \"lots\", expected a nonzero usize",
+    );
+}
+
+#[test]
+fn missing_tls_file_is_rejected_with_its_position() {
+    assert_rejected(
+        "cfg-tls",
+        "clients:\n  - name: prod\n    hosts:\n      - name: web\n        address: tcp://web:2376\n        tls:\n          ca: /nonexistent/ca.pem\n          cert: /nonexistent/cert.pem\n          key: /nonexistent/key.pem\n",
+        "7:15: clients[0].hosts[0].tls.ca: file `/nonexistent/ca.pem` does not exist",
+    );
+}
+
+#[test]
+fn duplicate_host_is_rejected_with_its_position() {
+    assert_rejected(
+        "cfg-dup",
+        "clients:\n  - name: prod\n    hosts:\n      - name: web\n        address: tcp://web:2375\n      - name: web\n        address: tcp://web2:2375\n",
+        "6:15: clients[0].hosts[1].name: duplicate host `web` in client `prod`",
+    );
+    assert_rejected(
+        "cfg-dup-addr",
+        "clients:\n  - name: prod\n    hosts:\n      - name: web\n        address: tcp://web:2375\n  - name: dev\n    hosts:\n      - name: other\n        address: web:2375\n",
+        "9:18: clients[1].hosts[0].address: duplicate host: tcp://web:2375 is already declared as `prod/web`",
+    );
+}
+
+#[test]
+fn syntax_errors_and_missing_files_exit_2() {
+    assert_rejected(
+        "cfg-syntax",
+        "monitoring:\n  interval: 5s\n max_workers: 3\n",
+        "3:2: did not find expected key",
+    );
+    let out = run(&["check-config", "--config", "/nonexistent/dockstat.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/dockstat.yaml: cannot read configuration"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("pass --config FILE or set DOCKSTAT_CONFIG"));
+}
+
+#[test]
+fn the_example_config_checks_and_the_env_var_names_the_file() {
+    let example = repo().join("config.example.yaml");
+    let out = Command::new(bin())
+        .arg("check-config")
+        .env("DOCKSTAT_CONFIG", &example)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok (1 client(s), 1 host(s))"), "{stdout}");
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("dockstat-exporter {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "run",
+        "check-config",
+        "--config",
+        "--log-format",
+        "DOCKSTAT_CONFIG",
+    ] {
+        assert!(help.contains(word), "--help mentions {word}: {help}");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_exporter_cleanly_and_an_empty_fleet_is_ready() {
+    let mut exp = Exporter::start("sigterm", "");
+    let (status, body) = exp.get("/readyz");
+    assert_eq!((status, body.as_str()), (200, "{\"ready\":true}"));
+    let (status, body) = exp.get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "{\"status\":\"ok\"}"));
+    let s = exp.scrape();
+    assert_eq!(s.value("dockstat_pool_workers", &[]), Some(0.0));
+    assert_eq!(
+        s.value(
+            "dockstat_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        s.value("process_resident_memory_bytes", &[])
+            .is_some_and(|v| v > 0.0)
+    );
+    let status = exp.terminate(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", exp.log_text());
+    assert!(exp.log_text().contains("SIGTERM: shutting down"));
+}
+
+#[test]
+fn json_logs() {
+    let dir = temp_dir("jsonlog");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen:\n  metrics: 127.0.0.1:{}\ndatabase:\n  path: {}/db\n",
+            free_port(),
+            dir.display()
+        ),
+    )
+    .expect("write");
+    let child = Command::new(bin())
+        .args(["--log-format", "json", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stderr);
+    let first = text.lines().next().expect("a log line");
+    let v: serde_json::Value =
+        serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(v["level"], "INFO");
+    assert!(text.contains("SIGINT: shutting down"));
+}
+
+/// The README's metric list is the family table, so they cannot drift apart.
+#[test]
+fn readme_metric_list_matches_the_family_table() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let begin = "<!-- metrics:begin (generated by `dockstat-exporter metrics --markdown`) -->\n";
+    let end = "<!-- metrics:end -->";
+    let start = readme
+        .find(begin)
+        .expect("README has the metrics:begin marker")
+        + begin.len();
+    let stop = readme[start..].find(end).expect("metrics:end marker") + start;
+    let out = run(&["metrics", "--markdown"]);
+    assert!(out.status.success());
+    assert_eq!(
+        &readme[start..stop],
+        String::from_utf8_lossy(&out.stdout),
+        "README metric list is stale: regenerate it with `cargo run -- metrics --markdown`"
+    );
+    assert!(Path::new(&repo().join("config.example.yaml")).exists());
+}

@@ -1,0 +1,370 @@
+//! Figures at /metrics against the real daemon A: CPU, memory, network, block IO, container
+//! appearance and removal, and a promtool check of a real scrape.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn config_a(interval: &str) -> String {
+    format!(
+        "monitoring:\n  interval: {interval}\n  relist_interval: 60s\nclients:\n  - name: lab\n    hosts:\n      - name: a\n        address: unix://{}\n",
+        env().a_socket
+    )
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[test]
+fn cpu_usage_growth_matches_the_cgroup_counter() {
+    let d = Docker::a();
+    let c = d.start("cpu", &["--cpus", "0.2"], "while true; do :; done");
+    let exp = Exporter::start("cpu", &config_a("1s"));
+    let pid = c.pid();
+    let read = |s: &Scrape| {
+        let f = [("name", c.name.as_str())];
+        Some((
+            s.value("container_cpu_usage_seconds_total", &f)?,
+            s.value("container_last_seen", &f)?,
+        ))
+    };
+    let s = exp.wait_for(Duration::from_secs(20), "a first CPU sample", |s| {
+        read(s).is_some()
+    });
+    let (v1, t1) = read(&s).expect("sample");
+    let (c1, w1) = (cgroup_cpu_seconds(pid), now());
+
+    std::thread::sleep(Duration::from_secs(12));
+    let s = exp.wait_for(Duration::from_secs(5), "a sample 12 s later", |s| {
+        read(s).is_some_and(|(_, t)| t > t1 + 11.0)
+    });
+    let (v2, t2) = read(&s).expect("sample");
+    let (c2, w2) = (cgroup_cpu_seconds(pid), now());
+
+    let exported = (v2 - v1) / (t2 - t1);
+    let cgroup = (c2 - c1) / (w2 - w1);
+    let diff = (exported - cgroup).abs() / cgroup;
+    eprintln!(
+        "cpu rate: exported {exported:.4} cores over {:.1} s, cgroup {cgroup:.4} cores, diff {:.2} %",
+        t2 - t1,
+        diff * 100.0
+    );
+    assert!(
+        (0.15..0.25).contains(&cgroup),
+        "--cpus 0.2 should use ~0.2 cores, cgroup says {cgroup}"
+    );
+    assert!(
+        diff < 0.05,
+        "exported rate {exported} vs cgroup rate {cgroup}: {:.2} % apart",
+        diff * 100.0
+    );
+
+    // The docker CLI percentage of the same container.
+    let pct = s
+        .value("dockstat_container_cpu_percent", &[("name", &c.name)])
+        .expect("cpu percent");
+    assert!((15.0..25.0).contains(&pct), "cpu percent {pct}");
+    assert_eq!(
+        s.value("container_spec_cpu_quota", &[("name", &c.name)]),
+        Some(20_000.0)
+    );
+    assert_eq!(
+        s.value("container_spec_cpu_period", &[("name", &c.name)]),
+        Some(100_000.0)
+    );
+    let throttled = s
+        .value(
+            "container_cpu_cfs_throttled_periods_total",
+            &[("name", &c.name)],
+        )
+        .expect("throttled");
+    assert!(throttled > 0.0, "a busy loop under --cpus 0.2 is throttled");
+}
+
+/// Docker's own working-set figure from its stats API: usage − inactive file pages.
+fn docker_working_set(id: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "10", "--unix-socket", &env().a_socket])
+        .arg(format!(
+            "http://docker/containers/{id}/stats?stream=false&one-shot=true"
+        ))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl stats failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    let m = &v["memory_stats"];
+    let usage = m["usage"].as_f64().expect("usage");
+    let inactive = m["stats"]["total_inactive_file"]
+        .as_f64()
+        .or(m["stats"]["inactive_file"].as_f64())
+        .unwrap_or(0.0);
+    (usage - inactive).max(0.0)
+}
+
+#[test]
+fn memory_working_set_matches_dockers_figure() {
+    let d = Docker::a();
+    let c = d.start(
+        "mem",
+        &["--memory", "256m"],
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=40 2>/dev/null; \
+         dd if=/dev/zero of=/cache bs=1M count=30 2>/dev/null; sleep 600",
+    );
+    let exp = Exporter::start("mem", &config_a("1s"));
+    let f = [("name", c.name.as_str())];
+    exp.wait_for(Duration::from_secs(20), "working set above 40 MiB", |s| {
+        s.value("container_memory_working_set_bytes", &f)
+            .is_some_and(|v| v > 40.0 * MIB)
+    });
+    // Let a fresh sample land, then compare with the daemon's figure taken right after it.
+    std::thread::sleep(Duration::from_secs(2));
+    let s = exp.scrape();
+    let ours = s
+        .value("container_memory_working_set_bytes", &f)
+        .expect("working set");
+    let theirs = docker_working_set(&c.id);
+    let diff = (ours - theirs).abs() / theirs;
+    eprintln!(
+        "working set: exported {ours} docker {theirs} ({:.3} % apart)",
+        diff * 100.0
+    );
+    assert!(diff < 0.02, "exported {ours} vs docker {theirs}");
+    assert_eq!(
+        s.value("container_spec_memory_limit_bytes", &f),
+        Some(256.0 * MIB)
+    );
+    let usage = s.value("container_memory_usage_bytes", &f).expect("usage");
+    assert!(usage >= ours, "usage {usage} < working set {ours}");
+    let pct = s
+        .value("dockstat_container_memory_percent", &f)
+        .expect("percent");
+    assert!(
+        (15.0..40.0).contains(&pct),
+        "~40-70 MiB of 256 MiB, got {pct} %"
+    );
+}
+
+#[test]
+fn bytes_sent_between_two_containers_show_on_both_sides() {
+    let d = Docker::a();
+    // nc quits when its stdin ends; a sleeping writer keeps the listener's stdin open.
+    let server = d.start(
+        "netsrv",
+        &[],
+        "sleep 600 | nc -l -p 5000 > /dev/null; sleep 600",
+    );
+    let exp = Exporter::start("net", &config_a("1s"));
+    let ip = server.ip();
+    let client = d.start(
+        "netcli",
+        &[],
+        &format!("sleep 1; dd if=/dev/zero bs=1M count=8 2>/dev/null | nc {ip} 5000; sleep 600"),
+    );
+    let rx = |s: &Scrape| {
+        s.value(
+            "container_network_receive_bytes_total",
+            &[("name", &server.name), ("interface", "eth0")],
+        )
+    };
+    let tx = |s: &Scrape| {
+        s.value(
+            "container_network_transmit_bytes_total",
+            &[("name", &client.name), ("interface", "eth0")],
+        )
+    };
+    let s = exp.wait_for(Duration::from_secs(30), "8 MiB received and sent", |s| {
+        rx(s).is_some_and(|v| v >= 8.0 * MIB) && tx(s).is_some_and(|v| v >= 8.0 * MIB)
+    });
+    // Neither side counts the payload in the other direction (only ACKs go back).
+    let back = s
+        .value(
+            "container_network_transmit_bytes_total",
+            &[("name", &server.name), ("interface", "eth0")],
+        )
+        .expect("server tx");
+    assert!(back < 2.0 * MIB, "server sent {back} bytes");
+    let packets = s
+        .value(
+            "container_network_receive_packets_total",
+            &[("name", &server.name), ("interface", "eth0")],
+        )
+        .expect("rx packets");
+    assert!(packets > 100.0, "{packets}");
+}
+
+#[test]
+fn a_direct_write_shows_in_fs_writes() {
+    let d = Docker::a();
+    let root = d.run(&["info", "--format", "{{.DockerRootDir}}"]);
+    let (majmin, devpath) = block_device_of(std::path::Path::new(&root));
+    // On kernels >= 6.9 the cgroup v1 blk-throttle layer (whose counters Docker reports)
+    // only accounts IO once a throttle rule exists on the device; a limit far above what
+    // the test writes turns accounting on without slowing it. cgroup v2 needs no rule.
+    let limit = format!("{devpath}:10gb");
+    let c = d.start(
+        "blk",
+        &["--device-write-bps", &limit],
+        "sleep 1; dd if=/dev/zero of=/blk.out bs=1M count=24 oflag=direct 2>/dev/null; sleep 600",
+    );
+    let exp = Exporter::start("blk", &config_a("1s"));
+    let f = [("name", c.name.as_str()), ("device", majmin.as_str())];
+    let s = exp.wait_for(Duration::from_secs(30), "24 MiB written", |s| {
+        s.value("container_fs_writes_bytes_total", &f)
+            .is_some_and(|v| v >= 24.0 * MIB)
+    });
+    let written = s
+        .value("container_fs_writes_bytes_total", &f)
+        .expect("writes");
+    assert!(written < 40.0 * MIB, "{written}");
+}
+
+#[test]
+fn a_new_container_appears_within_a_second_and_a_removed_one_vanishes() {
+    let d = Docker::a();
+    // Long interval and re-list: only the events stream can make it appear in time.
+    let exp = Exporter::start("appear", &config_a("5s"));
+    exp.wait_for(Duration::from_secs(10), "first collection", |s| {
+        s.value("dockstat_host_up", &[("host", "a")]) == Some(1.0)
+    });
+    let c = d.start("appear", &[], "sleep 600");
+    let started = docker_time(&c.inspect("{{.State.StartedAt}}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let seen = loop {
+        let s = exp.scrape();
+        if s.value("container_cpu_usage_seconds_total", &[("name", &c.name)])
+            .is_some()
+        {
+            break now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container never appeared: {}",
+            exp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("appeared {:.3} s after its start", seen - started);
+    assert!(
+        seen - started <= 1.0,
+        "appeared {:.3} s after its start event",
+        seen - started
+    );
+
+    c.remove();
+    let removed = now();
+    let s = exp.wait_for(
+        Duration::from_secs(2),
+        "series of the removed container to vanish",
+        |s| !s.has_container(&c.name),
+    );
+    eprintln!("vanished {:.3} s after removal", now() - removed);
+    assert!(!s.text.contains(&c.id));
+}
+
+#[test]
+fn promtool_accepts_a_real_scrape_and_openmetrics_is_served() {
+    let d = Docker::a();
+    let _busy = d.start(
+        "lint-busy",
+        &["--cpus", "0.1", "--label", "com.example.team=core"],
+        "while true; do :; done",
+    );
+    let exited = d.start("lint-exit", &[], "exit 3");
+    let _healthy = d.start(
+        "lint-health",
+        &["--health-cmd", "true", "--health-interval", "1s"],
+        "sleep 600",
+    );
+    let cfg = format!(
+        "{}metrics:\n  label_allowlist: [com.example.team]\n",
+        config_a("1s")
+    );
+    let exp = Exporter::start("lint", &cfg);
+    let s = exp.wait_for(Duration::from_secs(20), "exit code and health", |s| {
+        s.value(
+            "dockstat_container_last_exit_code",
+            &[("name", &exited.name)],
+        ) == Some(3.0)
+            && s.value(
+                "dockstat_container_health_status",
+                &[("name", &_healthy.name), ("status", "healthy")],
+            ) == Some(1.0)
+            && s.value(
+                "container_cpu_usage_seconds_total",
+                &[("name", &_busy.name)],
+            )
+            .is_some()
+    });
+    assert_eq!(
+        s.value(
+            "dockstat_container_state",
+            &[("name", &exited.name), ("state", "exited")]
+        ),
+        Some(1.0)
+    );
+    let filter = [
+        ("name", _busy.name.as_str()),
+        ("container_label_com_example_team", "core"),
+    ];
+    assert_eq!(
+        s.find("container_cpu_usage_seconds_total", &filter).count(),
+        1,
+        "allowlisted label on the series"
+    );
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) must be installed");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(s.text.as_bytes())
+        .expect("write");
+    let out = promtool.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {report}"
+    );
+
+    let (status, head, body) = http_get(
+        exp.port,
+        "/metrics",
+        Some("application/openmetrics-text; version=1.0.0"),
+    )
+    .expect("GET");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    assert!(
+        body.contains("# TYPE container_cpu_usage_seconds counter\n"),
+        "counter family without _total"
+    );
+    assert!(body.contains("# UNIT container_cpu_usage_seconds seconds\n"));
+    assert!(body.contains(&format!(
+        "container_cpu_usage_seconds_total{{host=\"a\",client=\"lab\",id=\"{}\"",
+        _busy.id
+    )));
+    let (_, head, _) = http_get(exp.port, "/metrics", None).expect("GET");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+}

@@ -1,0 +1,538 @@
+//! Shared test harness: the real Docker daemons started by `scripts/test-env.sh`, the
+//! exporter binary run as a child process, and a small Prometheus text parser.
+//!
+//! Nothing here skips: a missing daemon fails the test with a message saying how to start
+//! the test environment.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this test process: `dst-<tag>-<pid>-<n>`.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "dst-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Where the test daemons listen (see scripts/test-env.sh).
+pub struct TestEnv {
+    pub a_socket: String,
+    pub b_socket: String,
+    pub b_tcp: String,
+    pub c_socket: String,
+    pub c_tls: String,
+    pub certs: PathBuf,
+    pub image: String,
+}
+
+pub fn env() -> TestEnv {
+    TestEnv {
+        a_socket: var("DOCKSTAT_TEST_A_SOCKET", "/var/run/docker.sock"),
+        b_socket: var("DOCKSTAT_TEST_B_SOCKET", "/run/dockstat-test/b/docker.sock"),
+        b_tcp: var("DOCKSTAT_TEST_B_TCP", "127.0.0.1:23750"),
+        c_socket: var("DOCKSTAT_TEST_C_SOCKET", "/run/dockstat-test/c/docker.sock"),
+        c_tls: var("DOCKSTAT_TEST_C_TLS", "127.0.0.1:23760"),
+        certs: PathBuf::from(var("DOCKSTAT_TEST_CERTS", "/run/dockstat-test/certs")),
+        image: var("DOCKSTAT_TEST_IMAGE", "dockstat-test/busybox:latest"),
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The docker CLI pointed at one daemon.
+#[derive(Clone)]
+pub struct Docker {
+    host_args: Vec<String>,
+}
+
+impl Docker {
+    pub fn a() -> Docker {
+        Docker::unix(&env().a_socket)
+    }
+
+    pub fn b() -> Docker {
+        Docker::unix(&env().b_socket)
+    }
+
+    pub fn c() -> Docker {
+        Docker::unix(&env().c_socket)
+    }
+
+    fn unix(path: &str) -> Docker {
+        let d = Docker {
+            host_args: vec!["-H".into(), format!("unix://{path}")],
+        };
+        let out = d.try_run(&["version", "--format", "{{.Server.APIVersion}}"]);
+        assert!(
+            out.is_ok(),
+            "test Docker daemon at {path} is not reachable ({:?}); start the test environment with `scripts/test-env.sh up` (as root)",
+            out.err()
+        );
+        d
+    }
+
+    fn command(&self) -> Command {
+        let bin = if Path::new("/usr/bin/docker").exists() {
+            "/usr/bin/docker"
+        } else {
+            "docker"
+        };
+        let mut c = Command::new(bin);
+        c.args(&self.host_args);
+        c.env_remove("DOCKER_HOST");
+        c
+    }
+
+    pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run docker: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(format!(
+                "docker {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        self.try_run(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `docker run -d` with the test label and a unique name; removed when dropped.
+    pub fn start(&self, tag: &str, opts: &[&str], cmd: &str) -> Container {
+        let name = unique(tag);
+        let image = env().image;
+        let mut args = vec!["run", "-d", "--name", &name, "--label", "dockstat.test=1"];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[&image, "sh", "-c", cmd]);
+        let id = self.run(&args);
+        Container {
+            docker: self.clone(),
+            name,
+            id,
+        }
+    }
+
+    pub fn inspect(&self, name: &str, format: &str) -> String {
+        self.run(&["inspect", "-f", format, name])
+    }
+}
+
+/// A test container; `docker rm -f` on drop.
+pub struct Container {
+    pub docker: Docker,
+    pub name: String,
+    pub id: String,
+}
+
+impl Container {
+    pub fn inspect(&self, format: &str) -> String {
+        self.docker.inspect(&self.id, format)
+    }
+
+    pub fn ip(&self) -> String {
+        self.inspect("{{.NetworkSettings.IPAddress}}")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.inspect("{{.State.Pid}}").parse().expect("pid")
+    }
+
+    pub fn remove(&self) {
+        let _ = self.docker.try_run(&["rm", "-f", &self.id]);
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The exporter binary running with a generated configuration.
+pub struct Exporter {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(unique(tag));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dockstat-exporter")
+}
+
+impl Exporter {
+    /// Writes `listen` and `database` around `rest` (monitoring, clients, …) and starts the
+    /// exporter; returns once `/healthz` answers.
+    pub fn start(tag: &str, rest: &str) -> Exporter {
+        let dir = temp_dir(tag);
+        Exporter::start_in(dir, rest)
+    }
+
+    /// Like [`Exporter::start`] in an existing directory (to reuse its database).
+    pub fn start_in(dir: PathBuf, rest: &str) -> Exporter {
+        let port = free_port();
+        let config = dir.join("config.yaml");
+        let text = format!(
+            "listen:\n  metrics: 127.0.0.1:{port}\ndatabase:\n  path: {}\n{rest}",
+            dir.join("dockstat.db").display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        let log = dir.join("exporter.log");
+        let child = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,dockstat_exporter=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn exporter");
+        let mut e = Exporter {
+            child: Some(child),
+            port,
+            dir,
+            config,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok((200, _, _)) = http_get(port, "/healthz", None) {
+                return e;
+            }
+            if let Some(Ok(Some(status))) = e.child.as_mut().map(|c| c.try_wait()) {
+                panic!("exporter exited with {status}: {}", e.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exporter did not start: {}",
+                e.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        let (status, _, body) = http_get(self.port, "/metrics", None).expect("scrape");
+        assert_eq!(status, 200, "{body}");
+        Scrape::parse(&body)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = http_get(self.port, path, None).expect("GET");
+        (status, body)
+    }
+
+    /// Scrapes until `pred` holds; panics with `what` and the last scrape after `timeout`.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut pred: impl FnMut(&Scrape) -> bool,
+    ) -> Scrape {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.scrape();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- last scrape (dockstat_host*/errors) ---\n{}\n--- log ---\n{}",
+                    s.text
+                        .lines()
+                        .filter(|l| l.starts_with("dockstat_host")
+                            || l.starts_with("dockstat_docker_errors"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit status.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("exporter did not stop within {within:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Minimal HTTP/1.0 GET with a deadline: (status, headers, body).
+pub fn http_get(
+    port: u16,
+    path: &str,
+    accept: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{accept}\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+/// One sample line.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed scrape.
+pub struct Scrape {
+    pub text: String,
+    pub samples: Vec<Sample>,
+    pub at: SystemTime,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            samples.push(
+                parse_line(line).unwrap_or_else(|| panic!("cannot parse sample line: {line}")),
+            );
+        }
+        Scrape {
+            text: text.to_string(),
+            samples,
+            at: SystemTime::now(),
+        }
+    }
+
+    /// Samples of `name` whose labels include every pair of `filter`.
+    pub fn find<'a>(
+        &'a self,
+        name: &'a str,
+        filter: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| {
+            s.name == name
+                && filter
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+
+    /// The one sample of `name` matching `filter`, if any.
+    pub fn value(&self, name: &str, filter: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<&Sample> = self.find(name, filter).collect();
+        assert!(
+            found.len() <= 1,
+            "{name} {filter:?} matches {} series: {found:?}",
+            found.len()
+        );
+        found.first().map(|s| s.value)
+    }
+
+    /// Whether any series carries `name="<container>"`.
+    pub fn has_container(&self, container: &str) -> bool {
+        self.samples
+            .iter()
+            .any(|s| s.labels.get("name").map(String::as_str) == Some(container))
+    }
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let (name_labels, value) = line.rsplit_once(' ')?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    let mut labels = BTreeMap::new();
+    let name = match name_labels.split_once('{') {
+        None => name_labels.to_string(),
+        Some((name, rest)) => {
+            let mut rest = rest.strip_suffix('}')?;
+            while !rest.is_empty() {
+                let (k, after) = rest.split_once("=\"")?;
+                let mut value = String::new();
+                let mut chars = after.char_indices();
+                let mut end = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next()?.1 {
+                            'n' => value.push('\n'),
+                            other => value.push(other),
+                        },
+                        '"' => {
+                            end = Some(i);
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                labels.insert(k.to_string(), value);
+                rest = &after[end? + 1..];
+                rest = rest.strip_prefix(',').unwrap_or(rest);
+            }
+            name.to_string()
+        }
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// The cgroup directory of a process for a v1 controller (or the v2 unified one).
+pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        if ctrls.split(',').any(|c| c == controller) {
+            return PathBuf::from(format!("/sys/fs/cgroup/{ctrls}{path}"));
+        }
+    }
+    for line in text.lines() {
+        if let Some(path) = line.strip_prefix("0::") {
+            return PathBuf::from(format!("/sys/fs/cgroup{path}"));
+        }
+    }
+    panic!("no cgroup for {controller} in {text}");
+}
+
+/// A container's cgroup CPU counter in seconds (v1 cpuacct.usage, v2 cpu.stat usage_usec).
+pub fn cgroup_cpu_seconds(pid: u32) -> f64 {
+    let dir = cgroup_dir(pid, "cpuacct");
+    if let Ok(ns) = std::fs::read_to_string(dir.join("cpuacct.usage")) {
+        return ns.trim().parse::<f64>().expect("cpuacct.usage") / 1e9;
+    }
+    let stat = std::fs::read_to_string(dir.join("cpu.stat")).expect("cpu.stat");
+    let usec = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .expect("usage_usec");
+    usec.trim().parse::<f64>().expect("usage_usec") / 1e6
+}
+
+/// The whole-disk block device under a directory, as `(major:minor, /dev path)`.
+pub fn block_device_of(dir: &Path) -> (String, String) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).expect("stat").dev();
+    // glibc's encoding of dev_t.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let mut sys = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}"))
+        .expect("sysfs block device");
+    if sys.join("partition").exists() {
+        sys.pop(); // blk-throttle rules take the whole disk
+    }
+    let uevent = std::fs::read_to_string(sys.join("uevent")).expect("uevent");
+    let field = |k: &str| {
+        uevent
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::to_string)
+            .expect("uevent field")
+    };
+    (
+        format!("{}:{}", field("MAJOR="), field("MINOR=")),
+        format!("/dev/{}", field("DEVNAME=")),
+    )
+}
+
+/// Seconds since the epoch of a Docker timestamp (RFC 3339 with nanoseconds).
+pub fn docker_time(s: &str) -> f64 {
+    dockstat_exporter::collect::parse_time(s).unwrap_or_else(|| panic!("bad time {s}"))
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// Runs `scripts/test-env.sh <cmd>`.
+pub fn test_env(cmd: &str) {
+    let status = Command::new("bash")
+        .arg(repo().join("scripts/test-env.sh"))
+        .arg(cmd)
+        .status()
+        .expect("run test-env.sh");
+    assert!(status.success(), "scripts/test-env.sh {cmd} failed");
+}

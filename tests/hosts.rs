@@ -1,0 +1,189 @@
+//! Host failures against real daemons: daemon B killed and restarted, TLS with the wrong CA,
+//! a missing socket, a host that accepts connections and never answers. A failing host is
+//! reported as such and never holds up the others or a scrape.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Brings daemon B back even when the test fails half-way.
+struct RestartB;
+
+impl Drop for RestartB {
+    fn drop(&mut self) {
+        test_env("start-b");
+    }
+}
+
+#[test]
+fn killing_daemon_b_marks_it_down_while_a_keeps_advancing_and_b_recovers() {
+    let a = Docker::a();
+    let _b = Docker::b();
+    let busy = a.start("failover", &["--cpus", "0.1"], "while true; do :; done");
+    let cfg = format!(
+        "monitoring:\n  interval: 1s\n  max_retries: 2\n  retry_delay: 500ms\n  retry_max_delay: 3s\n  request_timeout: 2s\n\
+         clients:\n  - name: lab\n    hosts:\n      - name: a\n        address: unix://{}\n      - name: b\n        address: tcp://{}\n",
+        env().a_socket,
+        env().b_tcp
+    );
+    let exp = Exporter::start("failover", &cfg);
+    exp.wait_for(Duration::from_secs(15), "both hosts up", |s| {
+        s.value("dockstat_host_up", &[("host", "a")]) == Some(1.0)
+            && s.value("dockstat_host_up", &[("host", "b")]) == Some(1.0)
+    });
+
+    let _restart = RestartB;
+    test_env("stop-b");
+    let s = exp.wait_for(Duration::from_secs(10), "host b down", |s| {
+        s.value("dockstat_host_up", &[("host", "b")]) == Some(0.0)
+    });
+    assert_eq!(s.value("dockstat_host_up", &[("host", "a")]), Some(1.0));
+    assert_eq!(
+        s.value("dockstat_collection_success", &[("host", "b")]),
+        Some(0.0)
+    );
+    let refused = s.value(
+        "dockstat_docker_errors_total",
+        &[("host", "b"), ("kind", "connection_refused")],
+    );
+    assert!(
+        refused.is_some_and(|n| n >= 1.0),
+        "b's failures are counted as connection_refused"
+    );
+    assert!(
+        exp.log_text().contains("kind=connection_refused"),
+        "and logged as such"
+    );
+
+    // A's samples keep advancing while B is down.
+    let last_seen = |s: &Scrape| {
+        s.value("container_last_seen", &[("name", &busy.name)])
+            .expect("a's container sampled")
+    };
+    let before = last_seen(&s);
+    std::thread::sleep(Duration::from_secs(3));
+    let s = exp.scrape();
+    assert!(
+        last_seen(&s) >= before + 2.0,
+        "a's samples advanced from {before} to {}",
+        last_seen(&s)
+    );
+    assert_eq!(s.value("dockstat_host_up", &[("host", "b")]), Some(0.0));
+
+    test_env("start-b");
+    let back = Instant::now();
+    exp.wait_for(Duration::from_secs(10), "host b up again", |s| {
+        s.value("dockstat_host_up", &[("host", "b")]) == Some(1.0)
+    });
+    let took = back.elapsed();
+    eprintln!("b recovered {took:?} after its daemon answered again");
+    // The retry delay is capped at 3 s; one attempt then takes well under a second.
+    assert!(
+        took <= Duration::from_secs(5),
+        "recovered after {took:?}, beyond the 3 s backoff cap"
+    );
+}
+
+#[test]
+fn tls_wrong_ca_missing_socket_and_hung_host_are_classified_and_isolated() {
+    let e = env();
+    let c = Docker::c();
+    let on_c = c.start("tls", &[], "sleep 600");
+    // Accepts connections and never answers.
+    let hung = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hung_addr = hung.local_addr().expect("addr");
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hung.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let certs = e.certs.display();
+    let cfg = format!(
+        "monitoring:\n  interval: 1s\n  request_timeout: 2s\n  retry_delay: 1s\n  retry_max_delay: 2s\n\
+         clients:\n  - name: lab\n    hosts:\n\
+         \x20     - name: a\n        address: unix://{a}\n\
+         \x20     - name: c\n        address: tcp://{c}\n        tls: {{ca: {certs}/ca.pem, cert: {certs}/cert.pem, key: {certs}/key.pem}}\n\
+         \x20     - name: c-wrong-ca\n        address: tcp://localhost:{cport}\n        tls: {{ca: {certs}/wrong-ca.pem, cert: {certs}/cert.pem, key: {certs}/key.pem}}\n\
+         \x20     - name: missing\n        address: unix:///run/dockstat-test/no-such-daemon.sock\n\
+         \x20     - name: hung\n        address: tcp://{hung_addr}\n",
+        a = e.a_socket,
+        c = e.c_tls,
+        cport = e.c_tls.rsplit_once(':').expect("port").1,
+    );
+    let exp = Exporter::start("tls", &cfg);
+    let s = exp.wait_for(Duration::from_secs(20), "every failure classified", |s| {
+        let errors = |host: &str, kind: &str| {
+            s.value(
+                "dockstat_docker_errors_total",
+                &[("host", host), ("kind", kind)],
+            )
+            .unwrap_or(0.0)
+        };
+        s.value(
+            "container_cpu_usage_seconds_total",
+            &[("host", "c"), ("name", &on_c.name)],
+        )
+        .is_some()
+            && errors("c-wrong-ca", "tls") >= 1.0
+            && errors("missing", "socket_not_found") >= 1.0
+            && errors("hung", "timeout") >= 1.0
+    });
+    for (host, up) in [
+        ("a", 1.0),
+        ("c", 1.0),
+        ("c-wrong-ca", 0.0),
+        ("missing", 0.0),
+        ("hung", 0.0),
+    ] {
+        assert_eq!(
+            s.value("dockstat_host_up", &[("host", host)]),
+            Some(up),
+            "dockstat_host_up{{host={host}}}"
+        );
+    }
+    let log = exp.log_text();
+    assert!(log.contains("host=c-wrong-ca client=lab kind=tls"), "{log}");
+    assert!(
+        log.contains("invalid peer certificate"),
+        "the TLS cause is in the log"
+    );
+    assert!(
+        log.contains("host=missing client=lab kind=socket_not_found"),
+        "{log}"
+    );
+    assert!(log.contains("host=hung client=lab kind=timeout"), "{log}");
+
+    // Every host has either been collected or has a recorded error: ready.
+    let (status, body) = exp.get("/readyz");
+    assert_eq!(status, 200, "{body}");
+
+    // While the hung host keeps timing out, scrapes stay fast and C keeps being sampled.
+    let seen = |s: &Scrape| {
+        s.value("container_last_seen", &[("name", &on_c.name)])
+            .expect("c sampled")
+    };
+    let before = seen(&s);
+    let mut slowest = Duration::ZERO;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let t = Instant::now();
+        exp.scrape();
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = exp.scrape();
+    eprintln!("slowest scrape with a hung host: {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a scrape took {slowest:?}"
+    );
+    assert!(
+        seen(&s) >= before + 2.5,
+        "c kept advancing: {before} -> {}",
+        seen(&s)
+    );
+}
