@@ -1,0 +1,87 @@
+//! `/metrics` render time at 100, 1,000 and 10,000 containers.
+//!
+//! The snapshot is a synthetic fleet built from one recorded real stats answer
+//! (tests/fixtures/stats-cgroup-v1-oneshot.json) plus one block device per container, so
+//! each container renders the same ~40 series a real running container does.
+//!
+//! Run: `cargo bench --bench render` (prints a Markdown table; BENCHMARKS.md quotes it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use dockstat_exporter::fixtures::publish_fleet;
+use dockstat_exporter::instruments::Instruments;
+use dockstat_exporter::metrics::{Exposition, Format, PoolFigures, PoolSource};
+use dockstat_exporter::snapshot::SnapshotStore;
+use dockstat_exporter::stats::{self, BlkioCounters};
+
+#[derive(Debug)]
+struct FixedPool;
+
+impl PoolSource for FixedPool {
+    fn figures(&self) -> PoolFigures {
+        PoolFigures {
+            workers: 20,
+            hosts: 20,
+            active_streams: 20,
+            inflight: 0,
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/stats-cgroup-v1-oneshot.json"
+    );
+    let raw =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("decodes");
+    let (mut sample, _) = stats::sample(&raw, None, SystemTime::now());
+    sample.cpu_percent = Some(12.5);
+    sample.blkio.insert(
+        "8:0".into(),
+        BlkioCounters {
+            read_bytes: 1 << 20,
+            write_bytes: 1 << 24,
+        },
+    );
+
+    println!("| containers | hosts | series | body | format | median | p90 | max | runs |");
+    println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    for (hosts, per_host, runs) in [(10, 10, 400), (10, 100, 100), (20, 500, 30)] {
+        let store = Arc::new(SnapshotStore::default());
+        publish_fleet(&store, hosts, per_host, &sample);
+        let exposition =
+            Exposition::new(store, Arc::new(Instruments::default()), Arc::new(FixedPool));
+        for format in [Format::Text, Format::OpenMetrics] {
+            let mut last = String::new();
+            let mut times = Vec::with_capacity(runs);
+            for i in 0..runs + 3 {
+                // Sized from the previous rendering, as the HTTP handler does.
+                let mut out = String::with_capacity(last.len() + 4096);
+                let t = Instant::now();
+                exposition.render(format, &mut out).expect("render");
+                let took = t.elapsed();
+                if i >= 3 {
+                    times.push(took);
+                }
+                last = out;
+            }
+            times.sort();
+            let series = last.lines().filter(|l| !l.starts_with('#')).count();
+            println!(
+                "| {} | {hosts} | {series} | {:.1} MB | {format:?} | {:.2} ms | {:.2} ms | {:.2} ms | {runs} |",
+                hosts * per_host,
+                last.len() as f64 / 1e6,
+                percentile(&times, 0.5).as_secs_f64() * 1e3,
+                percentile(&times, 0.9).as_secs_f64() * 1e3,
+                times[times.len() - 1].as_secs_f64() * 1e3,
+            );
+        }
+    }
+}
