@@ -36,3 +36,8 @@ pub mod stats;
 pub mod store;
 
 pub use client::DockerClient;
+
+/// The README's Rust examples, compiled by `cargo test` so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

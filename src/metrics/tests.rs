@@ -136,3 +136,65 @@ fn accept_header_picks_the_format() {
         Format::OpenMetrics
     );
 }
+
+/// The pre-rendered label block must be byte-for-byte what prometheus-client writes when
+/// the same labels are encoded pair by pair, escaping included, in both formats.
+#[test]
+fn label_block_renders_like_pairwise_labels() {
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use std::sync::atomic::AtomicU64;
+
+    let store = Arc::new(SnapshotStore::default());
+    publish_fleet(&store, 1, 1, &sample());
+    let mut host = (*store.load().hosts[0]).clone();
+    let mut meta = (*host.containers[0].meta).clone();
+    meta.name = "we\"ird\\name\nline".into();
+    meta.image = "img\\".into();
+    meta.labels = vec![
+        (Arc::from("container_label_team"), "a\"b".into()),
+        (Arc::from("container_label_tier"), "back\nend\\".into()),
+    ];
+    host.containers[0].meta = Arc::new(meta.clone());
+    store.publish(host.clone());
+
+    let pairs: Vec<(String, String)> = [
+        ("host", &*host.name),
+        ("client", &*host.client),
+        ("id", meta.id.as_str()),
+        ("name", meta.name.as_str()),
+        ("image", meta.image.as_str()),
+        ("container_label_team", "a\"b"),
+        ("container_label_tier", "back\nend\\"),
+        ("state", "running"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut reference = Registry::default();
+    let family = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+    family.get_or_create(&pairs).set(1.0);
+    reference.register("dockstat_container_state", "state", family);
+
+    for format in [Format::Text, Format::OpenMetrics] {
+        let mut expected = String::new();
+        match format {
+            Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut expected, &reference)
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut expected, &reference)
+            }
+        }
+        .expect("reference renders");
+        let want = expected
+            .lines()
+            .find(|l| l.starts_with("dockstat_container_state{"))
+            .expect("reference series");
+        let ours = render(store.clone(), format);
+        assert!(
+            ours.lines().any(|l| l == want),
+            "{format:?}: no line equal to {want:?} in\n{ours}"
+        );
+    }
+}
