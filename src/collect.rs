@@ -628,7 +628,9 @@ impl Collector {
                     .get(&id)
                     .is_some_and(|e| e.meta.state == ContainerState::Running);
                 if running && matches!(action, "start" | "restart" | "unpause") {
-                    // A first sample now, so a new container is visible with figures at once.
+                    // Visible at once as running, then a first sample right away rather than
+                    // at the next tick: a loaded daemon can take a while to answer stats.
+                    self.publish(Duration::ZERO, true);
                     let (id_done, r) = (id.clone(), conn.stats(&id).await);
                     self.apply_samples(conn, vec![(id_done, r, SystemTime::now())])
                         .await?;
