@@ -258,31 +258,39 @@ impl Collector for SnapshotCollector {
                 Kind::Histogram => MetricType::Histogram,
             };
             let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), metric_type)?;
-            encode_family(
-                &mut me,
-                f,
-                &snap,
-                &rows,
+            let scrape = Scrape {
+                snap: &snap,
+                rows: &rows,
                 now,
-                &pool,
-                process.as_ref(),
-                &instruments,
-            )?;
+                pool: &pool,
+                process: process.as_ref(),
+                instruments: &instruments,
+            };
+            encode_family(&mut me, f, &scrape)?;
         }
         Ok(())
     }
 }
 
-fn encode_family(
-    me: &mut MetricEncoder,
-    f: &Family,
-    snap: &Snapshot,
-    rows: &[Row],
+/// Everything one scrape reads, gathered once.
+struct Scrape<'a> {
+    snap: &'a Snapshot,
+    rows: &'a [Row<'a>],
     now: SystemTime,
-    pool: &PoolFigures,
-    process: Option<&crate::process::ProcessStats>,
-    instruments: &[Arc<crate::instruments::HostInstruments>],
-) -> fmt::Result {
+    pool: &'a PoolFigures,
+    process: Option<&'a crate::process::ProcessStats>,
+    instruments: &'a [Arc<crate::instruments::HostInstruments>],
+}
+
+fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Result {
+    let Scrape {
+        snap,
+        rows,
+        now,
+        pool,
+        process,
+        instruments,
+    } = *scrape;
     let kind = f.kind;
     let containers = || rows.iter().map(|r| (r, r.container));
     match f.source {
