@@ -40,6 +40,13 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Make an admin API token: prints a new random token and the `sha256:` line for
+    /// `api.tokens`. With --hash, reads a token from stdin and prints only its hash.
+    Token {
+        /// Hash the token given on stdin instead of making one.
+        #[arg(long)]
+        hash: bool,
+    },
 }
 
 /// Log line format.
@@ -79,6 +86,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Token { hash } => token(hash),
         Command::CheckConfig => match load(cli.config) {
             Ok(v) => {
                 let hosts: usize = v.clients.iter().map(|c| c.hosts.len()).sum();
@@ -111,6 +119,42 @@ pub fn execute(cli: Cli) -> ExitCode {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token(hash_stdin: bool) -> ExitCode {
+    let token = if hash_stdin {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            eprintln!("cannot read the token from stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        line.trim().to_string()
+    } else {
+        let mut raw = [0u8; 32];
+        if let Err(e) = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))
+        {
+            eprintln!("cannot read /dev/urandom: {e}");
+            return ExitCode::FAILURE;
+        }
+        hex(&raw)
+    };
+    if token.len() < 16 {
+        eprintln!("a token must be at least 16 characters");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let digest = hex(&crate::config::token_hash(&token));
+    if hash_stdin {
+        println!("{digest}");
+    } else {
+        println!("token:  {token}");
+        println!("config: sha256: {digest}");
+    }
+    ExitCode::SUCCESS
+}
+
 fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
     let Some(path) = path else {
         eprintln!("no configuration file: pass --config FILE or set DOCKSTAT_CONFIG");
@@ -129,15 +173,30 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
     })
 }
 
-/// Starts collection and the metrics listener; returns when a signal asks to stop.
+/// Starts collection, the metrics listener and the admin API; returns when a signal asks
+/// to stop.
 pub async fn run(cfg: Validated) -> ExitCode {
-    let addr = cfg.config.listen.metrics;
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%addr, error = %e, "cannot listen for /metrics");
-            return ExitCode::FAILURE;
-        }
+    let bind = |what: &str, addr: std::net::SocketAddr| {
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            tracing::error!(%addr, error = %e, "cannot listen for {what}");
+        })
+    };
+    let (Ok(metrics_listener), Ok(admin_listener)) = (
+        bind("/metrics", cfg.config.listen.metrics),
+        bind("the admin API", cfg.config.listen.admin),
+    ) else {
+        return ExitCode::FAILURE;
+    };
+    let tls = match &cfg.listen_tls {
+        None => None,
+        Some(files) => match crate::serve::tls_config(&files.cert, &files.key).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(cert = %files.cert.display(), key = %files.key.display(), error = %e,
+                    "cannot load the listeners' TLS certificate");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let client = match DockerClient::start(&cfg).await {
         Ok(c) => c,
@@ -146,20 +205,56 @@ pub async fn run(cfg: Validated) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "serving /metrics");
-    let served = axum::serve(listener, crate::http::router(client.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    if cfg.tokens.is_empty() {
+        tracing::warn!(addr = %cfg.config.listen.admin,
+            "admin API without tokens: every local caller is admin (set api.tokens to require tokens)");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(metrics = %cfg.config.listen.metrics, admin = %cfg.config.listen.admin, scheme,
+        version = env!("CARGO_PKG_VERSION"), "serving /metrics and the admin API");
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let state = std::sync::Arc::new(crate::api::AppState::new(client.clone(), &cfg));
+    let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
+    let metrics = tokio::spawn(crate::serve::serve(
+        metrics_listener,
+        crate::http::router(client.clone()),
+        tls.clone(),
+        stop.clone(),
+    ));
+    let admin = tokio::spawn(crate::serve::serve(
+        admin_listener,
+        admin_app,
+        tls,
+        stop.clone(),
+    ));
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    // Either listener failing stops the process: half an exporter is worse than none.
+    let mut failed = false;
+    for (what, task) in [("metrics", metrics), ("admin", admin)] {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(listener = what, error = %e, "listener failed");
+                failed = true;
+            }
+            Err(e) => {
+                tracing::error!(listener = what, error = %e, "listener task failed");
+                failed = true;
+            }
+        }
+        stop.cancel();
+    }
     client.shutdown().await;
-    match served {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "metrics listener failed");
-            ExitCode::FAILURE
-        }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
     }
 }
 

@@ -7,10 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::models::{
     ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, EventMessage, SystemInfo,
 };
-use bollard::query_parameters::{EventsOptions, ListContainersOptions, StatsOptions};
+use bollard::query_parameters::{
+    EventsOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RestartContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
+};
 use futures_util::{Stream, StreamExt};
 
 use crate::config::{Address, Endpoint};
@@ -301,14 +305,26 @@ impl Connection {
     where
         F: Future<Output = Result<T, bollard::errors::Error>>,
     {
+        self.call_within(what, self.timeout, fut).await
+    }
+
+    async fn call_within<T, F>(
+        &self,
+        what: ApiCall,
+        deadline: Duration,
+        fut: F,
+    ) -> Result<T, DockerError>
+    where
+        F: Future<Output = Result<T, bollard::errors::Error>>,
+    {
         let _inflight = self.instruments.start();
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, fut).await {
+        let result = match tokio::time::timeout(deadline, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(DockerError::classify(&e)),
             Err(_) => Err(DockerError::new(
                 ErrorKind::Timeout,
-                format!("no complete answer within {:?}", self.timeout),
+                format!("no complete answer within {deadline:?}"),
             )),
         };
         self.instruments.observe(what, started.elapsed());
@@ -367,6 +383,136 @@ impl Connection {
 
     /// `GET /events?since=…`: the live stream of daemon events. The stream itself has no
     /// deadline (it is quiet when nothing happens); the caller watches the host's health.
+    /// Starts a container. Ok(false) when it was already running (Docker's 304).
+    pub async fn start_container(&self, id: &str) -> Result<bool, DockerError> {
+        let r = self
+            .call(
+                ApiCall::ContainerAction,
+                self.docker
+                    .start_container(id, None::<StartContainerOptions>),
+            )
+            .await;
+        not_modified(r)
+    }
+
+    /// Stops a container, waiting up to `t` seconds (Docker's default when None) before
+    /// SIGKILL. Ok(false) when it was not running.
+    pub async fn stop_container(&self, id: &str, t: Option<u32>) -> Result<bool, DockerError> {
+        let opts = StopContainerOptions {
+            t: t.map(clamp_i32),
+            signal: None,
+        };
+        let (docker, deadline) = self.waiting(t);
+        let r = self
+            .call_within(
+                ApiCall::ContainerAction,
+                deadline,
+                docker.stop_container(id, Some(opts)),
+            )
+            .await;
+        not_modified(r)
+    }
+
+    /// Restarts a container, waiting up to `t` seconds for it to stop.
+    pub async fn restart_container(&self, id: &str, t: Option<u32>) -> Result<(), DockerError> {
+        let opts = RestartContainerOptions {
+            t: t.map(clamp_i32),
+            signal: None,
+        };
+        let (docker, deadline) = self.waiting(t);
+        self.call_within(
+            ApiCall::ContainerAction,
+            deadline,
+            docker.restart_container(id, Some(opts)),
+        )
+        .await
+    }
+
+    /// Removes a container (`force` kills it first; `volumes` removes its anonymous volumes).
+    pub async fn remove_container(
+        &self,
+        id: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), DockerError> {
+        let opts = RemoveContainerOptions {
+            v: volumes,
+            force,
+            link: false,
+        };
+        self.call(
+            ApiCall::ContainerAction,
+            self.docker.remove_container(id, Some(opts)),
+        )
+        .await
+    }
+
+    /// A container's log frames. The first frame (or the end) must come within the
+    /// request deadline unless `follow`; after that a followed stream runs until dropped,
+    /// and a finite one has the deadline for each frame.
+    pub fn logs(
+        &self,
+        id: &str,
+        opts: LogsOptions,
+    ) -> impl Stream<Item = Result<LogOutput, DockerError>> + use<> {
+        let follow = opts.follow;
+        let timeout = self.timeout;
+        let instruments = self.instruments.clone();
+        let started = Instant::now();
+        let inner = self.docker.logs(id, Some(opts));
+        futures_util::stream::unfold(
+            (Box::pin(inner), instruments, true),
+            move |(mut inner, instruments, first)| async move {
+                let next = if follow && !first {
+                    Ok(inner.next().await)
+                } else {
+                    tokio::time::timeout(timeout, inner.next()).await
+                };
+                if first {
+                    instruments.observe(ApiCall::ContainerLogs, started.elapsed());
+                }
+                let item = match next {
+                    Ok(None) => return None,
+                    Ok(Some(Ok(frame))) => Ok(frame),
+                    Ok(Some(Err(e))) => Err(DockerError::classify(&e)),
+                    Err(_) => Err(DockerError::new(
+                        ErrorKind::Timeout,
+                        format!("no log data within {timeout:?}"),
+                    )),
+                };
+                if let Err(e) = &item {
+                    instruments.count_error(e.kind.as_str(), e.status);
+                }
+                Some((item, (inner, instruments, false)))
+            },
+        )
+    }
+
+    /// Pings and reads `/version`, timing the ping.
+    pub async fn health(&self) -> Result<(Duration, String, String), DockerError> {
+        let started = Instant::now();
+        self.ping().await?;
+        let latency = started.elapsed();
+        let v = self.call(ApiCall::Version, self.docker.version()).await?;
+        Ok((
+            latency,
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default(),
+        ))
+    }
+
+    /// A client and deadline for calls that wait `t` seconds on the daemon's side.
+    fn waiting(&self, t: Option<u32>) -> (Docker, Duration) {
+        // Docker waits up to t (10 s when unset) before killing, then answers.
+        let wait = Duration::from_secs(u64::from(t.unwrap_or(10)));
+        let deadline = self.timeout + wait;
+        let docker = self
+            .docker
+            .clone()
+            .with_timeout(deadline + Duration::from_secs(1));
+        (docker, deadline)
+    }
+
     pub fn events(
         &self,
         since: Option<String>,
@@ -384,6 +530,19 @@ impl Connection {
             })
         })
     }
+}
+
+/// Docker answers 304 when a container already is in the state asked for: not a failure.
+fn not_modified(r: Result<(), DockerError>) -> Result<bool, DockerError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.status == Some(304) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn clamp_i32(t: u32) -> i32 {
+    i32::try_from(t).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]

@@ -26,11 +26,15 @@ pub enum ApiCall {
     ContainerStats,
     /// `GET /events`
     Events,
+    /// `POST /containers/{id}/start|stop|restart`, `DELETE /containers/{id}` (admin API).
+    ContainerAction,
+    /// `GET /containers/{id}/logs` until the head of the answer (admin API).
+    ContainerLogs,
 }
 
 impl ApiCall {
     /// Every call, in label order.
-    pub const ALL: [ApiCall; 7] = [
+    pub const ALL: [ApiCall; 9] = [
         ApiCall::Ping,
         ApiCall::Version,
         ApiCall::Info,
@@ -38,6 +42,8 @@ impl ApiCall {
         ApiCall::ContainerInspect,
         ApiCall::ContainerStats,
         ApiCall::Events,
+        ApiCall::ContainerAction,
+        ApiCall::ContainerLogs,
     ];
 
     /// Label value.
@@ -50,6 +56,8 @@ impl ApiCall {
             ApiCall::ContainerInspect => "container_inspect",
             ApiCall::ContainerStats => "container_stats",
             ApiCall::Events => "events",
+            ApiCall::ContainerAction => "container_action",
+            ApiCall::ContainerLogs => "container_logs",
         }
     }
 }

@@ -15,10 +15,13 @@
 //! - [`instruments`]: live self-instrumentation (Docker latency, errors, calls in flight).
 //! - [`metrics`]: the metric family table and the `/metrics` renderer.
 //! - [`http`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`api`]: the admin API (`/api/v1`) on its own listener: tokens, roles, audit, OpenAPI.
+//! - [`serve`]: runs a listener over HTTP or TLS with a bounded graceful shutdown.
 //! - [`client`]: [`DockerClient`], the library API over all of the above.
 //! - [`cli`]: command line, logging, process lifetime.
 //! - [`process`]: the exporter's own CPU and memory from `/proc/self`.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod collect;
@@ -31,6 +34,7 @@ pub mod instruments;
 pub mod metrics;
 pub mod pool;
 pub mod process;
+pub mod serve;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

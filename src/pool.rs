@@ -62,7 +62,7 @@ struct HostTask {
 }
 
 /// Pool figures, the seed's `getStatus` / `getPoolStats`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     /// Workers alive.
@@ -86,7 +86,7 @@ pub struct PoolStatus {
 }
 
 /// One worker's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerStatus {
     /// Worker id, stable for its life.
@@ -110,7 +110,7 @@ pub struct WorkerStatus {
 }
 
 /// Process memory, bytes.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemoryUsage {
     /// Resident set size.

@@ -15,7 +15,8 @@ use serde::Serialize;
 use crate::config::{Address, Endpoint, TlsFiles, ValidClient};
 
 /// Schema steps; step N brings `user_version` from N-1 to N. Append only.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE clients (
         id          INTEGER PRIMARY KEY,
         name        TEXT NOT NULL UNIQUE,
@@ -37,10 +38,26 @@ const MIGRATIONS: &[&str] = &["
         updated_at  INTEGER NOT NULL,
         UNIQUE (client_id, name)
     );
-"];
+",
+    "
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY,
+        at          REAL NOT NULL,
+        token       TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        method      TEXT NOT NULL,
+        route       TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        target      TEXT,
+        status      INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        error       TEXT
+    );
+",
+];
 
 /// Where a client or host was declared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The configuration file; re-synced at every start.
@@ -60,7 +77,8 @@ impl Source {
 }
 
 /// A stored client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientRecord {
     /// Database id.
     pub id: i64,
@@ -75,7 +93,8 @@ pub struct ClientRecord {
 }
 
 /// A stored host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HostRecord {
     /// Database id.
     pub id: i64,
@@ -87,6 +106,7 @@ pub struct HostRecord {
     pub name: String,
     /// Where and how to connect.
     #[serde(serialize_with = "ser_endpoint")]
+    #[schema(value_type = EndpointView)]
     pub endpoint: Endpoint,
     /// Collected when its client is monitored.
     pub enabled: bool,
@@ -98,12 +118,85 @@ pub struct HostRecord {
     pub updated_at: i64,
 }
 
+/// How a host's endpoint is shown: address and TLS file paths (never their contents).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndpointView {
+    /// `unix:///path` or `tcp://host:port`.
+    pub address: String,
+    /// CA, certificate and key paths, when the host uses mutual TLS.
+    pub tls: Option<TlsFilesView>,
+}
+
+/// TLS file paths of a host.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TlsFilesView {
+    /// CA path.
+    pub ca: String,
+    /// Client certificate path.
+    pub cert: String,
+    /// Client key path.
+    pub key: String,
+}
+
 fn ser_endpoint<S: serde::Serializer>(e: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
     let mut st = s.serialize_struct("Endpoint", 2)?;
     st.serialize_field("address", &e.address.to_string())?;
     st.serialize_field("tls", &e.tls)?;
     st.end()
+}
+
+/// One audited call, as written.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: f64,
+    /// Token name (`anonymous` without tokens).
+    pub token: String,
+    /// Token role.
+    pub role: String,
+    /// HTTP method.
+    pub method: String,
+    /// Route template, e.g. `/api/v1/clients/{client}/containers/{container}/stop`.
+    pub route: String,
+    /// Path as called.
+    pub path: String,
+    /// What was acted on (`host/container`, `client 3`, …), when known.
+    pub target: Option<String>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// `ok`, `failed` or `denied`.
+    pub outcome: String,
+    /// The error, Docker's included, when it failed.
+    pub error: Option<String>,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Increasing id; page with `before`.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: f64,
+    /// Token name.
+    pub token: String,
+    /// Token role.
+    pub role: String,
+    /// HTTP method.
+    pub method: String,
+    /// Route template.
+    pub route: String,
+    /// Path as called.
+    pub path: String,
+    /// What was acted on.
+    pub target: Option<String>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// `ok`, `failed` or `denied`.
+    pub outcome: String,
+    /// The error, when it failed.
+    pub error: Option<String>,
 }
 
 /// Changes to a host; `None` keeps the current value.
@@ -325,6 +418,80 @@ impl Store {
                 _ => Ok(()),
             },
         )
+        .await
+    }
+
+    /// Renames a client.
+    pub async fn rename_client(&self, id: i64, name: String) -> Result<ClientRecord, StoreError> {
+        self.run(move |conn| {
+            get_client(conn, id)?;
+            let taken: Option<i64> = conn
+                .query_row(
+                    "SELECT id FROM clients WHERE name = ?1 AND id != ?2",
+                    params![name, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "client `{name}` already exists"
+                )));
+            }
+            conn.execute(
+                "UPDATE clients SET name = ?2 WHERE id = ?1",
+                params![id, name],
+            )?;
+            get_client(conn, id)
+        })
+        .await
+    }
+
+    /// Appends an audit entry.
+    pub async fn insert_audit(&self, e: AuditEntry) -> Result<i64, StoreError> {
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO audit (at, token, role, method, route, path, target, status, outcome, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    e.at, e.token, e.role, e.method, e.route, e.path, e.target, e.status,
+                    e.outcome, e.error
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Audit entries, newest first: at most `limit`, with id below `before` when given.
+    pub async fn audit(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.run(move |conn| {
+            let mut st = conn.prepare(
+                "SELECT id, at, token, role, method, route, path, target, status, outcome, error
+                 FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![before.unwrap_or(i64::MAX), limit], |r| {
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        token: r.get(2)?,
+                        role: r.get(3)?,
+                        method: r.get(4)?,
+                        route: r.get(5)?,
+                        path: r.get(6)?,
+                        target: r.get(7)?,
+                        status: r.get(8)?,
+                        outcome: r.get(9)?,
+                        error: r.get(10)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
         .await
     }
 

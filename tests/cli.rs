@@ -165,7 +165,8 @@ fn json_logs() {
     std::fs::write(
         &cfg,
         format!(
-            "listen:\n  metrics: 127.0.0.1:{}\ndatabase:\n  path: {}/db\n",
+            "listen:\n  metrics: 127.0.0.1:{}\n  admin: 127.0.0.1:{}\ndatabase:\n  path: {}/db\n",
+            free_port(),
             free_port(),
             dir.display()
         ),

@@ -12,6 +12,10 @@ use bollard::models::ContainerSummary;
 use futures_util::future::join_all;
 use serde::Serialize;
 
+mod containers;
+
+pub use containers::{ActionOutcome, ContainerRef, DENY_LABEL, LogLine, LogQuery};
+
 use crate::collect::{HostSpec, Settings};
 use crate::config::{Endpoint, TlsConfig, Validated};
 use crate::docker::{Connection, DockerError};
@@ -41,6 +45,31 @@ pub enum ClientError {
     /// Bad input; one entry per offending field.
     #[error("invalid input: {}", .0.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
+    /// No container matches the id, prefix or name.
+    #[error("no container `{0}`")]
+    ContainerNotFound(String),
+    /// No host of the client has this name or id.
+    #[error("no host `{0}` in this client")]
+    HostNotFound(String),
+    /// A name or prefix matches several containers.
+    #[error("`{reference}` matches {} containers; give the full id or `host`", candidates.len())]
+    Ambiguous {
+        /// What was asked for.
+        reference: String,
+        /// Every match.
+        candidates: Vec<ContainerRef>,
+    },
+    /// The container refuses actions (`dockstat.actions=deny`).
+    #[error("{0}")]
+    Denied(String),
+    /// The Docker host failed.
+    #[error("host `{host}`: {error}")]
+    Docker {
+        /// Host name.
+        host: String,
+        /// What Docker (or the connection) said.
+        error: DockerError,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(StoreError),
@@ -92,7 +121,8 @@ pub struct HostUpdate {
 }
 
 /// Stats attached to a listed container (the seed's `ContainerStats`), from the snapshot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerStats {
     /// docker CLI CPU %.
     pub cpu_percent: Option<f64>,
@@ -117,7 +147,8 @@ pub struct ContainerStats {
 }
 
 /// A container as Docker lists it, with its host and latest stats.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerView {
     /// Host name.
     pub host: String,
@@ -125,24 +156,90 @@ pub struct ContainerView {
     pub host_id: i64,
     /// Docker's list entry (`Id`, `Names`, `Image`, `State`, `Status`, `Labels`, …).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub summary: ContainerSummary,
     /// Latest sample; None when not running or not collected.
     pub stats: Option<ContainerStats>,
 }
 
+/// A host with what its collector knows (`getHostsWithHealth`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostHealth {
+    /// The stored host.
+    #[serde(flatten)]
+    pub host: HostRecord,
+    /// A collector runs for it (enabled and its client monitored).
+    pub collecting: bool,
+    /// The last collection reached the daemon.
+    pub up: bool,
+    /// The events stream is open.
+    pub events_stream_open: bool,
+    /// Containers in the last snapshot.
+    pub containers: Option<usize>,
+    /// When the last snapshot was built, unix seconds.
+    pub last_collected_at: Option<f64>,
+    /// Engine version.
+    pub server_version: Option<String>,
+    /// Negotiated API version.
+    pub api_version: Option<String>,
+    /// The last failure, if any.
+    #[schema(value_type = Option<DockerErrorView>)]
+    pub last_error: Option<DockerError>,
+}
+
+/// The answer of a health check made now (`checkHostHealth`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostCheck {
+    /// Host id.
+    pub host_id: i64,
+    /// Host name.
+    pub name: String,
+    /// Ping and version answered.
+    pub reachable: bool,
+    /// Ping round trip (or time to fail), milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Engine version.
+    pub server_version: Option<String>,
+    /// API version the daemon offers.
+    pub api_version: Option<String>,
+    /// Why the check failed.
+    #[schema(value_type = Option<DockerErrorView>)]
+    pub error: Option<DockerError>,
+    /// The collector's last failure, if any.
+    #[schema(value_type = Option<DockerErrorView>)]
+    pub last_error: Option<DockerError>,
+}
+
+/// A classified Docker failure as shown by the API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DockerErrorView {
+    /// `socket_not_found`, `permission_denied`, `connection_refused`, `timeout`, `tls`,
+    /// `api_error`, `decode`, `connection` or `other`.
+    pub kind: String,
+    /// HTTP status of an `api_error`.
+    pub status: Option<u16>,
+    /// Details.
+    pub message: String,
+}
+
 /// A host that could not be listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HostFailure {
     /// Host name.
     pub host: String,
     /// Host id.
     pub host_id: i64,
     /// Why.
+    #[schema(value_type = DockerErrorView)]
     pub error: DockerError,
 }
 
 /// Containers of a client: what every reachable host answered, and which hosts failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerListing {
     /// Containers, by host then name.
     pub containers: Vec<ContainerView>,
@@ -221,6 +318,11 @@ impl DockerClient {
         Ok(client)
     }
 
+    /// The database (the admin API writes its audit log there).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// Stops all collection.
     pub async fn shutdown(&self) {
         self.inner.pool.shutdown().await;
@@ -294,6 +396,40 @@ impl DockerClient {
     /// All clients. `getClients`.
     pub async fn clients(&self) -> Result<Vec<ClientRecord>, ClientError> {
         Ok(self.inner.store.clients().await?)
+    }
+
+    /// Renames a run-time client (its series change their `client` label). `updateClient`.
+    pub async fn rename_client(
+        &self,
+        client_id: i64,
+        name: &str,
+    ) -> Result<ClientRecord, ClientError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        let client = self.inner.store.client(client_id).await?;
+        if client.source == Source::Config {
+            return Err(ClientError::ReadOnly(format!(
+                "client `{}` is declared in the configuration file; rename it there",
+                client.name
+            )));
+        }
+        let record = self
+            .inner
+            .store
+            .rename_client(client_id, name.to_string())
+            .await?;
+        // Collectors carry the client name into their series: restart them under the new one.
+        if record.monitoring {
+            for h in self.inner.store.hosts(Some(client_id)).await? {
+                self.inner.pool.stop(h.id).await;
+                if h.enabled {
+                    self.inner.pool.ensure(spec(&h)).await;
+                }
+            }
+        }
+        Ok(record)
     }
 
     /// One client. `getClient`.
@@ -373,6 +509,81 @@ impl DockerClient {
     pub async fn hosts(&self, client_id: i64) -> Result<Vec<HostRecord>, ClientError> {
         self.inner.store.client(client_id).await?;
         Ok(self.inner.store.hosts(Some(client_id)).await?)
+    }
+
+    /// One host.
+    pub async fn host(&self, host_id: i64) -> Result<HostRecord, ClientError> {
+        Ok(self.inner.store.host(host_id).await?)
+    }
+
+    /// Hosts of a client with what their collectors know, without calling Docker.
+    /// `getHostsWithHealth`.
+    pub async fn hosts_with_health(&self, client_id: i64) -> Result<Vec<HostHealth>, ClientError> {
+        let hosts = self.hosts(client_id).await?;
+        let snap = self.snapshot();
+        Ok(hosts
+            .into_iter()
+            .map(|h| {
+                let status = self.inner.pool.host_status(h.id);
+                let host_snap = snap.host(h.id);
+                let info = host_snap.and_then(|s| s.info.as_deref());
+                HostHealth {
+                    collecting: status.is_some(),
+                    up: host_snap.is_some_and(|s| s.up),
+                    events_stream_open: status.as_ref().is_some_and(|s| s.events_open()),
+                    containers: host_snap.map(|s| s.containers.len()),
+                    last_collected_at: host_snap.and_then(|s| {
+                        s.built_at
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_secs_f64())
+                    }),
+                    server_version: info.map(|i| i.server_version.clone()),
+                    api_version: info.map(|i| i.api_version.clone()),
+                    last_error: status
+                        .and_then(|s| s.last_error())
+                        .or_else(|| host_snap.and_then(|s| s.error.clone())),
+                    host: h,
+                }
+            })
+            .collect())
+    }
+
+    /// Checks one host now: ping (with its latency) and version. `checkHostHealth`.
+    pub async fn check_host_health(&self, host_id: i64) -> Result<HostCheck, ClientError> {
+        let h = self.inner.store.host(host_id).await?;
+        let started = std::time::Instant::now();
+        let answer = match self.connection(&h).await {
+            Ok(conn) => conn.health().await,
+            Err(e) => Err(e),
+        };
+        let last_error = self
+            .inner
+            .pool
+            .host_status(h.id)
+            .and_then(|s| s.last_error());
+        Ok(match answer {
+            Ok((latency, server_version, api_version)) => HostCheck {
+                host_id: h.id,
+                name: h.name,
+                reachable: true,
+                latency_ms: Some(latency.as_secs_f64() * 1e3),
+                server_version: Some(server_version),
+                api_version: Some(api_version),
+                error: None,
+                last_error,
+            },
+            Err(error) => HostCheck {
+                host_id: h.id,
+                name: h.name,
+                reachable: false,
+                latency_ms: Some(started.elapsed().as_secs_f64() * 1e3),
+                server_version: None,
+                api_version: None,
+                error: Some(error),
+                last_error,
+            },
+        })
     }
 
     fn endpoint(&self, address: &str, tls: Option<&TlsConfig>) -> Result<Endpoint, ClientError> {

@@ -35,6 +35,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// What goes into the metric families.
     pub metrics: MetricsConfig,
+    /// The admin API: who may call it and its limits.
+    pub api: ApiConfig,
     /// Named groups of Docker hosts. Hosts declared here are synced into the database at
     /// start with source `config`.
     pub clients: Vec<ClientConfig>,
@@ -46,6 +48,94 @@ pub struct Config {
 pub struct ListenConfig {
     /// `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:9487`.
     pub metrics: SocketAddr,
+    /// The admin API (`/api/v1`): container actions, clients, hosts. Default
+    /// `127.0.0.1:9488`. A non-loopback address needs `api.tokens`.
+    pub admin: SocketAddr,
+    /// Serve both listeners over TLS (rustls) with this certificate chain and key (PEM).
+    /// Relative paths are taken from the directory of the configuration file. `${ENV}`
+    /// allowed. Default: plain HTTP.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// Certificate and key of the listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// Certificate chain, leaf first (PEM).
+    pub cert: String,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+/// Admin API settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer tokens and their roles. Empty (the default) means no authentication, which is
+    /// only allowed while `listen.admin` is a loopback address; every caller is then `admin`.
+    pub tokens: Vec<TokenConfig>,
+    /// Largest request body accepted, bytes. Default 65536.
+    pub max_body_bytes: usize,
+    /// Deadline of one API request until its response starts (a followed log stream then
+    /// runs until the caller leaves). Default `30s`.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Log streams with `follow=true` open at once; more get 429. Default 16.
+    pub max_log_follows: NonZeroUsize,
+}
+
+/// One bearer token. Give either `sha256` (the hex SHA-256 of the token, as printed by
+/// `dockstat-exporter token`) or `token` (normally `${ENV_VAR}`); only the hash is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it; recorded in the audit log. Unique.
+    pub name: String,
+    /// `viewer` (read), `operator` (read, container actions, monitoring) or `admin`
+    /// (everything, including clients, hosts and the audit log).
+    pub role: Role,
+    /// Hex SHA-256 of the token (64 hex digits).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The token itself; `${ENV}` allowed. Hashed at load and then forgotten.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// What a token may do; each role includes the ones before it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read-only: every GET except the audit log.
+    Viewer,
+    /// Viewer plus container actions and monitoring start/stop.
+    Operator,
+    /// Everything: clients, hosts, audit log.
+    Admin,
+}
+
+impl Role {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tokens: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_log_follows: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
 }
 
 /// Collection settings shared by every host.
@@ -147,6 +237,8 @@ impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
             metrics: SocketAddr::from(([0, 0, 0, 0], 9487)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 9488)),
+            tls: None,
         }
     }
 }
@@ -431,6 +523,58 @@ pub struct Validated {
     pub labels: Vec<(String, String)>,
     /// Clients and their hosts with validated endpoints.
     pub clients: Vec<ValidClient>,
+    /// API tokens, hashed.
+    pub tokens: Vec<ValidToken>,
+    /// Certificate and key files of the listeners, when TLS is on.
+    pub listen_tls: Option<ServerTlsFiles>,
+}
+
+/// A token from the file: name, role and SHA-256 of the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ValidToken {
+    /// Holder's name.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+}
+
+impl fmt::Debug for ValidToken {
+    // Keeps even the hash out of debug logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolved listener TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// SHA-256 of a token, as stored and compared.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A client from the file with validated hosts.
@@ -660,6 +804,45 @@ impl Config {
             });
         }
 
+        let tokens = validate_tokens(&self.api.tokens, &mut problems);
+        if tokens.is_empty() && !self.listen.admin.ip().is_loopback() {
+            problems.push(Problem::new(
+                path!["listen", "admin"],
+                format!(
+                    "the admin API on non-loopback address {} needs api.tokens: without \
+                     tokens anyone who can reach it could stop and remove containers",
+                    self.listen.admin
+                ),
+            ));
+        }
+        if self.listen.admin == self.listen.metrics {
+            problems.push(Problem::new(
+                path!["listen", "admin"],
+                "must differ from listen.metrics: container actions are never served on the metrics port",
+            ));
+        }
+        if self.api.max_body_bytes == 0 {
+            problems.push(Problem::new(
+                path!["api", "max_body_bytes"],
+                "must be greater than zero",
+            ));
+        }
+        let listen_tls = self.listen.tls.as_ref().map(|t| {
+            let mut file = |key: &str, value: &str| match expand_env(value)
+                .and_then(|v| readable_file(&resolve(base, &v)))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(Problem::new(path!["listen", "tls", key], e));
+                    PathBuf::new()
+                }
+            };
+            ServerTlsFiles {
+                cert: file("cert", &t.cert),
+                key: file("key", &t.key),
+            }
+        });
+
         if problems.is_empty() {
             Ok(Validated {
                 config: self,
@@ -667,6 +850,8 @@ impl Config {
                 database_path,
                 labels,
                 clients,
+                tokens,
+                listen_tls,
             })
         } else {
             Err(problems)
@@ -698,3 +883,70 @@ fn strip_location(msg: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Checks the token list: unique names, exactly one of `sha256`/`token`, well-formed hashes.
+fn validate_tokens(list: &[TokenConfig], problems: &mut Vec<Problem>) -> Vec<ValidToken> {
+    let mut tokens: Vec<ValidToken> = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let at = |key: &str| path!["api", "tokens", i, key];
+        if t.name.trim().is_empty() {
+            problems.push(Problem::new(at("name"), "must not be empty"));
+        } else if tokens.iter().any(|v| v.name == t.name) {
+            problems.push(Problem::new(
+                at("name"),
+                format!("duplicate token `{}`", t.name),
+            ));
+        }
+        let hash = match (&t.sha256, &t.token) {
+            (Some(h), None) => match parse_hex32(h) {
+                Some(h) => Some(h),
+                None => {
+                    problems.push(Problem::new(at("sha256"), "must be 64 hex digits"));
+                    None
+                }
+            },
+            (None, Some(tok)) => match expand_env(tok) {
+                Ok(tok) if tok.len() >= 16 => Some(token_hash(&tok)),
+                Ok(_) => {
+                    problems.push(Problem::new(
+                        at("token"),
+                        "must be at least 16 characters (`dockstat-exporter token` makes one)",
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(Problem::new(at("token"), e));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                problems.push(Problem::new(
+                    at("token"),
+                    "give either sha256 or token, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                problems.push(Problem::new(
+                    path!["api", "tokens", i],
+                    "needs sha256 (hex SHA-256 of the token) or token",
+                ));
+                None
+            }
+        };
+        if let Some(sha256) = hash {
+            if tokens.iter().any(|v| v.sha256 == sha256) {
+                problems.push(Problem::new(
+                    at(if t.token.is_some() { "token" } else { "sha256" }),
+                    "the same token is given twice",
+                ));
+            }
+            tokens.push(ValidToken {
+                name: t.name.clone(),
+                role: t.role,
+                sha256,
+            });
+        }
+    }
+    tokens
+}

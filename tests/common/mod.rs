@@ -175,6 +175,8 @@ impl Drop for Container {
 pub struct Exporter {
     child: Option<Child>,
     pub port: u16,
+    /// Port of the admin API listener.
+    pub admin_port: u16,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
@@ -206,9 +208,10 @@ impl Exporter {
     /// Like [`Exporter::start`] in an existing directory (to reuse its database).
     pub fn start_in(dir: PathBuf, rest: &str) -> Exporter {
         let port = free_port();
+        let admin_port = free_port();
         let config = dir.join("config.yaml");
         let text = format!(
-            "listen:\n  metrics: 127.0.0.1:{port}\ndatabase:\n  path: {}\n{rest}",
+            "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin_port}\ndatabase:\n  path: {}\n{rest}",
             dir.join("dockstat.db").display()
         );
         std::fs::write(&config, text).expect("write config");
@@ -224,6 +227,7 @@ impl Exporter {
         let mut e = Exporter {
             child: Some(child),
             port,
+            admin_port,
             dir,
             config,
             log,

@@ -1,0 +1,207 @@
+//! The admin API (`/api/v1`) on its own listener: clients, hosts, monitoring, container
+//! actions and logs, status, the audit log, and the OpenAPI document generated from the
+//! handlers. Every handler is a thin wrapper over [`DockerClient`].
+//!
+//! Layers, outside in: body size limit → [`auth::guard`] (token, role, deadline, audit) →
+//! handler. Unknown paths and methods get JSON errors too.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tokio::sync::Semaphore;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi, RefOr, Response as OaResponse, ResponseBuilder};
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::client::DockerClient;
+use crate::config::{ValidToken, Validated};
+use error::{ApiError, ErrorBody};
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The library the handlers wrap.
+    pub client: DockerClient,
+    /// Configured tokens (hashes); empty means no authentication.
+    pub tokens: Vec<ValidToken>,
+    /// Deadline of one request until its answer starts.
+    pub request_timeout: Duration,
+    /// Slots for followed log streams.
+    pub follows: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// From the validated configuration.
+    pub fn new(client: DockerClient, cfg: &Validated) -> AppState {
+        AppState {
+            client,
+            tokens: cfg.tokens.clone(),
+            request_timeout: cfg.config.api.request_timeout,
+            follows: Arc::new(Semaphore::new(cfg.config.api.max_log_follows.get())),
+        }
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "dockstat-exporter admin API",
+        description = "Clients, hosts, monitoring, container actions and logs of the Docker \
+                       hosts a dockstat-exporter watches. Errors are `{\"error\": {\"code\", \
+                       \"message\"}}`. Authenticate with `Authorization: Bearer <token>`."
+    ),
+    modifiers(&Conventions),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "clients", description = "Named groups of hosts"),
+        (name = "hosts", description = "Docker Engine endpoints"),
+        (name = "monitoring", description = "Start and stop collection"),
+        (name = "containers", description = "List, inspect, act on, read logs of containers"),
+        (name = "status", description = "Pool figures and the audit log"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds what every operation shares: bearer security and the error responses.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, api: &mut OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let errors: [(&str, &str); 9] = [
+            (
+                "400",
+                "Bad input: malformed JSON, wrong type, unknown field, bad parameter",
+            ),
+            ("401", "Missing or unknown bearer token"),
+            (
+                "403",
+                "The token's role may not do this, or the container refuses actions",
+            ),
+            ("404", "Unknown client, host or container"),
+            (
+                "409",
+                "Conflict: name taken, read-only (from the file), ambiguous container",
+            ),
+            ("413", "Body larger than api.max_body_bytes"),
+            ("502", "The Docker host failed; `kind` says how"),
+            ("503", "No answer within api.request_timeout"),
+            ("504", "The Docker host timed out"),
+        ];
+        let error_ref = RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"));
+        for item in api.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                for (code, description) in errors {
+                    let response: OaResponse = ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(error_ref.clone()))
+                                .build(),
+                        )
+                        .build();
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert(RefOr::T(response));
+                }
+            }
+        }
+    }
+}
+
+/// The router and the OpenAPI document, built from the same route list.
+pub fn router_and_doc() -> (Router<Arc<AppState>>, OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::list_clients, routes::register_client))
+        .routes(routes!(
+            routes::get_client,
+            routes::update_client,
+            routes::remove_client
+        ))
+        .routes(routes!(routes::list_hosts, routes::add_host))
+        .routes(routes!(routes::hosts_with_health))
+        .routes(routes!(
+            routes::get_host,
+            routes::update_host,
+            routes::remove_host
+        ))
+        .routes(routes!(routes::check_host))
+        .routes(routes!(routes::is_monitoring))
+        .routes(routes!(routes::start_monitoring))
+        .routes(routes!(routes::stop_monitoring))
+        .routes(routes!(routes::stop_all_monitoring))
+        .routes(routes!(routes::list_containers))
+        .routes(routes!(routes::inspect_container, routes::remove_container))
+        .routes(routes!(routes::start_container))
+        .routes(routes!(routes::stop_container))
+        .routes(routes!(routes::restart_container))
+        .routes(routes!(routes::container_logs))
+        .routes(routes!(routes::status))
+        .routes(routes!(routes::pool_stats))
+        .routes(routes!(routes::audit))
+        .split_for_parts()
+}
+
+/// The OpenAPI document as served at `/api/v1/openapi.json`.
+pub fn openapi() -> OpenApi {
+    router_and_doc().1
+}
+
+/// The whole admin application.
+pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let (router, doc) = router_and_doc();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+            .into_response()
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
