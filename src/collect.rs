@@ -22,10 +22,12 @@ use crate::config::{Endpoint, Validated};
 use crate::docker::{Connection, DockerError};
 use crate::instruments::HostInstruments;
 use crate::snapshot::{
-    ContainerMeta, ContainerSnapshot, ContainerState, Health, HostInfo, HostSnapshot,
-    SnapshotStore, Spec,
+    ContainerMeta, ContainerSnapshot, ContainerState, EventCounts, Health, HostInfo, HostSnapshot,
+    Lifecycle, SnapshotStore, Spec,
 };
 use crate::stats::{self, CpuPoint, Sample};
+use crate::store::Store;
+use crate::streams::{Channel, Payload, StreamManager};
 
 /// Which host to collect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,10 @@ pub struct Settings {
     pub retry_max_delay: Duration,
     /// Label allowlist: (Docker key, Prometheus label name).
     pub labels: Arc<[(String, Arc<str>)]>,
+    /// Where collectors publish events, host changes and stats for subscribers.
+    pub streams: Arc<StreamManager>,
+    /// Where each host's event cursor and lifecycle counts are kept across restarts.
+    pub store: Option<Store>,
 }
 
 impl Settings {
@@ -79,6 +85,8 @@ impl Settings {
                 .iter()
                 .map(|(k, n)| (k.clone(), Arc::from(n.as_str())))
                 .collect(),
+            streams: Arc::default(),
+            store: None,
         }
     }
 
@@ -216,10 +224,21 @@ struct Entry {
 
 /// Position in the events stream, so a reconnect resumes where it stopped and an event
 /// delivered twice is applied once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct EventCursor {
     nanos: i64,
     at_nanos: Vec<(String, String)>,
+}
+
+/// What a host's collector keeps in SQLite: the event cursor and the counts built from the
+/// events before it, saved together so that a restart resumes exactly where they stop.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct EventState {
+    cursor: EventCursor,
+    /// (type, action, count).
+    events: Vec<(String, String, u64)>,
+    /// Per container id.
+    containers: BTreeMap<String, Lifecycle>,
 }
 
 impl EventCursor {
@@ -278,6 +297,12 @@ pub struct Collector {
     inventory: BTreeMap<String, Entry>,
     info: Option<Arc<HostInfo>>,
     cursor: EventCursor,
+    events: EventCounts,
+    lifecycle: BTreeMap<String, Lifecycle>,
+    /// Latest [`EventState`] (JSON) for the saver task; latest wins.
+    saver: Option<tokio::sync::watch::Sender<String>>,
+    /// Whether the last cycle succeeded, for `health_changed` host events.
+    healthy: Option<bool>,
 }
 
 impl Collector {
@@ -298,11 +323,170 @@ impl Collector {
             inventory: BTreeMap::new(),
             info: None,
             cursor: EventCursor::default(),
+            events: EventCounts::new(),
+            lifecycle: BTreeMap::new(),
+            saver: None,
+            healthy: None,
         }
+    }
+
+    /// Loads the saved cursor and counts and starts the task that saves them.
+    async fn restore(&mut self) {
+        let Some(store) = self.settings.store.clone() else {
+            return;
+        };
+        match store.event_state(self.spec.id).await {
+            Ok(Some(text)) => match serde_json::from_str::<EventState>(&text) {
+                Ok(state) => {
+                    self.cursor = state.cursor;
+                    self.events = state
+                        .events
+                        .into_iter()
+                        .map(|(t, a, n)| ((t, a), n))
+                        .collect();
+                    self.lifecycle = state.containers;
+                    tracing::info!(host = %self.spec.name, since = ?self.cursor.since(),
+                        "resuming Docker events from the saved cursor");
+                }
+                Err(e) => tracing::warn!(host = %self.spec.name, error = %e,
+                    "saved event state unreadable; starting afresh"),
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(host = %self.spec.name, error = %e, "cannot read the saved event state")
+            }
+        }
+        let (tx, mut rx) = tokio::sync::watch::channel(String::new());
+        let host_id = self.spec.id;
+        let host = self.spec.name.clone();
+        tokio::spawn(async move {
+            // Ends when the collector (and so the sender) is dropped.
+            while rx.changed().await.is_ok() {
+                let state = rx.borrow_and_update().clone();
+                if let Err(e) = store.save_event_state(host_id, state).await {
+                    tracing::warn!(host = %host, error = %e, "cannot save the event state");
+                }
+            }
+        });
+        self.saver = Some(tx);
+    }
+
+    fn save(&self) {
+        let Some(tx) = &self.saver else { return };
+        let state = EventState {
+            cursor: self.cursor.clone(),
+            events: self
+                .events
+                .iter()
+                .map(|((t, a), n)| (t.clone(), a.clone(), *n))
+                .collect(),
+            containers: self.lifecycle.clone(),
+        };
+        match serde_json::to_string(&state) {
+            Ok(text) => {
+                let _ = tx.send(text);
+            }
+            Err(e) => {
+                tracing::warn!(host = %self.spec.name, error = %e, "cannot encode the event state")
+            }
+        }
+    }
+
+    fn host_event(&self, event: &str, detail: Option<String>) {
+        self.settings.streams.publish(
+            Channel::HostEvents,
+            &self.spec.name,
+            &self.spec.client,
+            unix_now(),
+            Payload::Host {
+                event: event.to_string(),
+                detail,
+            },
+        );
+    }
+
+    /// Counts an accepted event, keeps per-container exits and OOM kills, and publishes it.
+    fn record_event(&mut self, ev: &EventMessage) {
+        let typ = ev.typ.map(|t| t.to_string()).unwrap_or_default();
+        let raw_action = ev.action.clone().unwrap_or_default();
+        let action = raw_action
+            .split(':')
+            .next()
+            .unwrap_or(&raw_action)
+            .trim()
+            .to_string();
+        let actor_id = ev
+            .actor
+            .as_ref()
+            .and_then(|a| a.id.clone())
+            .unwrap_or_default();
+        let attributes: BTreeMap<String, String> = ev
+            .actor
+            .as_ref()
+            .and_then(|a| a.attributes.clone())
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
+        *self
+            .events
+            .entry((typ.clone(), action.clone()))
+            .or_insert(0) += 1;
+        if typ == "container" {
+            match action.as_str() {
+                "die" => {
+                    let code = attributes
+                        .get("exitCode")
+                        .and_then(|c| c.parse::<i64>().ok())
+                        .unwrap_or(-1);
+                    let l = self.lifecycle.entry(actor_id.clone()).or_default();
+                    *l.exits.entry(code).or_insert(0) += 1;
+                    l.last_exit_code = Some(code);
+                }
+                "oom" => {
+                    self.lifecycle
+                        .entry(actor_id.clone())
+                        .or_default()
+                        .oom_events += 1
+                }
+                "destroy" => {
+                    self.lifecycle.remove(&actor_id);
+                }
+                _ => {}
+            }
+        }
+        let time = ev
+            .time_nano
+            .map(|n| n as f64 / 1e9)
+            .or(ev.time.map(|t| t as f64))
+            .unwrap_or_else(unix_now);
+        let payload = Payload::Event {
+            typ: typ.clone(),
+            action: raw_action,
+            actor_id,
+            attributes,
+        };
+        let streams = &self.settings.streams;
+        if let Some(channel) = Channel::for_event_type(&typ) {
+            streams.publish(
+                channel,
+                &self.spec.name,
+                &self.spec.client,
+                time,
+                payload.clone(),
+            );
+        }
+        streams.publish(
+            Channel::DockerEvents,
+            &self.spec.name,
+            &self.spec.client,
+            time,
+            payload,
+        );
+        self.save();
     }
 
     /// Connects and collects forever, reconnecting with backoff after failures.
     pub async fn run(mut self) {
+        self.restore().await;
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
@@ -319,13 +503,31 @@ impl Collector {
                     tracing::info!(host = %self.spec.name, client = %self.spec.client, api = %conn.daemon.api_version,
                         version = %conn.daemon.server_version, "connected");
                     self.info = Some(Arc::new(host_info(&conn, conn.daemon.info.as_ref())));
+                    if self.cursor.nanos == 0 {
+                        // First contact: events from now on count (in the daemon's clock).
+                        self.cursor.nanos = conn
+                            .daemon
+                            .info
+                            .as_ref()
+                            .and_then(|i| i.system_time.as_deref())
+                            .and_then(parse_time)
+                            .map(|t| (t * 1e9) as i64)
+                            .unwrap_or_else(|| (unix_now() * 1e9) as i64);
+                        self.save();
+                    }
                     self.status.set_connection(Some(conn.clone()));
+                    self.host_event("connected", None);
                     let err = self.monitor(&conn).await;
                     self.status.set_connection(None);
+                    self.host_event("disconnected", Some(err.to_string()));
                     err
                 }
-                Err(e) => e,
+                Err(e) => {
+                    self.host_event("error", Some(e.to_string()));
+                    e
+                }
             };
+            self.healthy = None;
             failures = failures.saturating_add(1);
             let delay = self.settings.backoff(failures);
             tracing::warn!(host = %self.spec.name, client = %self.spec.client, kind = %err.kind, error = %err.message,
@@ -339,6 +541,7 @@ impl Collector {
                 self.info.clone(),
                 err,
                 started.elapsed(),
+                Arc::new(self.events.clone()),
             ));
             tokio::time::sleep(delay).await;
         }
@@ -415,6 +618,7 @@ impl Collector {
                         if !self.cursor.accept(&ev) {
                             continue;
                         }
+                        self.record_event(&ev);
                         match self.on_event(conn, &ev).await {
                             Ok(true) => self.publish(Duration::ZERO, true),
                             Ok(false) => {}
@@ -574,7 +778,22 @@ impl Collector {
                         recheck.push(id);
                     } else {
                         entry.prev = point;
-                        entry.stats = Some(Arc::new(s));
+                        let s = Arc::new(s);
+                        let streams = &self.settings.streams;
+                        if streams.wants(Channel::ContainerStats) {
+                            streams.publish(
+                                Channel::ContainerStats,
+                                &self.spec.name,
+                                &self.spec.client,
+                                s.seen_at,
+                                Payload::Stats {
+                                    container_id: entry.meta.id.clone(),
+                                    container_name: entry.meta.name.clone(),
+                                    stats: crate::client::view_stats(&s),
+                                },
+                            );
+                        }
+                        entry.stats = Some(s);
                     }
                 }
                 Err(e) if e.status == Some(404) => recheck.push(id),
@@ -641,13 +860,29 @@ impl Collector {
         }
     }
 
-    fn publish(&self, took: Duration, success: bool) {
+    fn publish(&mut self, took: Duration, success: bool) {
+        if self.healthy.is_some_and(|h| h != success) {
+            let detail = if success {
+                "healthy".to_string()
+            } else {
+                format!(
+                    "degraded: {}",
+                    self.status
+                        .last_error()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                )
+            };
+            self.host_event("health_changed", Some(detail));
+        }
+        self.healthy = Some(success);
         let mut containers: Vec<ContainerSnapshot> = self
             .inventory
             .values()
             .map(|e| ContainerSnapshot {
                 meta: e.meta.clone(),
                 stats: e.stats.clone(),
+                lifecycle: self.lifecycle.get(&e.meta.id).map(|l| Arc::new(l.clone())),
             })
             .collect();
         containers.sort_by(|a, b| (&a.meta.name, &a.meta.id).cmp(&(&b.meta.name, &b.meta.id)));
@@ -674,6 +909,7 @@ impl Collector {
             built_at: SystemTime::now(),
             collection_duration: took,
             collection_success: success,
+            events: Arc::new(self.events.clone()),
         });
     }
 }
@@ -731,6 +967,13 @@ fn host_info(conn: &Connection, info: Option<&bollard::models::SystemInfo>) -> H
 }
 
 /// Unix seconds of a Docker timestamp; None for Docker's "never" (`0001-01-01T00:00:00Z`).
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 pub fn parse_time(s: &str) -> Option<f64> {
     let t = humantime::parse_rfc3339(s).ok()?;
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -828,6 +1071,8 @@ mod tests {
                 "com.example.team".to_string(),
                 Arc::from("container_label_com_example_team"),
             )]),
+            streams: Arc::default(),
+            store: None,
         }
     }
 

@@ -51,6 +51,7 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
                     },
                 }),
                 stats: Some(sample.clone()),
+                lifecycle: None,
             })
             .collect();
         let mut counts = BTreeMap::new();
@@ -67,6 +68,7 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
             built_at: SystemTime::now(),
             collection_duration: Duration::from_millis(20),
             collection_success: true,
+            events: Arc::default(),
         });
     }
 }

@@ -13,6 +13,7 @@
 //! - [`stats`]: Docker stats answers into figures (cgroup v1 and v2).
 //! - [`snapshot`]: the immutable picture all readers share, swapped atomically.
 //! - [`instruments`]: live self-instrumentation (Docker latency, errors, calls in flight).
+//! - [`streams`]: live channels (events, host changes, stats) with resume and lag notices.
 //! - [`metrics`]: the metric family table and the `/metrics` renderer.
 //! - [`http`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`api`]: the admin API (`/api/v1`) on its own listener: tokens, roles, audit, OpenAPI.
@@ -38,6 +39,7 @@ pub mod serve;
 pub mod snapshot;
 pub mod stats;
 pub mod store;
+pub mod streams;
 
 pub use client::DockerClient;
 

@@ -167,7 +167,24 @@ pub struct ContainerSnapshot {
     pub meta: Arc<ContainerMeta>,
     /// Latest stats; None when not running or not sampled yet.
     pub stats: Option<Arc<Sample>>,
+    /// Exits and OOM kills counted from Docker events; None when none happened.
+    pub lifecycle: Option<Arc<Lifecycle>>,
 }
+
+/// What Docker events say happened to one container, counted since the exporter first saw
+/// the host (kept in SQLite with the event cursor, so restarts neither lose nor repeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Lifecycle {
+    /// `die` events by exit code.
+    pub exits: BTreeMap<i64, u64>,
+    /// `oom` events.
+    pub oom_events: u64,
+    /// Exit code of the last `die` event.
+    pub last_exit_code: Option<i64>,
+}
+
+/// Docker events seen from one host, by (type, action).
+pub type EventCounts = BTreeMap<(String, String), u64>;
 
 /// Facts about the daemon from `/version` and `/info`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -219,6 +236,9 @@ pub struct HostSnapshot {
     pub collection_duration: Duration,
     /// Whether every call of the last cycle succeeded.
     pub collection_success: bool,
+    /// Docker events seen, by (type, action); kept while the host is down.
+    #[serde(skip)]
+    pub events: Arc<EventCounts>,
 }
 
 impl HostSnapshot {
@@ -230,6 +250,7 @@ impl HostSnapshot {
         info: Option<Arc<HostInfo>>,
         error: DockerError,
         took: Duration,
+        events: Arc<EventCounts>,
     ) -> HostSnapshot {
         HostSnapshot {
             id,
@@ -243,6 +264,7 @@ impl HostSnapshot {
             built_at: SystemTime::now(),
             collection_duration: took,
             collection_success: false,
+            events,
         }
     }
 }

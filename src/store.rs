@@ -446,6 +446,34 @@ impl Store {
         .await
     }
 
+    /// A host's saved event cursor and lifecycle counts (JSON), if any.
+    pub async fn event_state(&self, host_id: i64) -> Result<Option<String>, StoreError> {
+        self.run(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT state FROM event_state WHERE host_id = ?1",
+                    [host_id],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Saves a host's event cursor and lifecycle counts. A host removed meanwhile is ignored.
+    pub async fn save_event_state(&self, host_id: i64, state: String) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO event_state (host_id, state, updated_at)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM hosts WHERE id = ?1)
+                 ON CONFLICT (host_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                params![host_id, state, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Appends an audit entry.
     pub async fn insert_audit(&self, e: AuditEntry) -> Result<i64, StoreError> {
         self.run(move |conn| {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,7 @@ impl AppState {
         (name = "monitoring", description = "Start and stop collection"),
         (name = "containers", description = "List, inspect, act on, read logs of containers"),
         (name = "status", description = "Pool figures and the audit log"),
+        (name = "streams", description = "Live channels: Server-Sent Events and WebSocket"),
     )
 )]
 struct ApiDoc;
@@ -167,6 +169,8 @@ pub fn router_and_doc() -> (Router<Arc<AppState>>, OpenApi) {
         .routes(routes!(routes::status))
         .routes(routes!(routes::pool_stats))
         .routes(routes!(routes::audit))
+        .routes(routes!(streams::sse))
+        .routes(routes!(streams::ws))
         .split_for_parts()
 }
 

@@ -290,7 +290,14 @@ impl DockerClient {
         let report = store.sync_config(cfg.clients.clone()).await?;
         tracing::info!(db = %cfg.database_path.display(), hosts = report.upserted, removed = report.removed,
             "configuration synced into the database");
-        let settings = Settings::from_config(cfg);
+        let mut settings = Settings::from_config(cfg);
+        let sc = &cfg.config.streams;
+        settings.streams = Arc::new(crate::streams::StreamManager::new(
+            sc.ring,
+            sc.queue.get(),
+            sc.max_subscribers,
+        ));
+        settings.store = Some(store.clone());
         let snapshots = Arc::new(SnapshotStore::default());
         let instruments = Arc::new(Instruments::default());
         let pool = Arc::new(Pool::new(
@@ -316,6 +323,11 @@ impl DockerClient {
         };
         client.reconcile().await?;
         Ok(client)
+    }
+
+    /// The live channels.
+    pub fn streams(&self) -> &Arc<crate::streams::StreamManager> {
+        &self.inner.settings.streams
     }
 
     /// The database (the admin API writes its audit log there).
@@ -817,7 +829,8 @@ fn invalid(field: &str, message: &str) -> ClientError {
     }])
 }
 
-fn view_stats(s: &crate::stats::Sample) -> ContainerStats {
+/// The API's stats record of a sample.
+pub(crate) fn view_stats(s: &crate::stats::Sample) -> ContainerStats {
     let (network_rx, network_tx) = s.network_totals();
     let (block_read, block_write) = s.blkio_totals();
     ContainerStats {

@@ -37,6 +37,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The admin API: who may call it and its limits.
     pub api: ApiConfig,
+    /// Live channels (SSE and WebSocket on the admin listener).
+    pub streams: StreamsConfig,
     /// Named groups of Docker hosts. Hosts declared here are synced into the database at
     /// start with source `config`.
     pub clients: Vec<ClientConfig>,
@@ -82,6 +84,30 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Log streams with `follow=true` open at once; more get 429. Default 16.
     pub max_log_follows: NonZeroUsize,
+}
+
+/// Live channel settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// Subscribers at once over all channels and transports; beyond it 503. Default 100.
+    pub max_subscribers: usize,
+    /// Messages one subscriber may fall behind before it is told it lagged (and misses
+    /// them). Default 256.
+    pub queue: NonZeroUsize,
+    /// Messages kept per channel so a reconnecting subscriber can resume with
+    /// `Last-Event-ID`. Default 1024.
+    pub ring: usize,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            max_subscribers: 100,
+            queue: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            ring: 1024,
+        }
+    }
 }
 
 /// One bearer token. Give either `sha256` (the hex SHA-256 of the token, as printed by

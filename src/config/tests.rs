@@ -169,6 +169,7 @@ fn example_config_documents_every_key() {
         "database: {zz_probe: 1}",
         "metrics: {zz_probe: 1}",
         "api: {zz_probe: 1}",
+        "streams: {zz_probe: 1}",
         "api: {tokens: [{zz_probe: 1}]}",
         "listen: {tls: {zz_probe: 1}}",
         "clients: [{zz_probe: 1}]",

@@ -52,6 +52,15 @@ pub enum Source {
     ContainerState,
     /// `dockstat_container_health_status`: 1 with the current `status`.
     ContainerHealth,
+    /// `dockstat_container_exits_total` per `exit_code`, from `die` events.
+    ContainerExits,
+    /// `container_oom_events_total`, from `oom` events.
+    ContainerOom,
+    /// `dockstat_container_last_exit_code`: inspect's ExitCode of a stopped container,
+    /// else the last `die` event's.
+    ContainerLastExit,
+    /// `dockstat_events_total` per `type` and `action`.
+    HostEvents,
     /// One series per reachable host with daemon facts.
     Machine(fn(&HostInfo) -> Option<u64>),
     /// `dockstat_host_up`.
@@ -129,7 +138,10 @@ impl Family {
             Source::Meta(_)
             | Source::ContainerInfo
             | Source::ContainerState
-            | Source::ContainerHealth => "container",
+            | Source::ContainerHealth
+            | Source::ContainerExits
+            | Source::ContainerOom
+            | Source::ContainerLastExit => "container",
             Source::Machine(_)
             | Source::HostUp
             | Source::HostInfo
@@ -138,7 +150,8 @@ impl Family {
             | Source::CollectionSuccess
             | Source::SnapshotAge
             | Source::RequestDuration
-            | Source::DockerErrors => "host",
+            | Source::DockerErrors
+            | Source::HostEvents => "host",
             Source::Pool(_) | Source::BuildInfo | Source::Process(_) => "exporter",
         }
     }
@@ -446,9 +459,25 @@ pub static FAMILIES: &[Family] = &[
         "dockstat_container_last_exit_code",
         N,
         Gauge,
-        "Exit code of a stopped container's last run.",
+        "Exit code of the container's last run (inspect's ExitCode when stopped, else the last die event's).",
         "",
-        Source::Meta(|m| m.exit_code.map(|c| c as f64)),
+        Source::ContainerLastExit,
+    ),
+    family(
+        "dockstat_container_exits",
+        N,
+        Counter,
+        "Times the container's process ended (Docker `die` events), by exit code.",
+        "exit_code",
+        Source::ContainerExits,
+    ),
+    family(
+        "container_oom_events",
+        N,
+        Counter,
+        "Times the kernel's OOM killer acted in the container (Docker `oom` events).",
+        "",
+        Source::ContainerOom,
     ),
     // Hosts.
     family(
@@ -482,6 +511,14 @@ pub static FAMILIES: &[Family] = &[
         "Docker host facts; always 1.",
         "server_version, api_version, os, os_type, arch, kernel, cgroup_version, cgroup_driver",
         Source::HostInfo,
+    ),
+    family(
+        "dockstat_events",
+        N,
+        Counter,
+        "Docker events received from the host, by object type and action.",
+        "type, action",
+        Source::HostEvents,
     ),
     family(
         "dockstat_host_containers",

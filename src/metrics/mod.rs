@@ -350,6 +350,55 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
                 )?;
             }
         }
+        Source::ContainerExits => {
+            for (r, c) in containers() {
+                for (code, n) in c.lifecycle.iter().flat_map(|l| l.exits.iter()) {
+                    let code = code.to_string();
+                    series(
+                        me,
+                        &ContainerLabels::new(r).with("exit_code", &code),
+                        kind,
+                        *n as f64,
+                    )?;
+                }
+            }
+        }
+        Source::ContainerOom => {
+            for (r, c) in containers() {
+                let n = c.lifecycle.as_ref().map_or(0, |l| l.oom_events);
+                series(me, &ContainerLabels::new(r), kind, n as f64)?;
+            }
+        }
+        Source::ContainerLastExit => {
+            for (r, c) in containers() {
+                let code = if c.meta.state == ContainerState::Running {
+                    None
+                } else {
+                    c.meta.exit_code
+                }
+                .or_else(|| c.lifecycle.as_ref().and_then(|l| l.last_exit_code));
+                if let Some(code) = code {
+                    series(me, &ContainerLabels::new(r), kind, code as f64)?;
+                }
+            }
+        }
+        Source::HostEvents => {
+            for h in &snap.hosts {
+                for ((typ, action), n) in h.events.iter() {
+                    let extra = [("type", typ.as_str()), ("action", action.as_str())];
+                    series(
+                        me,
+                        &HostLabels {
+                            host: &h.name,
+                            client: &h.client,
+                            extra: &extra,
+                        },
+                        kind,
+                        *n as f64,
+                    )?;
+                }
+            }
+        }
         Source::ContainerHealth => {
             for (r, c) in containers() {
                 series(

@@ -1,0 +1,567 @@
+//! Live channels (the seed's `StreamManager`): collectors publish Docker events, host
+//! lifecycle and container stats; subscribers get them as a `Stream`, filtered, with
+//! resume from a bounded ring.
+//!
+//! Publishing never waits: each channel is a `tokio::sync::broadcast` whose ring is every
+//! subscriber's bounded queue. A subscriber that falls behind loses the oldest messages and
+//! is told so with a [`Payload::Lagged`] message carrying the count; the collector, the
+//! other subscribers and scrapes never notice it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// The channels one can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A stats record per running container per interval.
+    ContainerStats,
+    /// Docker events of type `container`.
+    ContainerEvents,
+    /// Every Docker event.
+    DockerEvents,
+    /// Docker events of type `image`.
+    ImageEvents,
+    /// Docker events of type `network`.
+    NetworkEvents,
+    /// Docker events of type `volume`.
+    VolumeEvents,
+    /// Host connected, disconnected, error, health changed.
+    HostEvents,
+}
+
+impl Channel {
+    /// Every channel.
+    pub const ALL: [Channel; 7] = [
+        Channel::ContainerStats,
+        Channel::ContainerEvents,
+        Channel::DockerEvents,
+        Channel::ImageEvents,
+        Channel::NetworkEvents,
+        Channel::VolumeEvents,
+        Channel::HostEvents,
+    ];
+
+    /// Name in URLs and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::ContainerStats => "container_stats",
+            Channel::ContainerEvents => "container_events",
+            Channel::DockerEvents => "docker_events",
+            Channel::ImageEvents => "image_events",
+            Channel::NetworkEvents => "network_events",
+            Channel::VolumeEvents => "volume_events",
+            Channel::HostEvents => "host_events",
+        }
+    }
+
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The type-specific channel of a Docker event type, if any.
+    pub fn for_event_type(t: &str) -> Option<Channel> {
+        match t {
+            "container" => Some(Channel::ContainerEvents),
+            "image" => Some(Channel::ImageEvents),
+            "network" => Some(Channel::NetworkEvents),
+            "volume" => Some(Channel::VolumeEvents),
+            _ => None,
+        }
+    }
+}
+
+/// One message of a channel.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Message {
+    /// Increasing per channel; `Last-Event-ID` resumes after it. 0 for `lagged`/`gap`.
+    pub id: u64,
+    /// Channel it was published on.
+    pub channel: Channel,
+    /// Host name.
+    pub host: String,
+    /// Client name.
+    pub client: String,
+    /// Unix seconds (the event's own time for Docker events).
+    pub time: f64,
+    /// What happened.
+    #[serde(flatten)]
+    pub payload: Payload,
+}
+
+/// The body of a message.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Payload {
+    /// A Docker event.
+    Event {
+        /// `container`, `image`, `network`, `volume`, …
+        #[serde(rename = "type")]
+        typ: String,
+        /// `start`, `die`, `create`, …
+        action: String,
+        /// Id of the object (container id, image id, …).
+        actor_id: String,
+        /// The actor's attributes (`name`, `image`, `exitCode`, labels, …).
+        #[schema(value_type = Object)]
+        attributes: std::collections::BTreeMap<String, String>,
+    },
+    /// A container's latest stats.
+    Stats {
+        /// Container id.
+        container_id: String,
+        /// Container name.
+        container_name: String,
+        /// Figures, as the API's container stats.
+        stats: crate::client::ContainerStats,
+    },
+    /// A host's connection changed.
+    Host {
+        /// `connected`, `disconnected`, `error` or `health_changed`.
+        event: String,
+        /// Details (the error, or the new health).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// This subscriber fell behind and missed `missed` messages.
+    Lagged {
+        /// Messages dropped for this subscriber.
+        missed: u64,
+    },
+    /// `Last-Event-ID` is older than the ring: messages after it up to `resumed_from`
+    /// (exclusive) are gone.
+    Gap {
+        /// The id asked to resume after.
+        requested: u64,
+        /// First id delivered.
+        resumed_from: u64,
+    },
+}
+
+impl Message {
+    /// Container id, Docker event action: what filters look at.
+    fn container(&self) -> Option<(&str, Option<&str>)> {
+        match &self.payload {
+            Payload::Event {
+                actor_id,
+                attributes,
+                typ,
+                ..
+            } if typ == "container" => Some((
+                actor_id.as_str(),
+                attributes.get("name").map(String::as_str),
+            )),
+            Payload::Stats {
+                container_id,
+                container_name,
+                ..
+            } => Some((container_id.as_str(), Some(container_name.as_str()))),
+            _ => None,
+        }
+    }
+
+    fn action(&self) -> Option<&str> {
+        match &self.payload {
+            Payload::Event { action, .. } => Some(action),
+            Payload::Host { event, .. } => Some(event),
+            _ => None,
+        }
+    }
+}
+
+/// Which messages a subscriber wants; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Host name.
+    pub host: Option<String>,
+    /// Client name.
+    pub client: Option<String>,
+    /// Container id, id prefix or name.
+    pub container: Option<String>,
+    /// Event action (`start`, `die`, …; for host events `connected`, …).
+    pub action: Option<String>,
+}
+
+impl Filter {
+    /// Whether `m` passes. Notices (`lagged`, `gap`) always pass.
+    pub fn matches(&self, m: &Message) -> bool {
+        if matches!(m.payload, Payload::Lagged { .. } | Payload::Gap { .. }) {
+            return true;
+        }
+        if self.host.as_ref().is_some_and(|h| *h != m.host)
+            || self.client.as_ref().is_some_and(|c| *c != m.client)
+        {
+            return false;
+        }
+        if let Some(want) = &self.container {
+            match m.container() {
+                Some((id, name)) if id.starts_with(want.as_str()) || name == Some(want) => {}
+                _ => return false,
+            }
+        }
+        if let Some(want) = &self.action {
+            // Docker spells some actions with a suffix: `exec_start: sh`, `health_status: healthy`.
+            let base = m.action().map(|a| a.split(':').next().unwrap_or(a).trim());
+            if base != Some(want.as_str()) && m.action() != Some(want.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+struct ChannelState {
+    sender: broadcast::Sender<Arc<Message>>,
+    ring: Mutex<VecDeque<Arc<Message>>>,
+    next_id: AtomicU64,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Too many subscribers.
+    #[error("{0} subscribers already; try later or raise streams.max_subscribers")]
+    TooManySubscribers(usize),
+}
+
+/// The channels, their rings and the subscriber count.
+pub struct StreamManager {
+    channels: Vec<ChannelState>,
+    ring_size: usize,
+    subscribers: Arc<AtomicUsize>,
+    max_subscribers: usize,
+}
+
+impl std::fmt::Debug for StreamManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamManager")
+            .field("ring_size", &self.ring_size)
+            .field("subscribers", &self.subscribers.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StreamManager {
+    fn default() -> Self {
+        StreamManager::new(1024, 256, 100)
+    }
+}
+
+impl StreamManager {
+    /// `ring_size` messages kept per channel for `Last-Event-ID`; `queue` messages a
+    /// subscriber may fall behind before it lags; at most `max_subscribers` at once.
+    pub fn new(ring_size: usize, queue: usize, max_subscribers: usize) -> StreamManager {
+        StreamManager {
+            channels: Channel::ALL
+                .iter()
+                .map(|_| ChannelState {
+                    sender: broadcast::channel(queue.max(1)).0,
+                    ring: Mutex::new(VecDeque::with_capacity(ring_size)),
+                    next_id: AtomicU64::new(1),
+                })
+                .collect(),
+            ring_size,
+            subscribers: Arc::new(AtomicUsize::new(0)),
+            max_subscribers,
+        }
+    }
+
+    /// Subscribers right now.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Whether anyone listens on `channel` (stats are only built for listeners).
+    pub fn wants(&self, channel: Channel) -> bool {
+        self.channels[channel.index()].sender.receiver_count() > 0
+    }
+
+    /// Publishes on `channel`; never waits.
+    pub fn publish(&self, channel: Channel, host: &str, client: &str, time: f64, payload: Payload) {
+        let ch = &self.channels[channel.index()];
+        // Id, ring and send under the ring lock so ids reach subscribers in order.
+        let mut ring = ch.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ch.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = Arc::new(Message {
+            id,
+            channel,
+            host: host.to_string(),
+            client: client.to_string(),
+            time,
+            payload,
+        });
+        if ring.len() == self.ring_size {
+            ring.pop_front();
+        }
+        if self.ring_size > 0 {
+            ring.push_back(msg.clone());
+        }
+        // No receivers is fine: nobody listens.
+        let _ = ch.sender.send(msg);
+    }
+
+    /// Subscribes to `channel`. With `last_event_id`, first replays what the ring holds
+    /// after it (a [`Payload::Gap`] first when some of it is gone).
+    pub fn subscribe(
+        &self,
+        channel: Channel,
+        filter: Filter,
+        last_event_id: Option<u64>,
+    ) -> Result<Subscription, StreamError> {
+        let slot = SubscriberSlot::take(&self.subscribers, self.max_subscribers)?;
+        let ch = &self.channels[channel.index()];
+        let ring = ch.ring.lock().unwrap_or_else(|p| p.into_inner());
+        // Subscribing under the lock: nothing published between replay and live.
+        let receiver = ch.sender.subscribe();
+        let mut backlog = VecDeque::new();
+        if let Some(last) = last_event_id {
+            let oldest = ring.front().map(|m| m.id);
+            let next = ch.next_id.load(Ordering::Relaxed);
+            let first_wanted = last.saturating_add(1);
+            match oldest {
+                Some(oldest) if first_wanted < oldest => backlog.push_back(Arc::new(notice(
+                    channel,
+                    Payload::Gap {
+                        requested: last,
+                        resumed_from: oldest,
+                    },
+                ))),
+                None if first_wanted < next => backlog.push_back(Arc::new(notice(
+                    channel,
+                    Payload::Gap {
+                        requested: last,
+                        resumed_from: next,
+                    },
+                ))),
+                _ => {}
+            }
+            backlog.extend(ring.iter().filter(|m| m.id > last).cloned());
+        }
+        drop(ring);
+        Ok(Subscription {
+            channel,
+            filter,
+            backlog,
+            receiver: tokio_stream::wrappers::BroadcastStream::new(receiver),
+            last_id: last_event_id.unwrap_or(0),
+            _slot: slot,
+        })
+    }
+}
+
+fn notice(channel: Channel, payload: Payload) -> Message {
+    Message {
+        id: 0,
+        channel,
+        host: String::new(),
+        client: String::new(),
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        payload,
+    }
+}
+
+/// Counts a subscriber for as long as it lives.
+#[derive(Debug)]
+struct SubscriberSlot(Arc<AtomicUsize>);
+
+impl SubscriberSlot {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Result<SubscriberSlot, StreamError> {
+        let mut cur = count.load(Ordering::Relaxed);
+        loop {
+            if cur >= max {
+                return Err(StreamError::TooManySubscribers(cur));
+            }
+            match count.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(SubscriberSlot(count.clone())),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A live subscription: a `Stream` of messages. Dropping it unsubscribes.
+pub struct Subscription {
+    channel: Channel,
+    filter: Filter,
+    backlog: VecDeque<Arc<Message>>,
+    receiver: tokio_stream::wrappers::BroadcastStream<Arc<Message>>,
+    last_id: u64,
+    _slot: SubscriberSlot,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("channel", &self.channel)
+            .field("filter", &self.filter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The channel subscribed to.
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Arc<Message>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+        let this = &mut *self;
+        loop {
+            if let Some(m) = this.backlog.pop_front() {
+                if m.id > 0 {
+                    this.last_id = m.id;
+                }
+                if this.filter.matches(&m) {
+                    return Poll::Ready(Some(m));
+                }
+                continue;
+            }
+            match Pin::new(&mut this.receiver).poll_next(cx) {
+                Poll::Ready(Some(Ok(m))) => {
+                    // Already delivered from the ring replay.
+                    if m.id <= this.last_id {
+                        continue;
+                    }
+                    this.last_id = m.id;
+                    if this.filter.matches(&m) {
+                        return Poll::Ready(Some(m));
+                    }
+                }
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
+                    return Poll::Ready(Some(Arc::new(notice(
+                        this.channel,
+                        Payload::Lagged { missed: n },
+                    ))));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn ev(action: &str, id: &str) -> Payload {
+        Payload::Event {
+            typ: "container".into(),
+            action: action.into(),
+            actor_id: id.into(),
+            attributes: [("name".to_string(), format!("n-{id}"))].into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_filter_lag_and_gap() {
+        let m = StreamManager::new(4, 2, 10);
+        for i in 0..6 {
+            m.publish(
+                Channel::ContainerEvents,
+                "a",
+                "c",
+                0.0,
+                ev("start", &format!("{i}")),
+            );
+        }
+        // Ring holds ids 3..=6; resuming after 1 reports a gap, then 3,4,5,6.
+        let mut s = m
+            .subscribe(Channel::ContainerEvents, Filter::default(), Some(1))
+            .expect("slot");
+        let first = s.next().await.expect("gap");
+        assert!(matches!(
+            first.payload,
+            Payload::Gap {
+                requested: 1,
+                resumed_from: 3
+            }
+        ));
+        let ids: Vec<u64> = (0..4).map(|_| s.id_now()).collect();
+        assert_eq!(ids, vec![3, 4, 5, 6]);
+
+        // A filter on the container.
+        let mut f = m
+            .subscribe(
+                Channel::ContainerEvents,
+                Filter {
+                    container: Some("n-7".into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .expect("slot");
+        m.publish(Channel::ContainerEvents, "a", "c", 0.0, ev("die", "6"));
+        m.publish(Channel::ContainerEvents, "a", "c", 0.0, ev("die", "7"));
+        let got = f.next().await.expect("msg");
+        assert!(matches!(&got.payload, Payload::Event { actor_id, .. } if actor_id == "7"));
+
+        // Queue of 2: publishing 5 more without reading makes `s` lag.
+        for i in 10..15 {
+            m.publish(
+                Channel::ContainerEvents,
+                "a",
+                "c",
+                0.0,
+                ev("start", &format!("{i}")),
+            );
+        }
+        let lag = s.next().await.expect("lagged");
+        assert!(
+            matches!(lag.payload, Payload::Lagged { missed } if missed > 0),
+            "{lag:?}"
+        );
+    }
+
+    #[test]
+    fn subscriber_cap() {
+        let m = StreamManager::new(4, 2, 1);
+        let a = m.subscribe(Channel::HostEvents, Filter::default(), None);
+        assert!(a.is_ok());
+        assert!(
+            m.subscribe(Channel::HostEvents, Filter::default(), None)
+                .is_err()
+        );
+        drop(a);
+        assert!(
+            m.subscribe(Channel::HostEvents, Filter::default(), None)
+                .is_ok()
+        );
+    }
+
+    impl Subscription {
+        fn id_now(&mut self) -> u64 {
+            futures_util::FutureExt::now_or_never(self.next())
+                .flatten()
+                .map(|m| m.id)
+                .unwrap_or(0)
+        }
+    }
+}
