@@ -222,12 +222,23 @@ struct Entry {
     stats: Option<Arc<Sample>>,
 }
 
+/// How late (in event time) an event may arrive after a newer one and still count. Docker
+/// stamps an event's time before publishing it, so events logged concurrently can arrive a
+/// little out of time order; a resume asks for this much before the newest event seen.
+const EVENT_REORDER_NANOS: i64 = 2_000_000_000;
+
 /// Position in the events stream, so a reconnect resumes where it stopped and an event
 /// delivered twice is applied once.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct EventCursor {
+    /// Newest event time seen (or the first contact's time).
     nanos: i64,
-    at_nanos: Vec<(String, String)>,
+    /// First contact: nothing before it counts.
+    #[serde(default)]
+    start: i64,
+    /// Events seen within [`EVENT_REORDER_NANOS`] of `nanos`: (time, actor id, action).
+    #[serde(default)]
+    recent: Vec<(i64, String, String)>,
 }
 
 /// What a host's collector keeps in SQLite: the event cursor and the counts built from the
@@ -242,41 +253,53 @@ struct EventState {
 }
 
 impl EventCursor {
+    /// First contact at `nanos` (the daemon's clock): events from then on count.
+    fn begin(&mut self, nanos: i64) {
+        self.nanos = nanos;
+        self.start = nanos;
+        self.recent.clear();
+    }
+
+    /// Oldest event time still accepted (and asked for again on resume).
+    fn floor(&self) -> i64 {
+        self.start
+            .max(self.nanos.saturating_sub(EVENT_REORDER_NANOS))
+            .max(0)
+    }
+
     fn accept(&mut self, ev: &EventMessage) -> bool {
         let nanos = ev
             .time_nano
             .or(ev.time.map(|t| t.saturating_mul(1_000_000_000)))
             .unwrap_or(0);
-        let key = (
-            ev.actor
-                .as_ref()
-                .and_then(|a| a.id.clone())
-                .unwrap_or_default(),
-            ev.action.clone().unwrap_or_default(),
-        );
-        if nanos < self.nanos {
+        let id = ev
+            .actor
+            .as_ref()
+            .and_then(|a| a.id.clone())
+            .unwrap_or_default();
+        let action = ev.action.clone().unwrap_or_default();
+        if nanos < self.floor()
+            || self
+                .recent
+                .iter()
+                .any(|(n, i, a)| *n == nanos && *i == id && *a == action)
+        {
             return false;
         }
-        if nanos == self.nanos {
-            if self.at_nanos.contains(&key) {
-                return false;
-            }
-        } else {
+        self.recent.push((nanos, id, action));
+        if nanos > self.nanos {
             self.nanos = nanos;
-            self.at_nanos.clear();
+            let floor = self.floor();
+            self.recent.retain(|(n, _, _)| *n >= floor);
         }
-        self.at_nanos.push(key);
         true
     }
 
-    /// `since` for `/events`: seconds.nanoseconds of the last event seen.
+    /// `since` for `/events`: seconds.nanoseconds of [`EventCursor::floor`].
     fn since(&self) -> Option<String> {
         (self.nanos > 0).then(|| {
-            format!(
-                "{}.{:09}",
-                self.nanos / 1_000_000_000,
-                self.nanos % 1_000_000_000
-            )
+            let at = self.floor();
+            format!("{}.{:09}", at / 1_000_000_000, at % 1_000_000_000)
         })
     }
 }
@@ -505,7 +528,7 @@ impl Collector {
                     self.info = Some(Arc::new(host_info(&conn, conn.daemon.info.as_ref())));
                     if self.cursor.nanos == 0 {
                         // First contact: events from now on count (in the daemon's clock).
-                        self.cursor.nanos = conn
+                        let at = conn
                             .daemon
                             .info
                             .as_ref()
@@ -513,6 +536,7 @@ impl Collector {
                             .and_then(parse_time)
                             .map(|t| (t * 1e9) as i64)
                             .unwrap_or_else(|| (unix_now() * 1e9) as i64);
+                        self.cursor.begin(at);
                         self.save();
                     }
                     self.status.set_connection(Some(conn.clone()));
@@ -561,6 +585,8 @@ impl Collector {
         };
         let mut next_relist = Instant::now() + self.settings.relist_interval;
         let mut sampling: JoinSet<Vec<StatsResult>> = JoinSet::new();
+        // First samples of containers just started (see `on_event`).
+        let mut first_samples: JoinSet<StatsResult> = JoinSet::new();
         sampling.spawn(sample_task(
             conn.clone(),
             self.running_ids(),
@@ -613,13 +639,21 @@ impl Collector {
                         Err(e) => return e,
                     }
                 }
+                Some(done) = first_samples.join_next(), if !first_samples.is_empty() => {
+                    let Ok(result) = done else { continue };
+                    match self.apply_samples(conn, vec![result]).await {
+                        Ok(_) => self.publish(Duration::ZERO, true),
+                        Err(e) if e.kind.is_host_down() => return e,
+                        Err(e) => tracing::debug!(host = %self.spec.name, error = %e, "first sample failed"),
+                    }
+                }
                 ev = events.next(), if events_open.is_some() => match ev {
                     Some(Ok(ev)) => {
                         if !self.cursor.accept(&ev) {
                             continue;
                         }
                         self.record_event(&ev);
-                        match self.on_event(conn, &ev).await {
+                        match self.on_event(conn, &ev, &mut first_samples).await {
                             Ok(true) => self.publish(Duration::ZERO, true),
                             Ok(false) => {}
                             Err(e) if e.kind.is_host_down() => return e,
@@ -824,6 +858,7 @@ impl Collector {
         &mut self,
         conn: &Arc<Connection>,
         ev: &EventMessage,
+        first_samples: &mut JoinSet<StatsResult>,
     ) -> Result<bool, DockerError> {
         if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
             return Ok(false);
@@ -848,11 +883,15 @@ impl Collector {
                     .is_some_and(|e| e.meta.state == ContainerState::Running);
                 if running && matches!(action, "start" | "restart" | "unpause") {
                     // Visible at once as running, then a first sample right away rather than
-                    // at the next tick: a loaded daemon can take a while to answer stats.
+                    // at the next tick: a loaded daemon can take a while to answer stats
+                    // (Docker 20.10 takes a second even one-shot), so it is taken on its own
+                    // task and events keep flowing meanwhile.
                     self.publish(Duration::ZERO, true);
-                    let (id_done, r) = (id.clone(), conn.stats(&id).await);
-                    self.apply_samples(conn, vec![(id_done, r, SystemTime::now())])
-                        .await?;
+                    let conn = conn.clone();
+                    first_samples.spawn(async move {
+                        let r = conn.stats(&id).await;
+                        (id, r, SystemTime::now())
+                    });
                 }
                 Ok(true)
             }
@@ -1097,15 +1136,32 @@ mod tests {
         };
         let mut c = EventCursor::default();
         assert_eq!(c.since(), None);
+        c.begin(4_500_000_000);
+        assert!(
+            !c.accept(&ev(4_000_000_000, "z", "start")),
+            "before first contact"
+        );
         assert!(c.accept(&ev(5_000_000_001, "a", "start")));
         assert!(
             c.accept(&ev(5_000_000_001, "b", "start")),
             "same instant, other container"
         );
         assert!(!c.accept(&ev(5_000_000_001, "a", "start")), "replayed");
-        assert!(!c.accept(&ev(4_000_000_000, "c", "die")), "older");
         assert!(c.accept(&ev(6_000_000_000, "a", "die")));
-        assert_eq!(c.since().as_deref(), Some("6.000000000"));
+        // Docker stamps events before publishing them: a slightly older one arriving after
+        // a newer one still counts, once.
+        assert!(c.accept(&ev(5_999_999_000, "c", "create")), "out of order");
+        assert!(!c.accept(&ev(5_999_999_000, "c", "create")), "replayed");
+        assert!(c.accept(&ev(9_000_000_000, "a", "start")));
+        assert!(
+            !c.accept(&ev(6_000_000_000, "a", "die")),
+            "older than the reorder window"
+        );
+        assert_eq!(c.recent.len(), 1, "only the window is kept: {:?}", c.recent);
+        // A resume asks again for the window before the newest event; what it replays is
+        // known and skipped.
+        assert_eq!(c.since().as_deref(), Some("7.000000000"));
+        assert!(!c.accept(&ev(9_000_000_000, "a", "start")));
     }
 
     #[test]

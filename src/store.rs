@@ -54,6 +54,13 @@ const MIGRATIONS: &[&str] = &[
         error       TEXT
     );
 ",
+    "
+    CREATE TABLE event_state (
+        host_id     INTEGER PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,
+        state       TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+",
 ];
 
 /// Where a client or host was declared.

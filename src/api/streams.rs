@@ -174,10 +174,11 @@ async fn session(state: Arc<AppState>, socket: WebSocket) {
                 Some(Ok(_)) => continue, // binary, ping, pong: nothing to say
             },
             Some((_, m)) = subs.next(), if !subs.is_empty() => {
+                // `kind` tells messages from `lagged`/`gap` notices; a host message keeps its
+                // own `event` (`connected`, …).
                 let mut v = serde_json::to_value(m.as_ref()).unwrap_or_default();
                 if let Some(o) = v.as_object_mut() {
                     o.insert("op".into(), "message".into());
-                    o.insert("event".into(), kind(&m).into());
                 }
                 v
             }

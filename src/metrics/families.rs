@@ -475,7 +475,7 @@ pub static FAMILIES: &[Family] = &[
         "container_oom_events",
         N,
         Counter,
-        "Times the kernel's OOM killer acted in the container (Docker `oom` events).",
+        "OOM events Docker reported for the container (one kill can raise several).",
         "",
         Source::ContainerOom,
     ),

@@ -1,0 +1,503 @@
+//! Container lifecycle counters against real daemons: exits by code, restarts by policy,
+//! HEALTHCHECK transitions, cgroup OOM kills, and Docker events counted exactly once across
+//! a cut connection and across an exporter restart.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn config(host: &str, address: &str) -> String {
+    format!(
+        "monitoring:\n  interval: 1s\n  retry_delay: 500ms\n  retry_max_delay: 2s\n\
+         clients:\n  - name: lab\n    hosts:\n      - name: {host}\n        address: {address}\n"
+    )
+}
+
+fn config_a() -> String {
+    config("a", &format!("unix://{}", env().a_socket))
+}
+
+/// Starts an exporter on daemon A and waits until it is connected: events from then on count.
+fn exporter_a(tag: &str) -> Exporter {
+    let exp = Exporter::start(tag, &config_a());
+    exp.wait_for(Duration::from_secs(15), "host a up", |s| {
+        s.value("dockstat_host_up", &[("host", "a")]) == Some(1.0)
+    });
+    exp
+}
+
+/// Runs the docker CLI against `socket`, whatever its exit status: (status, stdout, stderr).
+fn docker_status(socket: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("/usr/bin/docker")
+        .arg("-H")
+        .arg(format!("unix://{socket}"))
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("run docker");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// `docker run` in the foreground of a container that exits with `code`; returns it, to be
+/// removed when dropped.
+fn run_exiting(docker: &Docker, socket: &str, tag: &str, code: i32) -> Container {
+    let name = unique(tag);
+    let image = env().image;
+    let script = format!("exit {code}");
+    let (status, _, err) = docker_status(
+        socket,
+        &[
+            "run",
+            "--name",
+            &name,
+            "--label",
+            "dockstat.test=1",
+            &image,
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(status, code, "docker run exit status ({err})");
+    let id = docker.inspect(&name, "{{.Id}}");
+    Container {
+        docker: docker.clone(),
+        name,
+        id,
+    }
+}
+
+/// `docker start -a`: runs the container once more and returns its exit status.
+fn start_attached(socket: &str, c: &Container) -> i32 {
+    docker_status(socket, &["start", "-a", &c.id]).0
+}
+
+fn exits(s: &Scrape, name: &str, code: &str) -> Option<f64> {
+    s.value(
+        "dockstat_container_exits_total",
+        &[("name", name), ("exit_code", code)],
+    )
+}
+
+fn exit_series(s: &Scrape, name: &str) -> Vec<(String, f64)> {
+    s.find("dockstat_container_exits_total", &[("name", name)])
+        .map(|x| (x.labels["exit_code"].clone(), x.value))
+        .collect()
+}
+
+#[test]
+fn exits_are_counted_by_code_over_two_runs() {
+    let exp = exporter_a("exit3");
+    let a = Docker::a();
+    let sock = env().a_socket;
+    let c = run_exiting(&a, &sock, "exit3", 3);
+    assert_eq!(start_attached(&sock, &c), 3);
+    let s = exp.wait_for(Duration::from_secs(15), "two exits with code 3", |s| {
+        exits(s, &c.name, "3") == Some(2.0)
+    });
+    assert_eq!(
+        exit_series(&s, &c.name),
+        vec![("3".to_string(), 2.0)],
+        "only exit code 3, twice"
+    );
+    assert_eq!(
+        s.value("dockstat_container_last_exit_code", &[("name", &c.name)]),
+        Some(3.0)
+    );
+    assert_eq!(
+        s.value(
+            "dockstat_container_state",
+            &[("name", &c.name), ("state", "exited")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("container_oom_events_total", &[("name", &c.name)]),
+        Some(0.0)
+    );
+    let id = s
+        .find("dockstat_container_exits_total", &[("name", &c.name)])
+        .next()
+        .map(|x| x.labels["id"].clone())
+        .expect("id label");
+    assert_eq!(id, c.id, "the id label is the full container id");
+    let die = s
+        .value(
+            "dockstat_events_total",
+            &[("host", "a"), ("type", "container"), ("action", "die")],
+        )
+        .expect("die events counted");
+    assert!(die >= 2.0, "die events {die}");
+
+    // Removing the container removes its series.
+    c.remove();
+    exp.wait_for(
+        Duration::from_secs(10),
+        "series of the removed container gone",
+        |s| !s.has_container(&c.name),
+    );
+}
+
+#[test]
+fn restart_policy_restarts_are_counted_with_every_exit() {
+    let exp = exporter_a("onfail");
+    let a = Docker::a();
+    let c = a.start("onfail", &["--restart", "on-failure:2"], "exit 1");
+    let s = exp.wait_for(Duration::from_secs(30), "2 restarts and 3 exits", |s| {
+        s.value("dockstat_container_restarts_total", &[("name", &c.name)]) == Some(2.0)
+            && exits(s, &c.name, "1") == Some(3.0)
+    });
+    assert_eq!(c.inspect("{{.RestartCount}} {{.State.Status}}"), "2 exited");
+    assert_eq!(exit_series(&s, &c.name), vec![("1".to_string(), 3.0)]);
+    assert_eq!(
+        s.value("dockstat_container_last_exit_code", &[("name", &c.name)]),
+        Some(1.0)
+    );
+    // Nothing more happens: the policy gave up.
+    std::thread::sleep(Duration::from_secs(2));
+    let s = exp.scrape();
+    assert_eq!(
+        s.value("dockstat_container_restarts_total", &[("name", &c.name)]),
+        Some(2.0)
+    );
+    assert_eq!(exits(&s, &c.name, "1"), Some(3.0));
+}
+
+#[test]
+fn health_goes_starting_healthy_unhealthy() {
+    let exp = exporter_a("health");
+    let a = Docker::a();
+    // Probes fail until the test creates /ok; within the start period failures do not count,
+    // so the status stays `starting` until then (deterministic on a loaded machine).
+    let c = a.start(
+        "health",
+        &[
+            "--health-cmd",
+            "test -f /ok",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "--health-start-period",
+            "60s",
+        ],
+        "sleep 600",
+    );
+    let status = |s: &Scrape| -> Option<String> {
+        let filter = [("name", c.name.as_str())];
+        let found: Vec<&Sample> = s
+            .find("dockstat_container_health_status", &filter)
+            .collect();
+        assert!(found.len() <= 1, "one status series at a time: {found:?}");
+        found.first().map(|x| {
+            assert_eq!(x.value, 1.0);
+            x.labels["status"].clone()
+        })
+    };
+    // Statuses of the running container (while merely created it has none yet).
+    let mut seen: Vec<String> = Vec::new();
+    let mut track = |s: &Scrape| {
+        let running = s.value(
+            "dockstat_container_state",
+            &[("name", &c.name), ("state", "running")],
+        ) == Some(1.0);
+        if let Some(st) = status(s).filter(|_| running)
+            && seen.last() != Some(&st)
+        {
+            seen.push(st);
+        }
+        seen.last().cloned()
+    };
+    exp.wait_for(Duration::from_secs(15), "starting", |s| {
+        track(s).as_deref() == Some("starting")
+    });
+    // A few failing probes later it is still starting.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(track(&exp.scrape()).as_deref(), Some("starting"));
+    assert_eq!(c.inspect("{{.State.Health.Status}}"), "starting");
+
+    a.run(&["exec", &c.id, "touch", "/ok"]);
+    let t = Instant::now();
+    exp.wait_for(Duration::from_secs(10), "healthy", |s| {
+        track(s).as_deref() == Some("healthy")
+    });
+    eprintln!("healthy {:?} after touch /ok", t.elapsed());
+
+    a.run(&["exec", &c.id, "rm", "/ok"]);
+    let t = Instant::now();
+    exp.wait_for(Duration::from_secs(10), "unhealthy", |s| {
+        track(s).as_deref() == Some("unhealthy")
+    });
+    eprintln!("unhealthy {:?} after rm /ok", t.elapsed());
+    assert_eq!(seen, vec!["starting", "healthy", "unhealthy"]);
+    assert_eq!(c.inspect("{{.State.Health.Status}}"), "unhealthy");
+    // Both changes were Docker events, counted (the inspect that follows an event can
+    // already show the next status, so the count may trail the status briefly).
+    let s = exp.wait_for(Duration::from_secs(5), "2 health_status events", |s| {
+        s.value(
+            "dockstat_events_total",
+            &[
+                ("host", "a"),
+                ("type", "container"),
+                ("action", "health_status"),
+            ],
+        )
+        .is_some_and(|n| n >= 2.0)
+    });
+    assert_eq!(
+        s.value(
+            "dockstat_container_state",
+            &[("name", &c.name), ("state", "running")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn cgroup_oom_kill_is_counted() {
+    let exp = exporter_a("oom");
+    let a = Docker::a();
+    let since = format!("{:.3}", now() - 1.0);
+    let c = a.start(
+        "oom",
+        &["--memory", "32m", "--memory-swap", "32m"],
+        "head -c 200m /dev/zero | tail",
+    );
+    let s = exp.wait_for(Duration::from_secs(30), "the OOM kill", |s| {
+        s.value("container_oom_events_total", &[("name", &c.name)])
+            .is_some_and(|n| n >= 1.0)
+            && exits(s, &c.name, "137") == Some(1.0)
+    });
+    assert_eq!(
+        c.inspect("{{.State.OOMKilled}} {{.State.ExitCode}}"),
+        "true 137",
+        "the cgroup OOM killer ended it"
+    );
+    assert_eq!(
+        s.value("dockstat_container_last_exit_code", &[("name", &c.name)]),
+        Some(137.0)
+    );
+    // Exactly as many as Docker emitted: with cgroup v1 Docker reports one `oom` per memcg
+    // OOM notification, which can be several for one kill.
+    let until = format!("{:.3}", now());
+    let out = a.run(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={}", c.id),
+        "--filter",
+        "event=oom",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let docker_ooms = out.lines().filter(|l| *l == "oom").count() as f64;
+    let s = exp.scrape();
+    let exported = s
+        .value("container_oom_events_total", &[("name", &c.name)])
+        .expect("oom series");
+    eprintln!("oom events: docker {docker_ooms}, exported {exported}");
+    assert!(docker_ooms >= 1.0, "docker emitted no oom event: {out:?}");
+    assert_eq!(exported, docker_ooms, "one count per Docker oom event");
+}
+
+/// A TCP forwarder to `upstream` that can be cut (listener closed, every forwarded
+/// connection shut down) and restored on the same port.
+struct Proxy {
+    port: u16,
+    shared: Arc<ProxyShared>,
+}
+
+struct ProxyShared {
+    cut: AtomicBool,
+    listening: AtomicBool,
+    stop: AtomicBool,
+    conns: Mutex<Vec<TcpStream>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(ProxyShared {
+            cut: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+        });
+        let (sh, upstream) = (shared.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            let mut listener = Some(listener);
+            while !sh.stop.load(Ordering::SeqCst) {
+                if sh.cut.load(Ordering::SeqCst) {
+                    listener = None;
+                    sh.listening.store(false, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                if listener.is_none() {
+                    // Restored: listen on the same port again.
+                    match TcpListener::bind(("127.0.0.1", port)) {
+                        Ok(l) => listener = Some(l),
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                    }
+                }
+                let Some(l) = &listener else { continue };
+                l.set_nonblocking(true).expect("nonblocking");
+                sh.listening.store(true, Ordering::SeqCst);
+                match l.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).expect("blocking");
+                        let Ok(server) = TcpStream::connect(&upstream) else {
+                            continue;
+                        };
+                        let mut conns = sh.conns.lock().expect("lock");
+                        if sh.cut.load(Ordering::SeqCst) {
+                            continue; // dropped: closed
+                        }
+                        conns.push(client.try_clone().expect("clone"));
+                        conns.push(server.try_clone().expect("clone"));
+                        drop(conns);
+                        pump(
+                            client.try_clone().expect("clone"),
+                            server.try_clone().expect("clone"),
+                        );
+                        pump(server, client);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let p = Proxy { port, shared };
+        p.wait_listening(true);
+        p
+    }
+
+    fn wait_listening(&self, want: bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.listening.load(Ordering::SeqCst) != want {
+            assert!(Instant::now() < deadline, "proxy listening != {want}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Closes the listener (connections are refused) and every forwarded connection.
+    fn cut(&self) {
+        self.shared.cut.store(true, Ordering::SeqCst);
+        self.wait_listening(false);
+        let mut conns = self.shared.conns.lock().expect("lock");
+        for c in conns.drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.shared.cut.store(false, Ordering::SeqCst);
+        self.wait_listening(true);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` on a thread; shuts `to` down for writing at the end.
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+#[test]
+fn events_while_disconnected_or_stopped_are_counted_exactly_once() {
+    let e = env();
+    let b = Docker::b();
+    let proxy = Proxy::start(&e.b_tcp);
+    let cfg = config("b", &format!("tcp://127.0.0.1:{}", proxy.port));
+    let mut exp = Exporter::start("reconnect", &cfg);
+    let up = |s: &Scrape| s.value("dockstat_host_up", &[("host", "b")]);
+    exp.wait_for(
+        Duration::from_secs(15),
+        "host b up through the proxy",
+        |s| up(s) == Some(1.0),
+    );
+
+    proxy.cut();
+    exp.wait_for(Duration::from_secs(10), "host b down while cut", |s| {
+        up(s) == Some(0.0)
+    });
+    let c = run_exiting(&b, &e.b_socket, "cut", 5);
+    assert_eq!(start_attached(&e.b_socket, &c), 5);
+    let s = exp.scrape();
+    assert_eq!(up(&s), Some(0.0), "still cut while the container ran");
+    assert!(!s.has_container(&c.name));
+
+    proxy.restore();
+    let t = Instant::now();
+    exp.wait_for(
+        Duration::from_secs(15),
+        "both exits counted after reconnect",
+        |s| up(s) == Some(1.0) && exits(s, &c.name, "5").is_some(),
+    );
+    eprintln!("reconnected and caught up {:?} after restore", t.elapsed());
+    // Give a double count every chance to show.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = exp.scrape();
+    assert_eq!(exit_series(&s, &c.name), vec![("5".to_string(), 2.0)]);
+    assert_eq!(
+        s.value("dockstat_container_last_exit_code", &[("name", &c.name)]),
+        Some(5.0)
+    );
+    let log = exp.log_text();
+    assert!(log.contains("connected"), "reconnection logged:\n{log}");
+
+    // Stopped exporter: the third exit happens while nothing watches.
+    let status = exp.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exporter exit status {status}");
+    assert_eq!(start_attached(&e.b_socket, &c), 5);
+    let exp = Exporter::start_in(exp.dir.clone(), &cfg);
+    exp.wait_for(
+        Duration::from_secs(15),
+        "the third exit after restart",
+        |s| exits(s, &c.name, "5").is_some_and(|n| n >= 3.0),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let s = exp.scrape();
+    assert_eq!(
+        exit_series(&s, &c.name),
+        vec![("5".to_string(), 3.0)],
+        "not lost, not counted twice\n{}",
+        exp.log_text()
+    );
+    assert_eq!(up(&s), Some(1.0));
+}
