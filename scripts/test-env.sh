@@ -217,6 +217,37 @@ ensure_packages() {
     DOCKERD=$(command -v dockerd 2>/dev/null) || die "no dockerd found"
 }
 
+# tests/api_security.rs validates the served OpenAPI document with the PyPI package
+# openapi-spec-validator (`python3 -m openapi_spec_validator FILE`). Installed for the
+# `python3` on PATH, with pip; Debian's own python3 is externally managed (PEP 668).
+ensure_openapi_validator() {
+    if python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+        log "python: openapi-spec-validator present"
+        return 0
+    fi
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        log "python: installing python3-pip"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update >&2 || die "apt-get update failed"
+        apt-get install -y --no-install-recommends python3-pip >&2 ||
+            die "apt-get install python3-pip failed"
+    fi
+    log "python: installing openapi-spec-validator (pip)"
+    local out
+    if ! out=$(python3 -m pip install --quiet openapi-spec-validator 2>&1); then
+        if grep -q externally-managed-environment <<<"$out"; then
+            log "python: externally managed, retrying with --break-system-packages"
+            python3 -m pip install --quiet --break-system-packages openapi-spec-validator >&2 ||
+                die "pip install openapi-spec-validator failed"
+        else
+            printf '%s\n' "$out" >&2
+            die "pip install openapi-spec-validator failed"
+        fi
+    fi
+    python3 -c 'import openapi_spec_validator' >/dev/null 2>&1 ||
+        die "openapi-spec-validator installed, but python3 cannot import it"
+}
+
 # ----------------------------------------------------------------------------
 # Networking for B / C
 # ----------------------------------------------------------------------------
@@ -523,6 +554,7 @@ EOF
 cmd_up() {
     local t0=$SECONDS
     ensure_packages
+    ensure_openapi_validator
     mkdir -p "$STATE_DIR" "$DATA_DIR"
     start_a
     ensure_certs

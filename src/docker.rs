@@ -463,7 +463,8 @@ impl Connection {
         futures_util::stream::unfold(
             (Box::pin(inner), instruments, true),
             move |(mut inner, instruments, first)| async move {
-                let next = if follow && !first {
+                // A followed stream may be quiet for hours: no deadline on it.
+                let next = if follow {
                     Ok(inner.next().await)
                 } else {
                     tokio::time::timeout(timeout, inner.next()).await

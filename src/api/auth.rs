@@ -41,7 +41,7 @@ pub struct AuditTarget(pub String);
 pub fn required_role(method: &Method, route: &str) -> Role {
     if route == "/api/v1/audit" {
         Role::Admin
-    } else if method == Method::GET {
+    } else if method == Method::GET || method == Method::HEAD {
         Role::Viewer
     } else if route.contains("/containers/") || route.contains("/monitoring") {
         Role::Operator
@@ -218,6 +218,7 @@ mod tests {
     fn policy_table() {
         let cases = [
             (Method::GET, "/api/v1/clients", Role::Viewer),
+            (Method::HEAD, "/api/v1/status", Role::Viewer),
             (Method::GET, "/api/v1/audit", Role::Admin),
             (Method::POST, "/api/v1/clients", Role::Admin),
             (Method::DELETE, "/api/v1/hosts/{host}", Role::Admin),

@@ -26,6 +26,7 @@ pub struct ErrorBody {
 
 /// What failed, for programs (`code`) and people (`message`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid`, `unauthorized`, `forbidden`,
     /// `actions_denied`, `not_found`, `conflict`, `read_only`, `ambiguous`,

@@ -62,7 +62,6 @@ impl AppState {
                        hosts a dockstat-exporter watches. Errors are `{\"error\": {\"code\", \
                        \"message\"}}`. Authenticate with `Authorization: Bearer <token>`."
     ),
-    modifiers(&Conventions),
     components(schemas(ErrorBody)),
     tags(
         (name = "clients", description = "Named groups of hosts"),
@@ -85,7 +84,7 @@ impl Modify for Conventions {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        let errors: [(&str, &str); 9] = [
+        let errors: [(&str, &str); 10] = [
             (
                 "400",
                 "Bad input: malformed JSON, wrong type, unknown field, bad parameter",
@@ -101,6 +100,7 @@ impl Modify for Conventions {
                 "Conflict: name taken, read-only (from the file), ambiguous container",
             ),
             ("413", "Body larger than api.max_body_bytes"),
+            ("415", "A body without `Content-Type: application/json`"),
             ("502", "The Docker host failed; `kind` says how"),
             ("503", "No answer within api.request_timeout"),
             ("504", "The Docker host timed out"),
@@ -115,6 +115,20 @@ impl Modify for Conventions {
                 &mut item.delete,
             ];
             for op in ops.into_iter().flatten() {
+                // OpenAPI requires a description on every response; utoipa leaves it out
+                // when the `responses(...)` entry gives none.
+                for (code, response) in op.responses.responses.iter_mut() {
+                    if let RefOr::T(r) = response
+                        && r.description.is_empty()
+                    {
+                        r.description = match code.as_str() {
+                            "201" => "Created",
+                            "204" => "No content",
+                            _ => "Success",
+                        }
+                        .to_string();
+                    }
+                }
                 op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
                     "bearer",
                     Vec::<String>::new(),
@@ -141,7 +155,7 @@ impl Modify for Conventions {
 
 /// The router and the OpenAPI document, built from the same route list.
 pub fn router_and_doc() -> (Router<Arc<AppState>>, OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::list_clients, routes::register_client))
         .routes(routes!(
             routes::get_client,
@@ -171,7 +185,11 @@ pub fn router_and_doc() -> (Router<Arc<AppState>>, OpenApi) {
         .routes(routes!(routes::audit))
         .routes(routes!(streams::sse))
         .routes(routes!(streams::ws))
-        .split_for_parts()
+        .split_for_parts();
+    // The derive's modifiers run before the routes are merged in: apply the conventions to
+    // the finished document.
+    Conventions.modify(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document as served at `/api/v1/openapi.json`.

@@ -601,11 +601,23 @@ fn parse_when(field: &str, v: &str) -> ApiResult<i64> {
         }
         return Err(ApiError::invalid(field, "must be a non-negative unix time"));
     }
+    rfc3339(v).map(|t| t as i64).ok_or_else(|| {
+        ApiError::invalid(field, format!("`{v}` is neither unix seconds nor RFC 3339"))
+    })
+}
+
+/// RFC 3339 with `Z` or a numeric offset (`+01:00`), as unix seconds.
+fn rfc3339(v: &str) -> Option<f64> {
+    let b = v.as_bytes();
+    if b.len() > 6 && matches!(b[b.len() - 6], b'+' | b'-') && b[b.len() - 3] == b':' {
+        let (base, off) = v.split_at(v.len() - 6);
+        let hours: f64 = off[1..3].parse().ok()?;
+        let minutes: f64 = off[4..6].parse().ok()?;
+        let sign = if off.starts_with('-') { -1.0 } else { 1.0 };
+        let utc = crate::collect::parse_time(&format!("{base}Z"))?;
+        return Some(utc - sign * (hours * 3600.0 + minutes * 60.0));
+    }
     crate::collect::parse_time(v)
-        .map(|t| t as i64)
-        .ok_or_else(|| {
-            ApiError::invalid(field, format!("`{v}` is neither unix seconds nor RFC 3339"))
-        })
 }
 
 /// A container's logs, demultiplexed into lines with their stream (`getContainerLogs`).
@@ -645,8 +657,9 @@ pub async fn container_logs(
         since,
         until,
         timestamps: q.timestamps,
-        stdout: q.stdout.unwrap_or(false),
-        stderr: q.stderr.unwrap_or(false),
+        // Naming one stream false means the other one; naming neither means both.
+        stdout: q.stdout.unwrap_or(q.stderr != Some(true)),
+        stderr: q.stderr.unwrap_or(q.stdout != Some(true)),
         follow: q.follow,
     };
     if q.stdout == Some(false) && q.stderr == Some(false) {
@@ -776,4 +789,18 @@ pub async fn audit(
         entries,
         next_before,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_with_offsets() {
+        let z = rfc3339("2026-11-29T04:00:00Z").expect("Z");
+        assert_eq!(rfc3339("2026-11-29T05:00:00+01:00"), Some(z));
+        assert_eq!(rfc3339("2026-11-29T02:30:00-01:30"), Some(z));
+        assert_eq!(rfc3339("2026-11-29T04:00:00.5Z"), Some(z + 0.5));
+        assert_eq!(rfc3339("yesterday"), None);
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -157,10 +158,17 @@ struct WsFilter {
 /// carries the channel message (`lagged` and `gap` notices included).
 #[utoipa::path(get, path = "/api/v1/ws", tag = "streams",
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
-pub async fn ws(State(s): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| session(s, socket))
+pub async fn ws(
+    State(s): State<Arc<AppState>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => upgrade
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| session(s, socket)),
+        // Not a WebSocket handshake: the same JSON error shape as the rest of the API.
+        Err(r) => ApiError::new(r.status(), "invalid", r.body_text()).into_response(),
+    }
 }
 
 async fn session(state: Arc<AppState>, socket: WebSocket) {

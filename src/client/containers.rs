@@ -6,6 +6,7 @@
 //! even before the next snapshot.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
@@ -395,10 +396,18 @@ impl DockerClient {
             timestamps: q.timestamps,
             tail: q.tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
         };
-        let mut frames = Box::pin(conn.logs(&c.id, opts));
+        // Fused: the first frame is read here and the stream is polled again afterwards.
+        let mut frames = Box::pin(conn.logs(&c.id, opts).fuse());
         // Read the first frame here so that "no such container" or a dead host is an
-        // error of this call rather than of the stream.
-        let first = frames.next().await;
+        // error of this call rather than of the stream. A followed quiet container may say
+        // nothing for long: then only wait briefly for such an early error.
+        let first = if q.follow {
+            tokio::time::timeout(Duration::from_secs(1), frames.next())
+                .await
+                .unwrap_or_default()
+        } else {
+            frames.next().await
+        };
         let first = match first {
             Some(Err(e)) => return Err(docker_err(&c, e)),
             other => other,

@@ -593,7 +593,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
-    if s.len() != 64 || !s.is_ascii() {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];

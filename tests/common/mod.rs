@@ -540,3 +540,171 @@ pub fn test_env(cmd: &str) {
         .expect("run test-env.sh");
     assert!(status.success(), "scripts/test-env.sh {cmd} failed");
 }
+
+// ---- admin API helpers (tests/api.rs)
+
+fn admin_api_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = body.unwrap_or("");
+    let content = if body.is_empty() && method == "GET" {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}{content}\r\n{body}"
+    )?;
+    s.flush()?;
+    Ok(s)
+}
+
+fn admin_status_of(head: &str) -> u16 {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One admin API call over HTTP/1.0: (status, JSON body; `Null` when the body is empty).
+/// Panics on a transport failure or a body that is not JSON.
+pub fn api(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut s = admin_api_request(port, method, path, token, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("{method} {path}: reading the answer: {e}"));
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let value = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{method} {path}: answer is not JSON ({e}): {raw}"))
+    };
+    (admin_status_of(head), value)
+}
+
+/// A streamed (NDJSON) answer, read line by line.
+pub struct LineStream {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Status of the answer.
+    pub status: u16,
+    /// Response head (status line and headers).
+    pub head: String,
+    /// The body ended (the server closed the connection).
+    pub ended: bool,
+}
+
+impl LineStream {
+    /// The next complete line (without its newline), or None if none arrives within
+    /// `timeout` or the body ended.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&line[..i]).into_owned());
+            }
+            if self.ended {
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("set timeout");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => self.ended = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+        }
+    }
+
+    /// The next line parsed as JSON.
+    pub fn next_json(&mut self, timeout: Duration) -> Option<serde_json::Value> {
+        self.next_line(timeout).map(|l| {
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
+        })
+    }
+
+    /// Everything until the server closes the connection (or `timeout`).
+    pub fn rest(&mut self, timeout: Duration) -> String {
+        let mut out = String::new();
+        while let Some(l) = self.next_line(timeout) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out.push_str(&String::from_utf8_lossy(&self.buf));
+        self.buf.clear();
+        out
+    }
+
+    /// Closes the connection (the client going away).
+    pub fn close(self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Sends a GET and returns once the response head is read; the body is then read
+/// incrementally (for `follow=true` log streams).
+pub fn api_stream(port: u16, path: &str, token: Option<&str>) -> LineStream {
+    let mut stream = admin_api_request(port, "GET", path, token, None)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .unwrap_or_else(|e| panic!("GET {path}: reading the head: {e}"));
+        assert!(
+            n > 0,
+            "GET {path}: connection closed before the response head: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let rest = buf[head_end + 4..].to_vec();
+    LineStream {
+        stream,
+        buf: rest,
+        status: admin_status_of(&head),
+        head,
+        ended: false,
+    }
+}
+
+// ---- end of admin API helpers (tests/api.rs)
