@@ -170,17 +170,6 @@ fn run_named(d: &Docker, name: &str, cmd: &str) -> Container {
     }
 }
 
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn stop_start_restart_remove_act_on_the_container() {
     let e = env();

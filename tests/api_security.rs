@@ -200,17 +200,6 @@ fn admin(port: u16, method: &str, path: &str, body: Option<Value>, want: u16) ->
     }
 }
 
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 // ---------------------------------------------------------------- the API surface
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

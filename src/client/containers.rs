@@ -41,6 +41,42 @@ pub struct ContainerRef {
     pub actions_denied: bool,
 }
 
+/// A container action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start it.
+    Start,
+    /// Stop it, SIGKILL after `t` seconds (Docker's default when None).
+    Stop {
+        /// Grace period, seconds.
+        t: Option<u32>,
+    },
+    /// Restart it.
+    Restart {
+        /// Grace period, seconds.
+        t: Option<u32>,
+    },
+    /// Remove it.
+    Remove {
+        /// Kill it first if running.
+        force: bool,
+        /// Remove its anonymous volumes too.
+        volumes: bool,
+    },
+}
+
+impl Action {
+    /// `start`, `stop`, `restart` or `remove`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop { .. } => "stop",
+            Action::Restart { .. } => "restart",
+            Action::Remove { .. } => "remove",
+        }
+    }
+}
+
 /// What an action did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -299,15 +335,7 @@ impl DockerClient {
         reference: &str,
         host: Option<&str>,
     ) -> Result<ActionOutcome, ClientError> {
-        let c = self.actionable(client_id, reference, host, "start").await?;
-        let conn = self.host_connection(&c).await?;
-        let changed = conn
-            .start_container(&c.id)
-            .await
-            .map_err(|e| docker_err(&c, e))?;
-        // Docker 20.10 answers 204, not 304, for a container already running.
-        let changed = changed && c.state != "running";
-        Ok(outcome(c, "start", changed))
+        self.act(client_id, reference, host, Action::Start).await
     }
 
     /// Stops a container, SIGKILL after `t` seconds. `stopContainer`.
@@ -318,14 +346,8 @@ impl DockerClient {
         host: Option<&str>,
         t: Option<u32>,
     ) -> Result<ActionOutcome, ClientError> {
-        let c = self.actionable(client_id, reference, host, "stop").await?;
-        let conn = self.host_connection(&c).await?;
-        let changed = conn
-            .stop_container(&c.id, t)
+        self.act(client_id, reference, host, Action::Stop { t })
             .await
-            .map_err(|e| docker_err(&c, e))?;
-        let changed = changed && matches!(c.state.as_str(), "running" | "paused" | "restarting");
-        Ok(outcome(c, "stop", changed))
     }
 
     /// Restarts a container. `restartContainer`.
@@ -336,14 +358,8 @@ impl DockerClient {
         host: Option<&str>,
         t: Option<u32>,
     ) -> Result<ActionOutcome, ClientError> {
-        let c = self
-            .actionable(client_id, reference, host, "restart")
-            .await?;
-        let conn = self.host_connection(&c).await?;
-        conn.restart_container(&c.id, t)
+        self.act(client_id, reference, host, Action::Restart { t })
             .await
-            .map_err(|e| docker_err(&c, e))?;
-        Ok(outcome(c, "restart", true))
     }
 
     /// Removes a container. `removeContainer`.
@@ -355,14 +371,55 @@ impl DockerClient {
         force: bool,
         volumes: bool,
     ) -> Result<ActionOutcome, ClientError> {
-        let c = self
-            .actionable(client_id, reference, host, "remove")
-            .await?;
+        self.act(
+            client_id,
+            reference,
+            host,
+            Action::Remove { force, volumes },
+        )
+        .await
+    }
+
+    /// Finds the container, refuses if it is labelled `dockstat.actions=deny`, and asks its
+    /// host to do `action`.
+    pub async fn act(
+        &self,
+        client_id: i64,
+        reference: &str,
+        host: Option<&str>,
+        action: Action,
+    ) -> Result<ActionOutcome, ClientError> {
+        let name = action.name();
+        let c = self.find_container(client_id, reference, host).await?;
+        if c.actions_denied {
+            return Err(ClientError::Denied(format!(
+                "container `{}` on host `{}` is labelled {DENY_LABEL}=deny: {name} refused",
+                c.name, c.host
+            )));
+        }
         let conn = self.host_connection(&c).await?;
-        conn.remove_container(&c.id, force, volumes)
-            .await
-            .map_err(|e| docker_err(&c, e))?;
-        Ok(outcome(c, "remove", true))
+        let done = match action {
+            // Docker 20.10 answers 204, not 304, for a container already in the state asked
+            // for, so the state found decides `changed` too.
+            Action::Start => conn
+                .start_container(&c.id)
+                .await
+                .map(|changed| changed && c.state != "running"),
+            Action::Stop { t } => conn.stop_container(&c.id, t).await.map(|changed| {
+                changed && matches!(c.state.as_str(), "running" | "paused" | "restarting")
+            }),
+            Action::Restart { t } => conn.restart_container(&c.id, t).await.map(|()| true),
+            Action::Remove { force, volumes } => conn
+                .remove_container(&c.id, force, volumes)
+                .await
+                .map(|()| true),
+        };
+        let changed = done.map_err(|e| docker_err(&c, e))?;
+        Ok(ActionOutcome {
+            container: c,
+            action: name,
+            changed,
+        })
     }
 
     /// A container's log lines, demultiplexed. The stream ends when the logs do, or never
@@ -415,23 +472,6 @@ impl DockerClient {
         let frames = futures_util::stream::iter(first).chain(frames);
         Ok((c, lines(frames, q.timestamps)))
     }
-
-    async fn actionable(
-        &self,
-        client_id: i64,
-        reference: &str,
-        host: Option<&str>,
-        action: &str,
-    ) -> Result<ContainerRef, ClientError> {
-        let c = self.find_container(client_id, reference, host).await?;
-        if c.actions_denied {
-            return Err(ClientError::Denied(format!(
-                "container `{}` on host `{}` is labelled {DENY_LABEL}=deny: {action} refused",
-                c.name, c.host
-            )));
-        }
-        Ok(c)
-    }
 }
 
 fn container_ref(h: &HostRecord, c: &ContainerSummary) -> Option<ContainerRef> {
@@ -465,14 +505,6 @@ fn docker_err(c: &ContainerRef, error: DockerError) -> ClientError {
     ClientError::Docker {
         host: c.host.clone(),
         error,
-    }
-}
-
-fn outcome(container: ContainerRef, action: &'static str, changed: bool) -> ActionOutcome {
-    ActionOutcome {
-        container,
-        action,
-        changed,
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 mod containers;
 
-pub use containers::{ActionOutcome, ContainerRef, DENY_LABEL, LogLine, LogQuery};
+pub use containers::{Action, ActionOutcome, ContainerRef, DENY_LABEL, LogLine, LogQuery};
 
 use crate::collect::{HostSpec, Settings};
 use crate::config::{Endpoint, TlsConfig, Validated};

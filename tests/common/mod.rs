@@ -708,3 +708,15 @@ pub fn api_stream(port: u16, path: &str, token: Option<&str>) -> LineStream {
 }
 
 // ---- end of admin API helpers (tests/api.rs)
+
+/// Calls `f` every 100 ms until it returns Some, failing the test after `timeout`.
+pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
