@@ -219,9 +219,19 @@ impl EncodeLabelSet for HostLabels<'_> {
     }
 }
 
+/// Largest magnitude written as an integer: every whole f64 below 2^53 is exact.
+const EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
 fn write_value(enc: &mut MetricEncoder, kind: Kind, v: f64) -> fmt::Result {
+    // Most values are whole numbers (bytes, packets, counts, states): written as integers
+    // they are shorter and far cheaper to format than floats.
+    let whole = v.fract() == 0.0 && v.abs() < EXACT_INT;
     match kind {
+        Kind::Counter if whole && v >= 0.0 => {
+            enc.encode_counter::<NoLabelSet, u64, u64>(&(v as u64), None)
+        }
         Kind::Counter => enc.encode_counter::<NoLabelSet, f64, f64>(&v, None),
+        _ if whole => enc.encode_gauge(&(v as i64)),
         _ => enc.encode_gauge(&v),
     }
 }

@@ -143,7 +143,6 @@ fn accept_header_picks_the_format() {
 fn label_block_renders_like_pairwise_labels() {
     use prometheus_client::metrics::family::Family;
     use prometheus_client::metrics::gauge::Gauge;
-    use std::sync::atomic::AtomicU64;
 
     let store = Arc::new(SnapshotStore::default());
     publish_fleet(&store, 1, 1, &sample());
@@ -172,8 +171,8 @@ fn label_block_renders_like_pairwise_labels() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let mut reference = Registry::default();
-    let family = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
-    family.get_or_create(&pairs).set(1.0);
+    let family = Family::<Vec<(String, String)>, Gauge>::default();
+    family.get_or_create(&pairs).set(1);
     reference.register("dockstat_container_state", "state", family);
 
     for format in [Format::Text, Format::OpenMetrics] {
