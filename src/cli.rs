@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -39,6 +40,13 @@ pub enum Command {
         /// As the Markdown table of the README.
         #[arg(long)]
         markdown: bool,
+    },
+    /// Exit 0 when the running exporter answers `/healthz` on its metrics listener (from
+    /// the configuration), else 1. For container HEALTHCHECKs: no curl needed.
+    Healthcheck {
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
     },
     /// Make an admin API token: prints a new random token and the `sha256:` line for
     /// `api.tokens`. With --hash, reads a token from stdin and prints only its hash.
@@ -87,6 +95,10 @@ pub fn execute(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Token { hash } => token(hash),
+        Command::Healthcheck { timeout } => match load(cli.config) {
+            Ok(v) => healthcheck(&v, Duration::from_secs(timeout.max(1))),
+            Err(code) => code,
+        },
         Command::CheckConfig => match load(cli.config) {
             Ok(v) => {
                 let hosts: usize = v.clients.iter().map(|c| c.hosts.len()).sum();
@@ -115,6 +127,43 @@ pub fn execute(cli: Cli) -> ExitCode {
                 }
             };
             runtime.block_on(run(cfg))
+        }
+    }
+}
+
+/// GET /healthz on the metrics listener. With TLS on, a completed TCP connection counts
+/// (the check runs inside the container, next to the listener).
+fn healthcheck(cfg: &Validated, timeout: Duration) -> ExitCode {
+    use std::io::{Read, Write};
+    let mut addr = cfg.config.listen.metrics;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let check = || -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        if cfg.listen_tls.is_some() {
+            return Ok(true);
+        }
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"))
+    };
+    match check() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("{addr}/healthz did not answer 200");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{addr}/healthz: {e}");
+            ExitCode::FAILURE
         }
     }
 }

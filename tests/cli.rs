@@ -213,3 +213,39 @@ fn readme_metric_list_matches_the_family_table() {
     );
     assert!(Path::new(&repo().join("config.example.yaml")).exists());
 }
+
+/// `healthcheck` (the container HEALTHCHECK) answers 0 while the exporter serves /healthz
+/// and 1 when nothing listens.
+#[test]
+fn healthcheck_follows_the_running_exporter() {
+    let dir = temp_dir("healthcheck");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen:\n  metrics: 0.0.0.0:{}\n  admin: 127.0.0.1:{}\ndatabase:\n  path: {}/db\n",
+            free_port(),
+            free_port(),
+            dir.display()
+        ),
+    )
+    .expect("write");
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let check = || run(&["--config", &cfg_s, "healthcheck", "--timeout", "2"]);
+    let down = check();
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(String::from_utf8_lossy(&down.stderr).contains("/healthz"));
+
+    let mut child = Command::new(bin())
+        .args(["--config", &cfg_s])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let up = poll("healthcheck to pass", Duration::from_secs(15), || {
+        let o = check();
+        o.status.success().then_some(o)
+    });
+    assert_eq!(up.status.code(), Some(0));
+    let _ = child.kill();
+    let _ = child.wait();
+}
