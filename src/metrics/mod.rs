@@ -88,7 +88,7 @@ impl Exposition {
     }
 
     /// Renders everything into `out`.
-    pub fn render(&self, format: Format, out: &mut String) -> fmt::Result {
+    pub fn render(&self, format: Format, out: &mut impl fmt::Write) -> fmt::Result {
         match format {
             Format::Text => {
                 prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
