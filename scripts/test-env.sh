@@ -192,10 +192,11 @@ wait_ready() {
 pkg_installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true) == installed ]]; }
 
 ensure_packages() {
+    # debootstrap: tests/image.rs makes its Debian runtime base with it (nothing can be pulled).
     local -A bin_of=([docker.io]=dockerd [busybox-static]=busybox [prometheus]=promtool
-                     [openssl]=openssl [curl]=curl [iproute2]=ip)
+                     [openssl]=openssl [curl]=curl [iproute2]=ip [debootstrap]=debootstrap)
     local missing=() p
-    for p in docker.io busybox-static prometheus openssl curl iproute2; do
+    for p in docker.io busybox-static prometheus openssl curl iproute2 debootstrap; do
         if ! pkg_installed "$p" || ! command -v "${bin_of[$p]}" >/dev/null 2>&1; then
             missing+=("$p")
         fi

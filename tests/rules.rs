@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -17,62 +16,6 @@ struct RestartB;
 impl Drop for RestartB {
     fn drop(&mut self) {
         test_env("start-b");
-    }
-}
-
-/// A Prometheus server, killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(dir: &Path, scrape_port: u16, rules: &Path) -> Prometheus {
-        let port = free_port();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-                 scrape_configs:\n  - job_name: dockstat\n    static_configs:\n      - targets: ['127.0.0.1:{scrape_port}']\n",
-                rules.display()
-            ),
-        )
-        .expect("write prometheus.yml");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
-            .spawn()
-            .expect("prometheus (Debian's prometheus package) must be installed");
-        let p = Prometheus { child, port };
-        poll("Prometheus to be ready", Duration::from_secs(30), || {
-            matches!(http_get(port, "/-/ready", None), Ok((200, _, _))).then_some(())
-        });
-        p
-    }
-
-    /// `GET /api/v1/<path>`, the `data` of a successful answer.
-    fn api(&self, path: &str) -> serde_json::Value {
-        let (status, _, body) = http_get(self.port, &format!("/api/v1/{path}"), None)
-            .unwrap_or_else(|e| panic!("GET /api/v1/{path}: {e}"));
-        let v: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        assert_eq!(status, 200, "/api/v1/{path}: {body}");
-        assert_eq!(v["status"], "success", "/api/v1/{path}: {body}");
-        v["data"].clone()
     }
 }
 
@@ -193,7 +136,7 @@ fn real_prometheus_runs_the_rules_and_fires_host_down() {
         .replace("for: 2m", "for: 0s");
     let rules_path = exp.dir.join("rules.yml");
     std::fs::write(&rules_path, rules).expect("write rules");
-    let prom = Prometheus::start(&exp.dir, exp.port, &rules_path);
+    let prom = Prometheus::start(&exp.dir, exp.port, Some(&rules_path));
     poll(
         "Prometheus to scrape the exporter",
         Duration::from_secs(30),
@@ -205,16 +148,7 @@ fn real_prometheus_runs_the_rules_and_fires_host_down() {
 
     // Every expression parses and runs against real data.
     for (name, expr) in expressions() {
-        let q: String = expr
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let v = prom.api(&format!("query?query={q}"));
+        let v = prom.api(&format!("query?query={}", url_encode(&expr)));
         eprintln!(
             "{name}: {} series now",
             v["result"].as_array().map_or(0, Vec::len)
@@ -226,10 +160,7 @@ fn real_prometheus_runs_the_rules_and_fires_host_down() {
         "container_memory_working_set_bytes/container_spec_memory_limit_bytes",
         "rate(container_cpu_cfs_throttled_periods_total[1m])/rate(container_cpu_cfs_periods_total[1m])",
     ] {
-        let q = ratio
-            .replace('[', "%5B")
-            .replace(']', "%5D")
-            .replace('/', "%2F");
+        let q = url_encode(ratio);
         let name = poll(ratio, Duration::from_secs(30), || {
             prom.api(&format!("query?query={q}"))["result"]
                 .as_array()

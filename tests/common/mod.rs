@@ -709,6 +709,97 @@ pub fn api_stream(port: u16, path: &str, token: Option<&str>) -> LineStream {
 
 // ---- end of admin API helpers (tests/api.rs)
 
+/// A real Prometheus server (Debian's `prometheus` package) scraping one exporter every
+/// second, with optional rule files; killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Starts it in `dir` (config, TSDB and `prometheus.log` go there), scraping
+    /// `127.0.0.1:<scrape_port>` and evaluating `rules` every second; returns once ready.
+    pub fn start(dir: &Path, scrape_port: u16, rules: Option<&Path>) -> Prometheus {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        let rule_files = rules
+            .map(|r| format!("rule_files:\n  - {}\n", r.display()))
+            .unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}\
+                 scrape_configs:\n  - job_name: dockstat\n    static_configs:\n      - targets: ['127.0.0.1:{scrape_port}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
+            .spawn()
+            .expect("prometheus (Debian's prometheus package) must be installed");
+        let p = Prometheus { child, port };
+        poll("Prometheus to be ready", Duration::from_secs(30), || {
+            matches!(http_get(port, "/-/ready", None), Ok((200, _, _))).then_some(())
+        });
+        p
+    }
+
+    /// `GET /api/v1/<path>`, the `data` of a successful answer.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        match self.try_api(path) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// `GET /api/v1/<path>`: the `data` of a successful answer, else what went wrong.
+    pub fn try_api(&self, path: &str) -> Result<serde_json::Value, String> {
+        let (status, _, body) = http_get(self.port, &format!("/api/v1/{path}"), None)
+            .map_err(|e| format!("GET /api/v1/{path}: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("/api/v1/{path}: {e}: {body}"))?;
+        if status != 200 || v["status"] != "success" {
+            return Err(format!("/api/v1/{path}: {status} {body}"));
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// An instant query (`/api/v1/query`): the result vector, or Prometheus's error.
+    pub fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+        let data = self.try_api(&format!("query?query={}", url_encode(expr)))?;
+        match data["result"].as_array() {
+            Some(r) => Ok(r.clone()),
+            None => Err(format!("{expr}: no result vector: {data}")),
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (for query strings).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Calls `f` every 100 ms until it returns Some, failing the test after `timeout`.
 pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
