@@ -316,10 +316,10 @@ fn provisioning_files_and_readme_match_the_dashboards() {
     // The README describes every dashboard and each of its rows.
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
     let section = readme
-        .split("\n## Dashboards\n")
+        .split("\n## Dashboards and alerts\n")
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
-        .expect("README has a ## Dashboards section");
+        .expect("README has a ## Dashboards and alerts section");
     for name in DASHBOARDS {
         assert!(
             section.contains(&format!("dashboards/{name}.json")),
