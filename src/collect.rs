@@ -27,7 +27,7 @@ use crate::snapshot::{
 };
 use crate::stats::{self, CpuPoint, Sample};
 use crate::store::Store;
-use crate::streams::{Channel, Payload, StreamManager};
+use crate::streams::{Channel, Payload, StreamManager, base_action};
 
 /// Which host to collect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +249,7 @@ struct EventState {
     /// (type, action, count).
     events: Vec<(String, String, u64)>,
     /// Per container id.
-    containers: BTreeMap<String, Lifecycle>,
+    containers: BTreeMap<String, Arc<Lifecycle>>,
 }
 
 impl EventCursor {
@@ -320,8 +320,9 @@ pub struct Collector {
     inventory: BTreeMap<String, Entry>,
     info: Option<Arc<HostInfo>>,
     cursor: EventCursor,
-    events: EventCounts,
-    lifecycle: BTreeMap<String, Lifecycle>,
+    // Shared with the published snapshots; copied only when an event changes them.
+    events: Arc<EventCounts>,
+    lifecycle: BTreeMap<String, Arc<Lifecycle>>,
     /// Latest [`EventState`] (JSON) for the saver task; latest wins.
     saver: Option<tokio::sync::watch::Sender<String>>,
     /// Whether the last cycle succeeded, for `health_changed` host events.
@@ -346,7 +347,7 @@ impl Collector {
             inventory: BTreeMap::new(),
             info: None,
             cursor: EventCursor::default(),
-            events: EventCounts::new(),
+            events: Arc::default(),
             lifecycle: BTreeMap::new(),
             saver: None,
             healthy: None,
@@ -362,11 +363,13 @@ impl Collector {
             Ok(Some(text)) => match serde_json::from_str::<EventState>(&text) {
                 Ok(state) => {
                     self.cursor = state.cursor;
-                    self.events = state
-                        .events
-                        .into_iter()
-                        .map(|(t, a, n)| ((t, a), n))
-                        .collect();
+                    self.events = Arc::new(
+                        state
+                            .events
+                            .into_iter()
+                            .map(|(t, a, n)| ((t, a), n))
+                            .collect(),
+                    );
                     self.lifecycle = state.containers;
                     tracing::info!(host = %self.spec.name, since = ?self.cursor.since(),
                         "resuming Docker events from the saved cursor");
@@ -432,12 +435,7 @@ impl Collector {
     fn record_event(&mut self, ev: &EventMessage) {
         let typ = ev.typ.map(|t| t.to_string()).unwrap_or_default();
         let raw_action = ev.action.clone().unwrap_or_default();
-        let action = raw_action
-            .split(':')
-            .next()
-            .unwrap_or(&raw_action)
-            .trim()
-            .to_string();
+        let action = base_action(&raw_action).to_string();
         let actor_id = ev
             .actor
             .as_ref()
@@ -449,8 +447,7 @@ impl Collector {
             .and_then(|a| a.attributes.clone())
             .map(|m| m.into_iter().collect())
             .unwrap_or_default();
-        *self
-            .events
+        *Arc::make_mut(&mut self.events)
             .entry((typ.clone(), action.clone()))
             .or_insert(0) += 1;
         if typ == "container" {
@@ -460,15 +457,13 @@ impl Collector {
                         .get("exitCode")
                         .and_then(|c| c.parse::<i64>().ok())
                         .unwrap_or(-1);
-                    let l = self.lifecycle.entry(actor_id.clone()).or_default();
+                    let l = Arc::make_mut(self.lifecycle.entry(actor_id.clone()).or_default());
                     *l.exits.entry(code).or_insert(0) += 1;
                     l.last_exit_code = Some(code);
                 }
                 "oom" => {
-                    self.lifecycle
-                        .entry(actor_id.clone())
-                        .or_default()
-                        .oom_events += 1
+                    Arc::make_mut(self.lifecycle.entry(actor_id.clone()).or_default()).oom_events +=
+                        1
                 }
                 "destroy" => {
                     self.lifecycle.remove(&actor_id);
@@ -565,7 +560,7 @@ impl Collector {
                 self.info.clone(),
                 err,
                 started.elapsed(),
-                Arc::new(self.events.clone()),
+                self.events.clone(),
             ));
             tokio::time::sleep(delay).await;
         }
@@ -869,7 +864,7 @@ impl Collector {
         ) else {
             return Ok(false);
         };
-        let action = action.split(':').next().unwrap_or(action).trim();
+        let action = base_action(action);
         tracing::debug!(host = %self.spec.name, container = %id, action, "container event");
         match action {
             "destroy" => Ok(self.inventory.remove(id).is_some()),
@@ -921,7 +916,7 @@ impl Collector {
             .map(|e| ContainerSnapshot {
                 meta: e.meta.clone(),
                 stats: e.stats.clone(),
-                lifecycle: self.lifecycle.get(&e.meta.id).map(|l| Arc::new(l.clone())),
+                lifecycle: self.lifecycle.get(&e.meta.id).cloned(),
             })
             .collect();
         containers.sort_by(|a, b| (&a.meta.name, &a.meta.id).cmp(&(&b.meta.name, &b.meta.id)));
@@ -948,7 +943,7 @@ impl Collector {
             built_at: SystemTime::now(),
             collection_duration: took,
             collection_success: success,
-            events: Arc::new(self.events.clone()),
+            events: self.events.clone(),
         });
     }
 }

@@ -181,6 +181,12 @@ impl Message {
     }
 }
 
+/// An event action without Docker's suffix: `exec_start: sh` → `exec_start`,
+/// `health_status: healthy` → `health_status`.
+pub fn base_action(action: &str) -> &str {
+    action.split(':').next().unwrap_or(action).trim()
+}
+
 /// Which messages a subscriber wants; empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -212,8 +218,7 @@ impl Filter {
             }
         }
         if let Some(want) = &self.action {
-            // Docker spells some actions with a suffix: `exec_start: sh`, `health_status: healthy`.
-            let base = m.action().map(|a| a.split(':').next().unwrap_or(a).trim());
+            let base = m.action().map(base_action);
             if base != Some(want.as_str()) && m.action() != Some(want.as_str()) {
                 return false;
             }

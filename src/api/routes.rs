@@ -17,8 +17,8 @@ use super::auth::AuditTarget;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
 use crate::client::{
-    ActionOutcome, ContainerListing, ContainerRef, HostCheck, HostHealth, HostUpdate, LogLine,
-    LogQuery, NewHost,
+    ActionOutcome, ContainerListing, ContainerQuery, ContainerRef, HostCheck, HostHealth,
+    HostUpdate, LogLine, LogQuery, NewHost,
 };
 use crate::config::TlsConfig;
 use crate::pool::PoolStatus;
@@ -367,7 +367,7 @@ pub async fn list_containers(
             ));
         }
     };
-    let mut listing = match q.label.as_deref() {
+    let label = match q.label.as_deref() {
         Some(l) => {
             let (key, value) = match l.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
@@ -376,28 +376,16 @@ pub async fn list_containers(
             if key.is_empty() {
                 return Err(ApiError::invalid("label", "must be `key` or `key=value`"));
             }
-            let mut listing = s.client.containers_by_label(client, key, value).await?;
-            if running {
-                listing.containers.retain(|c| {
-                    c.summary.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running")
-                });
-            }
-            listing
+            Some((key, value))
         }
-        None if running => s.client.running_containers(client).await?,
-        None => s.client.all_containers(client).await?,
+        None => None,
     };
-    if let Some(h) = q.host.as_deref() {
-        let hosts = s.client.hosts(client).await?;
-        let Some(host) = hosts.iter().find(|x| x.name == h || x.id.to_string() == h) else {
-            return Err(ApiError::from(crate::client::ClientError::HostNotFound(
-                h.to_string(),
-            )));
-        };
-        listing.containers.retain(|c| c.host_id == host.id);
-        listing.errors.retain(|e| e.host_id == host.id);
-    }
-    Ok(axum::Json(listing))
+    let query = ContainerQuery {
+        running,
+        label,
+        host: q.host.as_deref(),
+    };
+    Ok(axum::Json(s.client.containers(client, query).await?))
 }
 
 /// Narrows the container search to one host.

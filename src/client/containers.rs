@@ -279,7 +279,7 @@ impl DockerClient {
     }
 
     /// The client's enabled hosts, or the one named by `host` (name or id).
-    async fn client_hosts(
+    pub(super) async fn client_hosts(
         &self,
         client_id: i64,
         host: Option<&str>,

@@ -247,11 +247,15 @@ pub struct ContainerListing {
     pub errors: Vec<HostFailure>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Which<'a> {
-    All,
-    Running,
-    Label(&'a str, Option<&'a str>),
+/// Which containers [`DockerClient::containers`] lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContainerQuery<'a> {
+    /// Running ones only (else all).
+    pub running: bool,
+    /// Only those carrying label `key` (with `value`, when given).
+    pub label: Option<(&'a str, Option<&'a str>)>,
+    /// Only this host of the client (name or id); else every enabled host.
+    pub host: Option<&'a str>,
 }
 
 /// The library entry point. Cheap to clone.
@@ -682,7 +686,7 @@ impl DockerClient {
     /// Every container (running or not) on the client's enabled hosts, with stats.
     /// `getAllContainers`.
     pub async fn all_containers(&self, client_id: i64) -> Result<ContainerListing, ClientError> {
-        self.list(client_id, Which::All).await
+        self.containers(client_id, ContainerQuery::default()).await
     }
 
     /// Running containers with stats. `getRunningContainers`.
@@ -690,7 +694,11 @@ impl DockerClient {
         &self,
         client_id: i64,
     ) -> Result<ContainerListing, ClientError> {
-        self.list(client_id, Which::Running).await
+        let q = ContainerQuery {
+            running: true,
+            ..ContainerQuery::default()
+        };
+        self.containers(client_id, q).await
     }
 
     /// Containers carrying label `key` (with `value`, when given), with stats.
@@ -701,29 +709,25 @@ impl DockerClient {
         key: &str,
         value: Option<&str>,
     ) -> Result<ContainerListing, ClientError> {
-        self.list(client_id, Which::Label(key, value)).await
+        let q = ContainerQuery {
+            label: Some((key, value)),
+            ..ContainerQuery::default()
+        };
+        self.containers(client_id, q).await
     }
 
     /// Lists live from each host (through the host's own connection when it is collected)
     /// and attaches the snapshot's latest stats; hosts that fail are reported, not fatal.
-    async fn list(
+    pub async fn containers(
         &self,
         client_id: i64,
-        which: Which<'_>,
+        q: ContainerQuery<'_>,
     ) -> Result<ContainerListing, ClientError> {
-        self.inner.store.client(client_id).await?;
-        let hosts: Vec<HostRecord> = self
-            .inner
-            .store
-            .hosts(Some(client_id))
-            .await?
-            .into_iter()
-            .filter(|h| h.enabled)
-            .collect();
+        let hosts = self.client_hosts(client_id, q.host).await?;
         let snap = self.snapshot();
         let answers = join_all(hosts.iter().map(|h| async move {
             let conn = self.connection(h).await?;
-            conn.list_containers(!matches!(which, Which::Running)).await
+            conn.list_containers(!q.running).await
         }))
         .await;
         let mut listing = ContainerListing {
@@ -744,7 +748,7 @@ impl DockerClient {
             };
             let host_snap = snap.host(h.id);
             for summary in summaries {
-                if let Which::Label(key, value) = which {
+                if let Some((key, value)) = q.label {
                     let v = summary.labels.as_ref().and_then(|l| l.get(key));
                     if v.is_none() || value.is_some_and(|want| v.map(String::as_str) != Some(want))
                     {

@@ -208,6 +208,17 @@ struct HostLabels<'a> {
     extra: &'a [(&'static str, &'a str)],
 }
 
+impl<'a> HostLabels<'a> {
+    /// Labels of one host's series.
+    fn of(h: &'a HostSnapshot, extra: &'a [(&'static str, &'a str)]) -> Self {
+        HostLabels {
+            host: &h.name,
+            client: &h.client,
+            extra,
+        }
+    }
+}
+
 impl EncodeLabelSet for HostLabels<'_> {
     fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
         ("host", self.host).encode(enc.encode_label())?;
@@ -396,16 +407,7 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
             for h in &snap.hosts {
                 for ((typ, action), n) in h.events.iter() {
                     let extra = [("type", typ.as_str()), ("action", action.as_str())];
-                    series(
-                        me,
-                        &HostLabels {
-                            host: &h.name,
-                            client: &h.client,
-                            extra: &extra,
-                        },
-                        kind,
-                        *n as f64,
-                    )?;
+                    series(me, &HostLabels::of(h, &extra), kind, *n as f64)?;
                 }
             }
         }
@@ -422,16 +424,7 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
         Source::Machine(get) => {
             for h in &snap.hosts {
                 if let Some(v) = h.info.as_deref().and_then(get) {
-                    series(
-                        me,
-                        &HostLabels {
-                            host: &h.name,
-                            client: &h.client,
-                            extra: &[],
-                        },
-                        kind,
-                        v as f64,
-                    )?;
+                    series(me, &HostLabels::of(h, &[]), kind, v as f64)?;
                 }
             }
         }
@@ -449,16 +442,7 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
                         .map(|d| d.as_secs_f64())
                         .unwrap_or(0.0),
                 };
-                series(
-                    me,
-                    &HostLabels {
-                        host: &h.name,
-                        client: &h.client,
-                        extra: &[],
-                    },
-                    kind,
-                    v,
-                )?;
+                series(me, &HostLabels::of(h, &[]), kind, v)?;
             }
         }
         Source::HostInfo => {
@@ -474,16 +458,7 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
                     ("cgroup_version", i.cgroup_version.as_str()),
                     ("cgroup_driver", i.cgroup_driver.as_str()),
                 ];
-                series(
-                    me,
-                    &HostLabels {
-                        host: &h.name,
-                        client: &h.client,
-                        extra: &extra,
-                    },
-                    kind,
-                    1.0,
-                )?;
+                series(me, &HostLabels::of(h, &extra), kind, 1.0)?;
             }
         }
         Source::HostContainers => {
@@ -491,16 +466,7 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
                 for state in ContainerState::ALL {
                     let n = h.container_counts.get(&state).copied().unwrap_or(0);
                     let extra = [("state", state.as_str())];
-                    series(
-                        me,
-                        &HostLabels {
-                            host: &h.name,
-                            client: &h.client,
-                            extra: &extra,
-                        },
-                        kind,
-                        n as f64,
-                    )?;
+                    series(me, &HostLabels::of(h, &extra), kind, n as f64)?;
                 }
             }
         }
