@@ -1,5 +1,6 @@
 //! Command line: `run` (the default), `check-config`, `metrics`; logging set-up; the
-//! process lifetime with graceful shutdown on SIGTERM and SIGINT.
+//! process lifetime with graceful shutdown on SIGTERM and SIGINT (listeners drain, the
+//! final OTLP export goes out, then collection stops).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -263,6 +264,10 @@ pub async fn run(cfg: Validated) -> ExitCode {
         version = env!("CARGO_PKG_VERSION"), "serving /metrics and the admin API");
 
     let stop = tokio_util::sync::CancellationToken::new();
+    let otlp = cfg
+        .otlp
+        .clone()
+        .map(|o| crate::otlp::spawn(o, &cfg.labels, client.otlp_sources(), stop.clone()));
     let state = std::sync::Arc::new(crate::api::AppState::new(client.clone(), &cfg));
     let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
     let metrics = tokio::spawn(crate::serve::serve(
@@ -297,6 +302,12 @@ pub async fn run(cfg: Validated) -> ExitCode {
             }
         }
         stop.cancel();
+    }
+    // The final OTLP export reads the snapshot before collection stops.
+    if let Some(task) = otlp
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "OTLP task failed");
     }
     client.shutdown().await;
     if failed {

@@ -1,5 +1,5 @@
 //! dockstat-exporter: one small process that watches many Docker Engine hosts and turns
-//! them into Prometheus metrics, with a Rust library ([`DockerClient`]) for the same
+//! them into Prometheus metrics and OTLP pushes, with a Rust library ([`DockerClient`]) for the same
 //! operations in-process.
 //!
 //! How data flows, and where each part lives:
@@ -15,6 +15,7 @@
 //! - [`instruments`]: live self-instrumentation (Docker latency, errors, calls in flight).
 //! - [`streams`]: live channels (events, host changes, stats) with resume and lag notices.
 //! - [`metrics`]: the metric family table and the `/metrics` renderer.
+//! - [`otlp`]: pushes the same families over OTLP (gRPC or HTTP) on an interval.
 //! - [`http`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`api`]: the admin API (`/api/v1`) on its own listener: tokens, roles, audit, OpenAPI.
 //! - [`serve`]: runs a listener over HTTP or TLS with a bounded graceful shutdown.
@@ -33,6 +34,7 @@ pub mod fixtures;
 pub mod http;
 pub mod instruments;
 pub mod metrics;
+pub mod otlp;
 pub mod pool;
 pub mod process;
 pub mod serve;

@@ -66,6 +66,43 @@ fn missing_tls_file_is_rejected_with_its_position() {
 }
 
 #[test]
+fn bad_otlp_settings_are_rejected_with_their_position() {
+    assert_rejected(
+        "cfg-otlp-tls",
+        "otlp:\n  enabled: true\n  endpoint: https://collector:4317\n  tls:\n    ca: /nonexistent/otlp-ca.pem\n",
+        "5:9: otlp.tls.ca: file `/nonexistent/otlp-ca.pem` does not exist",
+    );
+    assert_rejected(
+        "cfg-otlp-proto",
+        "otlp:\n  enabled: true\n  protocol: http/json\n",
+        "3:13: otlp.protocol: unknown variant `http/json`, expected one of `grpc`, `http`, `http/protobuf`",
+    );
+    assert_rejected(
+        "cfg-otlp-header",
+        "otlp:\n  enabled: true\n  headers:\n    \"bad name\": x\n",
+        "4:17: otlp.headers.bad name: `bad name` is not a valid header name",
+    );
+    // A bad standard variable is named too, at the section it falls back for.
+    let dir = temp_dir("cfg-otlp-env");
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, "otlp:\n  enabled: true\n").expect("write");
+    let out = Command::new(bin())
+        .args(["check-config", "--config", &path.display().to_string()])
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")
+        .output()
+        .expect("run binary");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:1:1: otlp: OTEL_EXPORTER_OTLP_TIMEOUT=`soon`: expected a number of milliseconds above 0",
+            path.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn duplicate_host_is_rejected_with_its_position() {
     assert_rejected(
         "cfg-dup",

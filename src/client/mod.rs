@@ -353,6 +353,15 @@ impl DockerClient {
         )
     }
 
+    /// What the OTLP export reads (the same parts `/metrics` renders).
+    pub fn otlp_sources(&self) -> crate::otlp::Sources {
+        crate::otlp::Sources {
+            snapshots: self.inner.snapshots.clone(),
+            instruments: self.inner.instruments.clone(),
+            pool: self.inner.pool.clone(),
+        }
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.inner.snapshots.load()

@@ -11,6 +11,7 @@
 //! `config.example.yaml` repeats them next to the default values.
 
 mod locate;
+mod otlp;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use locate::{PathSeg, display_path as locate_display, locate};
+pub use otlp::{Compression, OtlpConfig, OtlpTlsConfig, Protocol, ValidOtlp};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Live channels (SSE and WebSocket on the admin listener).
     pub streams: StreamsConfig,
+    /// OTLP push of the same metrics to an OpenTelemetry receiver.
+    pub otlp: OtlpConfig,
     /// Named groups of Docker hosts. Hosts declared here are synced into the database at
     /// start with source `config`.
     pub clients: Vec<ClientConfig>,
@@ -553,6 +557,8 @@ pub struct Validated {
     pub tokens: Vec<ValidToken>,
     /// Certificate and key files of the listeners, when TLS is on.
     pub listen_tls: Option<ServerTlsFiles>,
+    /// OTLP push settings merged with the environment; None when OTLP is off.
+    pub otlp: Option<ValidOtlp>,
 }
 
 /// A token from the file: name, role and SHA-256 of the secret.
@@ -869,6 +875,8 @@ impl Config {
             }
         });
 
+        let otlp = otlp::validate(&self.otlp, &|k| std::env::var(k).ok(), base, &mut problems);
+
         if problems.is_empty() {
             Ok(Validated {
                 config: self,
@@ -878,6 +886,7 @@ impl Config {
                 clients,
                 tokens,
                 listen_tls,
+                otlp,
             })
         } else {
             Err(problems)

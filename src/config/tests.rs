@@ -170,6 +170,8 @@ fn example_config_documents_every_key() {
         "metrics: {zz_probe: 1}",
         "api: {zz_probe: 1}",
         "streams: {zz_probe: 1}",
+        "otlp: {zz_probe: 1}",
+        "otlp: {tls: {zz_probe: 1}}",
         "api: {tokens: [{zz_probe: 1}]}",
         "listen: {tls: {zz_probe: 1}}",
         "clients: [{zz_probe: 1}]",

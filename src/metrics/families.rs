@@ -1,5 +1,5 @@
-//! The metric families, defined once. Rendering at `/metrics`, the README's metric list
-//! (checked by a test) and, later, the OTLP output all read this table, so they cannot drift.
+//! The metric families, defined once. Rendering at `/metrics`, the OTLP export and the
+//! README's metric list (checked by a test) all read this table, so they cannot drift.
 
 use crate::snapshot::{ContainerMeta, HostInfo};
 use crate::stats::{BlkioCounters, NetCounters, Sample};
@@ -85,7 +85,64 @@ pub enum Source {
     BuildInfo,
     /// Process figure from `/proc/self`.
     Process(fn(&crate::process::ProcessStats) -> f64),
+    /// `dockstat_otlp_exports_total` per `outcome`.
+    OtlpExports,
+    /// `dockstat_otlp_last_error`: 1 with the `kind` of the most recent failed export.
+    OtlpLastError,
+    /// `dockstat_otlp_last_success_timestamp_seconds`.
+    OtlpLastSuccess,
 }
+
+/// How a family's value becomes the OTLP value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OtlpValue {
+    /// Unchanged.
+    Same,
+    /// Multiplied (percent of a core to cores).
+    Scale(f64),
+    /// A start time (unix seconds) turned into the time since, for running containers only.
+    Uptime,
+}
+
+/// One OTLP metric a family feeds. Several families may feed one metric (user and system
+/// CPU time are `container.cpu.time` told apart by `cpu.mode`), and one family may feed two
+/// (the start time is also `container.uptime`).
+#[derive(Debug, Clone, Copy)]
+pub struct Otlp {
+    /// Metric name, after the OpenTelemetry semantic conventions where they have one, else
+    /// under `dockstat.`.
+    pub name: &'static str,
+    /// UCUM unit.
+    pub unit: &'static str,
+    /// Attributes every point carries (`cpu.mode`, `network.io.direction`, …).
+    pub fixed: &'static [(&'static str, &'static str)],
+    /// The family's own labels and the attribute each becomes.
+    pub rename: &'static [(&'static str, &'static str)],
+    /// Value transformation.
+    pub value: OtlpValue,
+}
+
+const fn otlp(
+    name: &'static str,
+    unit: &'static str,
+    fixed: &'static [(&'static str, &'static str)],
+    rename: &'static [(&'static str, &'static str)],
+    value: OtlpValue,
+) -> Otlp {
+    Otlp {
+        name,
+        unit,
+        fixed,
+        rename,
+        value,
+    }
+}
+
+const RX: &[(&str, &str)] = &[("network.io.direction", "receive")];
+const TX: &[(&str, &str)] = &[("network.io.direction", "transmit")];
+const IFACE: &[(&str, &str)] = &[("interface", "network.interface.name")];
+const DEVICE: &[(&str, &str)] = &[("device", "system.device")];
+const STATE: &[(&str, &str)] = &[("state", "dockstat.state")];
 
 /// Pool figures for the self-metrics.
 #[derive(Debug, Clone, Copy, Default)]
@@ -115,6 +172,8 @@ pub struct Family {
     pub labels: &'static str,
     /// Where the values come from.
     pub source: Source,
+    /// What the OTLP export makes of it.
+    pub otlp: &'static [Otlp],
 }
 
 impl Family {
@@ -152,7 +211,12 @@ impl Family {
             | Source::RequestDuration
             | Source::DockerErrors
             | Source::HostEvents => "host",
-            Source::Pool(_) | Source::BuildInfo | Source::Process(_) => "exporter",
+            Source::Pool(_)
+            | Source::BuildInfo
+            | Source::Process(_)
+            | Source::OtlpExports
+            | Source::OtlpLastError
+            | Source::OtlpLastSuccess => "exporter",
         }
     }
 }
@@ -164,6 +228,7 @@ const fn family(
     help: &'static str,
     labels: &'static str,
     source: Source,
+    otlp: &'static [Otlp],
 ) -> Family {
     Family {
         base,
@@ -172,6 +237,7 @@ const fn family(
         help,
         labels,
         source,
+        otlp,
     }
 }
 
@@ -194,6 +260,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative CPU time consumed by the container.",
         "",
         Source::Stat(|s| s.cpu_total_seconds),
+        &[otlp(
+            "dockstat.container.cpu.time.total",
+            "s",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_cpu_user",
@@ -202,6 +275,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative user-mode CPU time consumed by the container.",
         "",
         Source::Stat(|s| s.cpu_user_seconds),
+        &[otlp(
+            "container.cpu.time",
+            "s",
+            &[("cpu.mode", "user")],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_cpu_system",
@@ -210,6 +290,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative kernel-mode CPU time consumed by the container.",
         "",
         Source::Stat(|s| s.cpu_system_seconds),
+        &[otlp(
+            "container.cpu.time",
+            "s",
+            &[("cpu.mode", "system")],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_cpu_cfs_periods",
@@ -218,6 +305,13 @@ pub static FAMILIES: &[Family] = &[
         "Number of elapsed CFS enforcement periods.",
         "",
         Source::Stat(|s| s.throttling.map(|t| t.periods as f64)),
+        &[otlp(
+            "dockstat.container.cpu.cfs.periods",
+            "{period}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_cpu_cfs_throttled_periods",
@@ -226,6 +320,13 @@ pub static FAMILIES: &[Family] = &[
         "Number of CFS periods in which the container was throttled.",
         "",
         Source::Stat(|s| s.throttling.map(|t| t.throttled_periods as f64)),
+        &[otlp(
+            "dockstat.container.cpu.cfs.throttled_periods",
+            "{period}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_cpu_cfs_throttled",
@@ -234,6 +335,13 @@ pub static FAMILIES: &[Family] = &[
         "Total time the container was throttled by CFS.",
         "",
         Source::Stat(|s| s.throttling.map(|t| t.throttled_seconds)),
+        &[otlp(
+            "dockstat.container.cpu.cfs.throttled_time",
+            "s",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     // Container memory.
     family(
@@ -243,6 +351,13 @@ pub static FAMILIES: &[Family] = &[
         "Current memory usage, page cache included.",
         "",
         Source::Stat(|s| s.memory.map(|m| m.usage as f64)),
+        &[otlp(
+            "container.memory.usage",
+            "By",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_memory_working_set",
@@ -251,6 +366,13 @@ pub static FAMILIES: &[Family] = &[
         "Memory usage minus inactive file pages (v1 total_inactive_file, v2 inactive_file), floored at 0.",
         "",
         Source::Stat(|s| s.memory.map(|m| m.working_set as f64)),
+        &[otlp(
+            "dockstat.container.memory.working_set",
+            "By",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_memory_cache",
@@ -259,6 +381,13 @@ pub static FAMILIES: &[Family] = &[
         "Page cache memory in bytes (v1 total_cache, v2 file).",
         "",
         Source::Stat(|s| opt(s.memory.and_then(|m| m.cache))),
+        &[otlp(
+            "dockstat.container.memory.cache",
+            "By",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_memory_rss",
@@ -267,6 +396,13 @@ pub static FAMILIES: &[Family] = &[
         "Anonymous memory in bytes (v1 total_rss, v2 anon).",
         "",
         Source::Stat(|s| opt(s.memory.and_then(|m| m.rss))),
+        &[otlp(
+            "dockstat.container.memory.rss",
+            "By",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_spec_memory_limit",
@@ -275,6 +411,13 @@ pub static FAMILIES: &[Family] = &[
         "Memory limit of the container; 0 when unlimited.",
         "",
         Source::Meta(|m| Some(m.spec.memory_limit as f64)),
+        &[otlp(
+            "dockstat.container.memory.limit",
+            "By",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_spec_cpu_quota",
@@ -283,6 +426,13 @@ pub static FAMILIES: &[Family] = &[
         "CFS quota of the container in microseconds per period (absent when unlimited).",
         "",
         Source::Meta(|m| opt(m.spec.cpu_quota)),
+        &[otlp(
+            "dockstat.container.cpu.cfs.quota",
+            "us",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_spec_cpu_period",
@@ -291,6 +441,13 @@ pub static FAMILIES: &[Family] = &[
         "CFS period of the container in microseconds (absent when unlimited).",
         "",
         Source::Meta(|m| opt(m.spec.cpu_period)),
+        &[otlp(
+            "dockstat.container.cpu.cfs.period",
+            "us",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_spec_cpu_shares",
@@ -299,6 +456,13 @@ pub static FAMILIES: &[Family] = &[
         "CPU shares of the container (1024 by default).",
         "",
         Source::Meta(|m| Some(m.spec.cpu_shares as f64)),
+        &[otlp(
+            "dockstat.container.cpu.shares",
+            "1",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     // Container network, per interface.
     family(
@@ -308,6 +472,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative bytes received.",
         "interface",
         Source::Network(|n| n.rx_bytes),
+        &[otlp(
+            "container.network.io",
+            "By",
+            RX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_network_receive_packets",
@@ -316,6 +487,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative packets received.",
         "interface",
         Source::Network(|n| n.rx_packets),
+        &[otlp(
+            "dockstat.container.network.packets",
+            "{packet}",
+            RX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_network_receive_errors",
@@ -324,6 +502,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative errors while receiving.",
         "interface",
         Source::Network(|n| n.rx_errors),
+        &[otlp(
+            "dockstat.container.network.errors",
+            "{error}",
+            RX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_network_receive_packets_dropped",
@@ -332,6 +517,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative received packets dropped.",
         "interface",
         Source::Network(|n| n.rx_dropped),
+        &[otlp(
+            "dockstat.container.network.dropped",
+            "{packet}",
+            RX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_network_transmit",
@@ -340,6 +532,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative bytes transmitted.",
         "interface",
         Source::Network(|n| n.tx_bytes),
+        &[otlp(
+            "container.network.io",
+            "By",
+            TX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_network_transmit_packets",
@@ -348,6 +547,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative packets transmitted.",
         "interface",
         Source::Network(|n| n.tx_packets),
+        &[otlp(
+            "dockstat.container.network.packets",
+            "{packet}",
+            TX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_network_transmit_errors",
@@ -356,6 +562,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative errors while transmitting.",
         "interface",
         Source::Network(|n| n.tx_errors),
+        &[otlp(
+            "dockstat.container.network.errors",
+            "{error}",
+            TX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_network_transmit_packets_dropped",
@@ -364,6 +577,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative transmitted packets dropped.",
         "interface",
         Source::Network(|n| n.tx_dropped),
+        &[otlp(
+            "dockstat.container.network.dropped",
+            "{packet}",
+            TX,
+            IFACE,
+            OtlpValue::Same,
+        )],
     ),
     // Container block IO, per device.
     family(
@@ -373,6 +593,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative bytes read from block devices.",
         "device",
         Source::Blkio(|b| b.read_bytes),
+        &[otlp(
+            "container.disk.io",
+            "By",
+            &[("disk.io.direction", "read")],
+            DEVICE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_fs_writes",
@@ -381,6 +608,13 @@ pub static FAMILIES: &[Family] = &[
         "Cumulative bytes written to block devices.",
         "device",
         Source::Blkio(|b| b.write_bytes),
+        &[otlp(
+            "container.disk.io",
+            "By",
+            &[("disk.io.direction", "write")],
+            DEVICE,
+            OtlpValue::Same,
+        )],
     ),
     // Container lifecycle and identity.
     family(
@@ -390,6 +624,16 @@ pub static FAMILIES: &[Family] = &[
         "Start time of the container's current or last run, unix seconds.",
         "",
         Source::Meta(|m| m.started_at),
+        &[
+            otlp(
+                "dockstat.container.start_time",
+                "s",
+                &[],
+                &[],
+                OtlpValue::Same,
+            ),
+            otlp("container.uptime", "s", &[], &[], OtlpValue::Uptime),
+        ],
     ),
     family(
         "container_last_seen",
@@ -398,6 +642,13 @@ pub static FAMILIES: &[Family] = &[
         "Last time the container was sampled, unix seconds.",
         "",
         Source::Stat(|s| Some(s.seen_at)),
+        &[otlp(
+            "dockstat.container.last_seen",
+            "s",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_cpu_percent",
@@ -406,6 +657,13 @@ pub static FAMILIES: &[Family] = &[
         "CPU usage as docker stats shows it: 100 is one full core.",
         "",
         Source::Stat(|s| s.cpu_percent),
+        &[otlp(
+            "container.cpu.usage",
+            "{cpu}",
+            &[],
+            &[],
+            OtlpValue::Scale(0.01),
+        )],
     ),
     family(
         "dockstat_container_memory_percent",
@@ -414,6 +672,13 @@ pub static FAMILIES: &[Family] = &[
         "Memory working set as a percentage of the limit, as docker stats shows it.",
         "",
         Source::Stat(|s| s.memory_percent),
+        &[otlp(
+            "dockstat.container.memory.percent",
+            "%",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_pids",
@@ -422,6 +687,13 @@ pub static FAMILIES: &[Family] = &[
         "Processes and threads in the container.",
         "",
         Source::Stat(|s| opt(s.pids)),
+        &[otlp(
+            "dockstat.container.pids",
+            "{process}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_info",
@@ -430,6 +702,17 @@ pub static FAMILIES: &[Family] = &[
         "Container identity; always 1.",
         "image_id, compose_project, compose_service",
         Source::ContainerInfo,
+        &[otlp(
+            "dockstat.container.info",
+            "1",
+            &[],
+            &[
+                ("image_id", "container.image.id"),
+                ("compose_project", "dockstat.compose.project"),
+                ("compose_service", "dockstat.compose.service"),
+            ],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_state",
@@ -438,6 +721,13 @@ pub static FAMILIES: &[Family] = &[
         "Current container state; always 1.",
         "state",
         Source::ContainerState,
+        &[otlp(
+            "dockstat.container.state",
+            "1",
+            &[],
+            STATE,
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_health_status",
@@ -446,6 +736,13 @@ pub static FAMILIES: &[Family] = &[
         "Current HEALTHCHECK status (none without a healthcheck); always 1.",
         "status",
         Source::ContainerHealth,
+        &[otlp(
+            "dockstat.container.health.status",
+            "1",
+            &[],
+            &[("status", "dockstat.health.status")],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_restarts",
@@ -454,6 +751,13 @@ pub static FAMILIES: &[Family] = &[
         "Restarts done by the container's restart policy (Docker's RestartCount).",
         "",
         Source::Meta(|m| Some(m.restart_count as f64)),
+        &[otlp(
+            "dockstat.container.restarts",
+            "{restart}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_last_exit_code",
@@ -462,6 +766,13 @@ pub static FAMILIES: &[Family] = &[
         "Exit code of the container's last run (inspect's ExitCode when stopped, else the last die event's).",
         "",
         Source::ContainerLastExit,
+        &[otlp(
+            "dockstat.container.last_exit_code",
+            "1",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_container_exits",
@@ -470,6 +781,13 @@ pub static FAMILIES: &[Family] = &[
         "Times the container's process ended (Docker `die` events), by exit code.",
         "exit_code",
         Source::ContainerExits,
+        &[otlp(
+            "dockstat.container.exits",
+            "{exit}",
+            &[],
+            &[("exit_code", "process.exit.code")],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "container_oom_events",
@@ -478,6 +796,13 @@ pub static FAMILIES: &[Family] = &[
         "OOM events Docker reported for the container (one kill can raise several).",
         "",
         Source::ContainerOom,
+        &[otlp(
+            "dockstat.container.oom_events",
+            "{event}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     // Hosts.
     family(
@@ -487,6 +812,13 @@ pub static FAMILIES: &[Family] = &[
         "CPUs of the Docker host.",
         "",
         Source::Machine(|i| i.ncpu),
+        &[otlp(
+            "system.cpu.logical.count",
+            "{cpu}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "machine_memory",
@@ -495,6 +827,7 @@ pub static FAMILIES: &[Family] = &[
         "Memory of the Docker host.",
         "",
         Source::Machine(|i| i.mem_total),
+        &[otlp("system.memory.limit", "By", &[], &[], OtlpValue::Same)],
     ),
     family(
         "dockstat_host_up",
@@ -503,6 +836,7 @@ pub static FAMILIES: &[Family] = &[
         "1 when the Docker host answered at the last attempt, else 0.",
         "",
         Source::HostUp,
+        &[otlp("dockstat.host.up", "1", &[], &[], OtlpValue::Same)],
     ),
     family(
         "dockstat_host_info",
@@ -511,6 +845,22 @@ pub static FAMILIES: &[Family] = &[
         "Docker host facts; always 1.",
         "server_version, api_version, os, os_type, arch, kernel, cgroup_version, cgroup_driver",
         Source::HostInfo,
+        &[otlp(
+            "dockstat.host.info",
+            "1",
+            &[],
+            &[
+                ("server_version", "container.runtime.version"),
+                ("api_version", "dockstat.docker.api_version"),
+                ("os", "os.description"),
+                ("os_type", "os.type"),
+                ("arch", "host.arch"),
+                ("kernel", "os.version"),
+                ("cgroup_version", "dockstat.cgroup.version"),
+                ("cgroup_driver", "dockstat.cgroup.driver"),
+            ],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_events",
@@ -519,6 +869,16 @@ pub static FAMILIES: &[Family] = &[
         "Docker events received from the host, by object type and action.",
         "type, action",
         Source::HostEvents,
+        &[otlp(
+            "dockstat.host.events",
+            "{event}",
+            &[],
+            &[
+                ("type", "dockstat.event.type"),
+                ("action", "dockstat.event.action"),
+            ],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_host_containers",
@@ -527,6 +887,13 @@ pub static FAMILIES: &[Family] = &[
         "Containers on the host per state.",
         "state",
         Source::HostContainers,
+        &[otlp(
+            "dockstat.host.containers",
+            "{container}",
+            &[],
+            STATE,
+            OtlpValue::Same,
+        )],
     ),
     // Self-metrics.
     family(
@@ -536,6 +903,13 @@ pub static FAMILIES: &[Family] = &[
         "Duration of the host's last collection cycle.",
         "",
         Source::CollectionDuration,
+        &[otlp(
+            "dockstat.collection.duration",
+            "s",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_collection_success",
@@ -544,6 +918,13 @@ pub static FAMILIES: &[Family] = &[
         "1 when every call of the host's last collection cycle succeeded, else 0.",
         "",
         Source::CollectionSuccess,
+        &[otlp(
+            "dockstat.collection.success",
+            "1",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_snapshot_age",
@@ -552,6 +933,13 @@ pub static FAMILIES: &[Family] = &[
         "Age of the host's data in the snapshot.",
         "",
         Source::SnapshotAge,
+        &[otlp(
+            "dockstat.snapshot.age",
+            "s",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_docker_request_duration",
@@ -560,6 +948,13 @@ pub static FAMILIES: &[Family] = &[
         "Docker Engine API call latency, reading the body included.",
         "endpoint",
         Source::RequestDuration,
+        &[otlp(
+            "dockstat.docker.request.duration",
+            "s",
+            &[],
+            &[("endpoint", "dockstat.docker.endpoint")],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_docker_errors",
@@ -568,6 +963,16 @@ pub static FAMILIES: &[Family] = &[
         "Failed Docker Engine API calls by kind (socket_not_found, permission_denied, connection_refused, timeout, tls, api_error, decode, connection, other).",
         "kind, status (api_error only)",
         Source::DockerErrors,
+        &[otlp(
+            "dockstat.docker.errors",
+            "{error}",
+            &[],
+            &[
+                ("kind", "error.type"),
+                ("status", "http.response.status_code"),
+            ],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_pool_workers",
@@ -576,6 +981,13 @@ pub static FAMILIES: &[Family] = &[
         "Collection workers alive.",
         "",
         Source::Pool(|p| p.workers as f64),
+        &[otlp(
+            "dockstat.pool.workers",
+            "{worker}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_pool_hosts",
@@ -584,6 +996,13 @@ pub static FAMILIES: &[Family] = &[
         "Hosts being collected.",
         "",
         Source::Pool(|p| p.hosts as f64),
+        &[otlp(
+            "dockstat.pool.hosts",
+            "{host}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_pool_active_streams",
@@ -592,6 +1011,13 @@ pub static FAMILIES: &[Family] = &[
         "Open Docker event streams.",
         "",
         Source::Pool(|p| p.active_streams as f64),
+        &[otlp(
+            "dockstat.pool.active_streams",
+            "{stream}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_pool_inflight_requests",
@@ -600,6 +1026,13 @@ pub static FAMILIES: &[Family] = &[
         "Docker Engine API calls in flight.",
         "",
         Source::Pool(|p| p.inflight as f64),
+        &[otlp(
+            "dockstat.pool.inflight_requests",
+            "{request}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_build_info",
@@ -608,6 +1041,13 @@ pub static FAMILIES: &[Family] = &[
         "Exporter build; always 1.",
         "version",
         Source::BuildInfo,
+        &[otlp(
+            "dockstat.build.info",
+            "1",
+            &[],
+            &[("version", "dockstat.version")],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "process_cpu",
@@ -616,6 +1056,7 @@ pub static FAMILIES: &[Family] = &[
         "CPU time of the exporter process.",
         "",
         Source::Process(|p| p.cpu_seconds),
+        &[otlp("process.cpu.time", "s", &[], &[], OtlpValue::Same)],
     ),
     family(
         "process_resident_memory",
@@ -624,6 +1065,13 @@ pub static FAMILIES: &[Family] = &[
         "Resident memory of the exporter process.",
         "",
         Source::Process(|p| p.rss_bytes as f64),
+        &[otlp(
+            "process.memory.usage",
+            "By",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "process_virtual_memory",
@@ -632,6 +1080,13 @@ pub static FAMILIES: &[Family] = &[
         "Virtual memory of the exporter process.",
         "",
         Source::Process(|p| p.virtual_bytes as f64),
+        &[otlp(
+            "process.memory.virtual",
+            "By",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "process_open_fds",
@@ -640,6 +1095,13 @@ pub static FAMILIES: &[Family] = &[
         "Open file descriptors of the exporter process.",
         "",
         Source::Process(|p| p.open_fds as f64),
+        &[otlp(
+            "process.unix.file_descriptor.count",
+            "{file_descriptor}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "process_start_time",
@@ -648,24 +1110,101 @@ pub static FAMILIES: &[Family] = &[
         "Start time of the exporter process, unix seconds.",
         "",
         Source::Process(|p| p.start_time_seconds),
+        &[otlp(
+            "dockstat.process.start_time",
+            "s",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
+    ),
+    family(
+        "dockstat_otlp_exports",
+        N,
+        Counter,
+        "OTLP export attempts by outcome (success, partial: the receiver rejected some points, failed).",
+        "outcome",
+        Source::OtlpExports,
+        &[otlp(
+            "dockstat.otlp.exports",
+            "{export}",
+            &[],
+            &[("outcome", "dockstat.outcome")],
+            OtlpValue::Same,
+        )],
+    ),
+    family(
+        "dockstat_otlp_last_error",
+        N,
+        Gauge,
+        "1, with the kind of the most recent failed OTLP export (connection_refused, connection, timeout, tls, unavailable, rejected, unauthenticated, other); absent before the first failure.",
+        "kind",
+        Source::OtlpLastError,
+        &[otlp(
+            "dockstat.otlp.last_error",
+            "1",
+            &[],
+            &[("kind", "error.type")],
+            OtlpValue::Same,
+        )],
+    ),
+    family(
+        "dockstat_otlp_last_success_timestamp",
+        S,
+        Gauge,
+        "When an OTLP export last delivered, unix seconds; absent before the first.",
+        "",
+        Source::OtlpLastSuccess,
+        &[otlp(
+            "dockstat.otlp.last_success",
+            "s",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
 ];
 
 /// The README's metric list, generated from the table.
 pub fn markdown_table() -> String {
-    let mut out =
-        String::from("| family | type | per | extra labels | help |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| family | type | per | extra labels | OTLP metric (unit) | help |\n|---|---|---|---|---|---|\n",
+    );
     for f in FAMILIES {
         let kind = match f.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         };
+        let otlp: Vec<String> = f
+            .otlp
+            .iter()
+            .map(|o| {
+                let attrs: Vec<String> = o
+                    .fixed
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .chain(o.rename.iter().map(|(_, k)| k.to_string()))
+                    .collect();
+                let attrs = if attrs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {{{}}}", attrs.join(", "))
+                };
+                let value = match o.value {
+                    OtlpValue::Same => String::new(),
+                    OtlpValue::Scale(k) => format!(" ×{k}"),
+                    OtlpValue::Uptime => " now − value, running only".to_string(),
+                };
+                format!("`{}` ({}){attrs}{value}", o.name, o.unit)
+            })
+            .collect();
         out.push_str(&format!(
-            "| `{}` | {kind} | {} | {} | {} |\n",
+            "| `{}` | {kind} | {} | {} | {} | {} |\n",
             f.exposed_name(),
             f.scope(),
             f.labels,
+            otlp.join("<br>"),
             f.help
         ));
     }

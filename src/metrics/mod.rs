@@ -11,15 +11,17 @@ use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelEncoder, LabelSetEncoder,
-    MetricEncoder, NoLabelSet,
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelEncoder, LabelSetEncoder, MetricEncoder,
+    NoLabelSet,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit as PromUnit};
 
-pub use families::{FAMILIES, Family, Kind, PoolFigures, Source, Unit, markdown_table};
+pub use families::{
+    FAMILIES, Family, Kind, Otlp, OtlpValue, PoolFigures, Source, Unit, markdown_table,
+};
 
-use crate::instruments::Instruments;
+use crate::instruments::{BUCKETS, ExportOutcome, HistogramFigures, Instruments};
 use crate::snapshot::{
     ContainerMeta, ContainerSnapshot, ContainerState, HostSnapshot, Snapshot, SnapshotStore,
 };
@@ -163,41 +165,16 @@ impl EncodeLabel for &LabelBlock<'_> {
     }
 }
 
-/// One container of the snapshot, with its label block.
-struct Row<'a> {
-    container: &'a ContainerSnapshot,
-    block: LabelBlock<'a>,
-}
-
-/// Base labels of container series plus up to three family-specific ones.
+/// Base labels of container series plus the family's own.
 struct ContainerLabels<'a> {
     block: &'a LabelBlock<'a>,
-    extra: [Option<(&'static str, &'a str)>; 3],
-}
-
-impl<'a> ContainerLabels<'a> {
-    fn new(row: &'a Row<'a>) -> Self {
-        ContainerLabels {
-            block: &row.block,
-            extra: [None, None, None],
-        }
-    }
-
-    fn with(mut self, key: &'static str, value: &'a str) -> Self {
-        if let Some(slot) = self.extra.iter_mut().find(|s| s.is_none()) {
-            *slot = Some((key, value));
-        }
-        self
-    }
+    extra: &'a [(&'static str, &'a str)],
 }
 
 impl EncodeLabelSet for ContainerLabels<'_> {
     fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
         self.block.encode(enc.encode_label())?;
-        for (k, v) in self.extra.iter().flatten() {
-            (*k, *v).encode(enc.encode_label())?;
-        }
-        Ok(())
+        ExtraLabels(self.extra).encode(enc)
     }
 }
 
@@ -208,22 +185,20 @@ struct HostLabels<'a> {
     extra: &'a [(&'static str, &'a str)],
 }
 
-impl<'a> HostLabels<'a> {
-    /// Labels of one host's series.
-    fn of(h: &'a HostSnapshot, extra: &'a [(&'static str, &'a str)]) -> Self {
-        HostLabels {
-            host: &h.name,
-            client: &h.client,
-            extra,
-        }
-    }
-}
-
 impl EncodeLabelSet for HostLabels<'_> {
     fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
         ("host", self.host).encode(enc.encode_label())?;
         ("client", self.client).encode(enc.encode_label())?;
-        for (k, v) in self.extra {
+        ExtraLabels(self.extra).encode(enc)
+    }
+}
+
+/// A family's own labels.
+struct ExtraLabels<'a>(&'a [(&'static str, &'a str)]);
+
+impl EncodeLabelSet for ExtraLabels<'_> {
+    fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
+        for (k, v) in self.0 {
             (*k, *v).encode(enc.encode_label())?;
         }
         Ok(())
@@ -247,26 +222,13 @@ fn write_value(enc: &mut MetricEncoder, kind: Kind, v: f64) -> fmt::Result {
     }
 }
 
-fn series(me: &mut MetricEncoder, labels: &impl EncodeLabelSet, kind: Kind, v: f64) -> fmt::Result {
-    write_value(&mut me.encode_family(labels)?, kind, v)
-}
-
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let snap = self.snapshots.load();
-        let now = SystemTime::now();
-        let pool = self.pool.figures();
-        let process = crate::process::read();
-        let instruments = self.instruments.all();
-        let rows: Vec<Row> = snap
-            .hosts
+        let reading = Reading::take(&self.snapshots, &self.instruments, &*self.pool);
+        let rows = reading.containers();
+        let blocks: Vec<LabelBlock> = rows
             .iter()
-            .flat_map(|h| {
-                h.containers.iter().map(move |c| Row {
-                    container: c,
-                    block: LabelBlock::new(h, &c.meta),
-                })
-            })
+            .map(|(h, c)| LabelBlock::new(h, &c.meta))
             .collect();
         for f in FAMILIES {
             let unit = f.unit.map(|u| match u {
@@ -279,119 +241,255 @@ impl Collector for SnapshotCollector {
                 Kind::Histogram => MetricType::Histogram,
             };
             let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), metric_type)?;
-            let scrape = Scrape {
-                snap: &snap,
-                rows: &rows,
-                now,
-                pool: &pool,
-                process: process.as_ref(),
-                instruments: &instruments,
+            let mut sink = PromSink {
+                me: &mut me,
+                kind: f.kind,
+                blocks: &blocks,
             };
-            encode_family(&mut me, f, &scrape)?;
+            walk(f, &reading, &rows, &mut sink)?;
         }
         Ok(())
     }
 }
 
-/// Everything one scrape reads, gathered once.
-struct Scrape<'a> {
-    snap: &'a Snapshot,
-    rows: &'a [Row<'a>],
-    now: SystemTime,
-    pool: &'a PoolFigures,
-    process: Option<&'a crate::process::ProcessStats>,
-    instruments: &'a [Arc<crate::instruments::HostInstruments>],
+/// Writes one family's series through prometheus-client.
+struct PromSink<'a, 'e> {
+    me: &'a mut MetricEncoder<'e>,
+    kind: Kind,
+    blocks: &'a [LabelBlock<'a>],
 }
 
-fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Result {
-    let Scrape {
-        snap,
-        rows,
-        now,
-        pool,
-        process,
-        instruments,
-    } = *scrape;
-    let kind = f.kind;
-    let containers = || rows.iter().map(|r| (r, r.container));
+impl PromSink<'_, '_> {
+    fn labelled(
+        &mut self,
+        subject: Subject<'_>,
+        extra: &[(&'static str, &str)],
+        write: impl FnOnce(MetricEncoder) -> fmt::Result,
+    ) -> fmt::Result {
+        match subject {
+            Subject::Container(i) => match self.blocks.get(i) {
+                Some(block) => write(self.me.encode_family(&ContainerLabels { block, extra })?),
+                None => Ok(()),
+            },
+            Subject::Host { host, client } => write(self.me.encode_family(&HostLabels {
+                host,
+                client,
+                extra,
+            })?),
+            Subject::Process => write(self.me.encode_family(&ExtraLabels(extra))?),
+        }
+    }
+}
+
+impl Sink for PromSink<'_, '_> {
+    fn point(
+        &mut self,
+        subject: Subject<'_>,
+        extra: &[(&'static str, &str)],
+        v: f64,
+    ) -> fmt::Result {
+        let kind = self.kind;
+        if matches!(subject, Subject::Process) && extra.is_empty() {
+            return write_value(self.me, kind, v);
+        }
+        self.labelled(subject, extra, |mut me| write_value(&mut me, kind, v))
+    }
+
+    fn histogram(
+        &mut self,
+        subject: Subject<'_>,
+        extra: &[(&'static str, &str)],
+        h: &HistogramFigures,
+    ) -> fmt::Result {
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(h.counts.iter().copied())
+            .collect();
+        self.labelled(subject, extra, |mut me| {
+            me.encode_histogram::<NoLabelSet>(h.sum, h.count(), &buckets, None)
+        })
+    }
+}
+
+/// What one series describes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subject<'a> {
+    /// A container: its index in [`Reading::containers`].
+    Container(usize),
+    /// A Docker host.
+    Host {
+        /// `host` label.
+        host: &'a str,
+        /// `client` label.
+        client: &'a str,
+    },
+    /// The exporter itself.
+    Process,
+}
+
+impl<'a> Subject<'a> {
+    /// A host's series.
+    fn of(h: &'a HostSnapshot) -> Self {
+        Subject::Host {
+            host: &h.name,
+            client: &h.client,
+        }
+    }
+}
+
+/// Receives one family's series as [`walk`] finds them: the Prometheus renderer and the
+/// OTLP export are the two sinks, so both carry the same series.
+pub(crate) trait Sink {
+    /// One value.
+    fn point(
+        &mut self,
+        subject: Subject<'_>,
+        extra: &[(&'static str, &str)],
+        v: f64,
+    ) -> fmt::Result;
+    /// One histogram.
+    fn histogram(
+        &mut self,
+        subject: Subject<'_>,
+        extra: &[(&'static str, &str)],
+        h: &HistogramFigures,
+    ) -> fmt::Result;
+}
+
+/// Everything one scrape or export reads, gathered once: the snapshot and the live figures.
+pub struct Reading {
+    /// The snapshot.
+    pub snap: Arc<Snapshot>,
+    /// When it was read.
+    pub now: SystemTime,
+    pool: PoolFigures,
+    process: Option<crate::process::ProcessStats>,
+    instruments: Vec<Arc<crate::instruments::HostInstruments>>,
+    otlp: [(ExportOutcome, u64); 3],
+    otlp_last_error: Option<&'static str>,
+    otlp_last_success: Option<SystemTime>,
+}
+
+/// One container of a reading and its host.
+pub type ContainerRow<'a> = (&'a HostSnapshot, &'a ContainerSnapshot);
+
+impl Reading {
+    /// Reads the snapshot and the live figures.
+    pub fn take(
+        snapshots: &SnapshotStore,
+        instruments: &Instruments,
+        pool: &dyn PoolSource,
+    ) -> Reading {
+        Reading {
+            snap: snapshots.load(),
+            now: SystemTime::now(),
+            pool: pool.figures(),
+            process: crate::process::read(),
+            instruments: instruments.all(),
+            otlp: instruments.otlp.outcomes(),
+            otlp_last_error: instruments.otlp.last_error().map(|(kind, _, _)| kind),
+            otlp_last_success: instruments.otlp.last_success(),
+        }
+    }
+
+    /// Every container of every host, in snapshot order; [`Subject::Container`] indexes it.
+    pub fn containers(&self) -> Vec<ContainerRow<'_>> {
+        self.snap
+            .hosts
+            .iter()
+            .flat_map(|h| h.containers.iter().map(move |c| (&**h, c)))
+            .collect()
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Finds every series of `f` in the reading and hands it to `sink`.
+pub(crate) fn walk(
+    f: &Family,
+    reading: &Reading,
+    rows: &[ContainerRow],
+    sink: &mut impl Sink,
+) -> fmt::Result {
+    let snap = &reading.snap;
+    let containers = || {
+        rows.iter()
+            .enumerate()
+            .map(|(i, (_, c))| (Subject::Container(i), *c))
+    };
     match f.source {
         Source::Stat(get) => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 if let Some(v) = c.stats.as_deref().and_then(get) {
-                    series(me, &ContainerLabels::new(r), kind, v)?;
+                    sink.point(at, &[], v)?;
                 }
             }
         }
         Source::Meta(get) => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 if let Some(v) = get(&c.meta) {
-                    series(me, &ContainerLabels::new(r), kind, v)?;
+                    sink.point(at, &[], v)?;
                 }
             }
         }
         Source::Network(get) => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 for (iface, n) in c.stats.iter().flat_map(|s| s.networks.iter()) {
-                    let l = ContainerLabels::new(r).with("interface", iface);
-                    series(me, &l, kind, get(n) as f64)?;
+                    sink.point(at, &[("interface", iface)], get(n) as f64)?;
                 }
             }
         }
         Source::Blkio(get) => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 for (dev, b) in c.stats.iter().flat_map(|s| s.blkio.iter()) {
-                    let l = ContainerLabels::new(r).with("device", dev);
-                    series(me, &l, kind, get(b) as f64)?;
+                    sink.point(at, &[("device", dev)], get(b) as f64)?;
                 }
             }
         }
         Source::ContainerInfo => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 let m = &c.meta;
-                let l = ContainerLabels::new(r)
-                    .with("image_id", &m.image_id)
-                    .with(
+                let extra = [
+                    ("image_id", m.image_id.as_str()),
+                    (
                         "compose_project",
                         m.compose_project.as_deref().unwrap_or(""),
-                    )
-                    .with(
+                    ),
+                    (
                         "compose_service",
                         m.compose_service.as_deref().unwrap_or(""),
-                    );
-                series(me, &l, kind, 1.0)?;
+                    ),
+                ];
+                sink.point(at, &extra, 1.0)?;
             }
         }
         Source::ContainerState => {
-            for (r, c) in containers() {
-                series(
-                    me,
-                    &ContainerLabels::new(r).with("state", c.meta.state.as_str()),
-                    kind,
-                    1.0,
-                )?;
+            for (at, c) in containers() {
+                sink.point(at, &[("state", c.meta.state.as_str())], 1.0)?;
             }
         }
         Source::ContainerExits => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 for (code, n) in c.lifecycle.iter().flat_map(|l| l.exits.iter()) {
                     let code = code.to_string();
-                    series(
-                        me,
-                        &ContainerLabels::new(r).with("exit_code", &code),
-                        kind,
-                        *n as f64,
-                    )?;
+                    sink.point(at, &[("exit_code", &code)], *n as f64)?;
                 }
             }
         }
         Source::ContainerOom => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 let n = c.lifecycle.as_ref().map_or(0, |l| l.oom_events);
-                series(me, &ContainerLabels::new(r), kind, n as f64)?;
+                sink.point(at, &[], n as f64)?;
             }
         }
         Source::ContainerLastExit => {
-            for (r, c) in containers() {
+            for (at, c) in containers() {
                 let code = if c.meta.state == ContainerState::Running {
                     None
                 } else {
@@ -399,7 +497,7 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
                 }
                 .or_else(|| c.lifecycle.as_ref().and_then(|l| l.last_exit_code));
                 if let Some(code) = code {
-                    series(me, &ContainerLabels::new(r), kind, code as f64)?;
+                    sink.point(at, &[], code as f64)?;
                 }
             }
         }
@@ -407,24 +505,19 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
             for h in &snap.hosts {
                 for ((typ, action), n) in h.events.iter() {
                     let extra = [("type", typ.as_str()), ("action", action.as_str())];
-                    series(me, &HostLabels::of(h, &extra), kind, *n as f64)?;
+                    sink.point(Subject::of(h), &extra, *n as f64)?;
                 }
             }
         }
         Source::ContainerHealth => {
-            for (r, c) in containers() {
-                series(
-                    me,
-                    &ContainerLabels::new(r).with("status", c.meta.health.as_str()),
-                    kind,
-                    1.0,
-                )?;
+            for (at, c) in containers() {
+                sink.point(at, &[("status", c.meta.health.as_str())], 1.0)?;
             }
         }
         Source::Machine(get) => {
             for h in &snap.hosts {
                 if let Some(v) = h.info.as_deref().and_then(get) {
-                    series(me, &HostLabels::of(h, &[]), kind, v as f64)?;
+                    sink.point(Subject::of(h), &[], v as f64)?;
                 }
             }
         }
@@ -437,12 +530,13 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
                     Source::HostUp => f64::from(u8::from(h.up)),
                     Source::CollectionDuration => h.collection_duration.as_secs_f64(),
                     Source::CollectionSuccess => f64::from(u8::from(h.collection_success)),
-                    _ => now
+                    _ => reading
+                        .now
                         .duration_since(h.built_at)
                         .map(|d| d.as_secs_f64())
                         .unwrap_or(0.0),
                 };
-                series(me, &HostLabels::of(h, &[]), kind, v)?;
+                sink.point(Subject::of(h), &[], v)?;
             }
         }
         Source::HostInfo => {
@@ -458,56 +552,69 @@ fn encode_family(me: &mut MetricEncoder, f: &Family, scrape: &Scrape) -> fmt::Re
                     ("cgroup_version", i.cgroup_version.as_str()),
                     ("cgroup_driver", i.cgroup_driver.as_str()),
                 ];
-                series(me, &HostLabels::of(h, &extra), kind, 1.0)?;
+                sink.point(Subject::of(h), &extra, 1.0)?;
             }
         }
         Source::HostContainers => {
             for h in snap.hosts.iter().filter(|h| h.up) {
                 for state in ContainerState::ALL {
                     let n = h.container_counts.get(&state).copied().unwrap_or(0);
-                    let extra = [("state", state.as_str())];
-                    series(me, &HostLabels::of(h, &extra), kind, n as f64)?;
+                    sink.point(Subject::of(h), &[("state", state.as_str())], n as f64)?;
                 }
             }
         }
         Source::RequestDuration => {
-            for inst in instruments {
+            for inst in &reading.instruments {
+                let at = Subject::Host {
+                    host: &inst.host,
+                    client: &inst.client,
+                };
                 for (call, hist) in inst.durations() {
-                    let extra = [("endpoint", call.as_str())];
-                    let l = HostLabels {
-                        host: &inst.host,
-                        client: &inst.client,
-                        extra: &extra,
-                    };
-                    hist.encode(me.encode_family(&l)?)?;
+                    sink.histogram(at, &[("endpoint", call.as_str())], &hist.figures())?;
                 }
             }
         }
         Source::DockerErrors => {
-            for inst in instruments {
+            for inst in &reading.instruments {
+                let at = Subject::Host {
+                    host: &inst.host,
+                    client: &inst.client,
+                };
                 for ((kind_label, status), n) in inst.errors() {
                     let status = status.map(|s| s.to_string());
-                    let mut extra = vec![("kind", kind_label)];
-                    if let Some(s) = &status {
-                        extra.push(("status", s.as_str()));
+                    match &status {
+                        Some(s) => {
+                            sink.point(at, &[("kind", kind_label), ("status", s)], n as f64)?
+                        }
+                        None => sink.point(at, &[("kind", kind_label)], n as f64)?,
                     }
-                    let l = HostLabels {
-                        host: &inst.host,
-                        client: &inst.client,
-                        extra: &extra,
-                    };
-                    series(me, &l, kind, n as f64)?;
                 }
             }
         }
-        Source::Pool(get) => write_value(me, kind, get(pool))?,
-        Source::BuildInfo => {
-            let l = [("version", env!("CARGO_PKG_VERSION"))];
-            series(me, &l, kind, 1.0)?;
-        }
+        Source::Pool(get) => sink.point(Subject::Process, &[], get(&reading.pool))?,
+        Source::BuildInfo => sink.point(
+            Subject::Process,
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        )?,
         Source::Process(get) => {
-            if let Some(p) = process {
-                write_value(me, kind, get(p))?;
+            if let Some(p) = &reading.process {
+                sink.point(Subject::Process, &[], get(p))?;
+            }
+        }
+        Source::OtlpExports => {
+            for (outcome, n) in reading.otlp {
+                sink.point(Subject::Process, &[("outcome", outcome.as_str())], n as f64)?;
+            }
+        }
+        Source::OtlpLastError => {
+            if let Some(kind) = reading.otlp_last_error {
+                sink.point(Subject::Process, &[("kind", kind)], 1.0)?;
+            }
+        }
+        Source::OtlpLastSuccess => {
+            if let Some(t) = reading.otlp_last_success {
+                sink.point(Subject::Process, &[], unix_seconds(t))?;
             }
         }
     }
