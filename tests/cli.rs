@@ -94,7 +94,7 @@ fn bad_otlp_settings_are_rejected_with_their_position() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
-            "{}:1:1: otlp: OTEL_EXPORTER_OTLP_TIMEOUT=`soon`: expected a number of milliseconds above 0",
+            "{}:2:3: otlp: OTEL_EXPORTER_OTLP_TIMEOUT=`soon`: expected a number of milliseconds above 0",
             path.display()
         )),
         "{}",
