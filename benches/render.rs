@@ -4,16 +4,21 @@
 //! (tests/fixtures/stats-cgroup-v1-oneshot.json) plus one block device per container, so
 //! each container renders the same ~40 series a real running container does.
 //!
-//! Run: `cargo bench --bench render` (prints a Markdown table; BENCHMARKS.md quotes it).
+//! A second table times one OTLP export's work on the same fleets: building the request
+//! from the snapshot and encoding it to protobuf (what goes on the wire before gzip).
+//!
+//! Run: `cargo bench --bench render` (prints Markdown tables; BENCHMARKS.md quotes them).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dockstat_exporter::fixtures::publish_fleet;
 use dockstat_exporter::instruments::Instruments;
-use dockstat_exporter::metrics::{Exposition, Format, PoolFigures, PoolSource};
+use dockstat_exporter::metrics::{Exposition, Format, PoolFigures, PoolSource, Reading};
+use dockstat_exporter::otlp::RequestBuilder;
 use dockstat_exporter::snapshot::SnapshotStore;
 use dockstat_exporter::stats::{self, BlkioCounters};
+use prost::Message as _;
 
 #[derive(Debug)]
 struct FixedPool;
@@ -83,5 +88,54 @@ fn main() {
                 times[times.len() - 1].as_secs_f64() * 1e3,
             );
         }
+    }
+
+    println!();
+    println!("| containers | data points | encoded | build median | encode median | runs |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (hosts, per_host, runs) in [(10, 10, 200), (10, 100, 50), (20, 500, 10)] {
+        let store = Arc::new(SnapshotStore::default());
+        publish_fleet(&store, hosts, per_host, &sample);
+        let instruments = Instruments::default();
+        let builder = RequestBuilder::new(&[], &[]);
+        let (mut build, mut encode) = (Vec::new(), Vec::new());
+        let (mut points, mut bytes) = (0, 0);
+        for i in 0..runs + 2 {
+            let t = Instant::now();
+            let request = builder.request(&Reading::take(&store, &instruments, &FixedPool));
+            let built = t.elapsed();
+            let t = Instant::now();
+            let body = request.encode_to_vec();
+            let encoded = t.elapsed();
+            if i >= 2 {
+                build.push(built);
+                encode.push(encoded);
+            }
+            bytes = body.len();
+            points = request
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .map(|m| {
+                    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+                    match &m.data {
+                        Some(Data::Sum(s)) => s.data_points.len(),
+                        Some(Data::Gauge(g)) => g.data_points.len(),
+                        Some(Data::Histogram(h)) => h.data_points.len(),
+                        _ => 0,
+                    }
+                })
+                .sum::<usize>();
+        }
+        build.sort();
+        encode.sort();
+        println!(
+            "| {} | {points} | {:.1} MB | {:.1} ms | {:.1} ms | {runs} |",
+            hosts * per_host,
+            bytes as f64 / 1e6,
+            percentile(&build, 0.5).as_secs_f64() * 1e3,
+            percentile(&encode, 0.5).as_secs_f64() * 1e3,
+        );
     }
 }
