@@ -43,6 +43,10 @@ pub struct OtlpConfig {
     /// certificate for mutual TLS. PEM files; relative paths from the configuration file's
     /// directory; `${ENV}` allowed.
     pub tls: Option<OtlpTlsConfig>,
+    /// Most data points in one request; a bigger export is sent as several requests, one
+    /// after the other. Receivers cap message sizes (the OpenTelemetry Collector at 4 MiB by
+    /// default); a point is ~300 bytes before compression. Default 5000.
+    pub max_points_per_request: Option<std::num::NonZeroUsize>,
     /// Extra resource attributes, e.g. `deployment.environment.name: prod`. They add to
     /// `OTEL_RESOURCE_ATTRIBUTES`, winning on equal keys. `service.name` defaults to
     /// `dockstat-exporter` (or `OTEL_SERVICE_NAME`), `service.instance.id` to the machine's
@@ -105,10 +109,13 @@ pub struct ValidOtlp {
     pub tls: Arc<rustls::ClientConfig>,
     /// Resource attributes given by the user (file and `OTEL_RESOURCE_ATTRIBUTES`).
     pub resource: Vec<(String, String)>,
+    /// Most data points in one request.
+    pub max_points: usize,
 }
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_POINTS: usize = 5000;
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     super::duration(d).map(Some)
@@ -343,6 +350,9 @@ pub(super) fn validate(
             gzip,
             tls: Arc::new(tls),
             resource: resource.into_iter().collect(),
+            max_points: cfg
+                .max_points_per_request
+                .map_or(DEFAULT_MAX_POINTS, |n| n.get()),
         }),
         _ => None,
     }

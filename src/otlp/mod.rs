@@ -9,6 +9,9 @@
 //! container's counters start at the container's start, and the data point time is when
 //! the sample was taken.
 //!
+//! An export bigger than `max_points_per_request` goes out as several requests, one after
+//! the other, since receivers cap message sizes.
+//!
 //! Failure handling: one request at a time (memory stays flat whatever the receiver does);
 //! a retryable failure is retried with a fresh request after 1 s, 2 s, 4 s … capped at the
 //! interval; every attempt is counted in `dockstat_otlp_exports_total{outcome}`. Exports run
@@ -85,7 +88,7 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
             &*sources.pool,
         ));
         let result = tokio::select! {
-            r = transport.send(request, cfg.timeout) => r,
+            r = export(&mut transport, request, &cfg) => r,
             // Shutting down: the final export below replaces this one.
             _ = stop.cancelled() => break,
         };
@@ -134,7 +137,19 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
         &sources.instruments,
         &*sources.pool,
     ));
-    match transport.send(request, limit).await {
+    let result = match tokio::time::timeout(limit, export(&mut transport, request, &cfg)).await {
+        Ok(r) => r,
+        Err(_) => Err(ExportError {
+            kind: "timeout",
+            message: format!(
+                "final export not done within {}",
+                humantime::format_duration(limit)
+            ),
+            retryable: false,
+            retry_after: None,
+        }),
+    };
+    match result {
         Ok(d) => {
             record_delivery(stats, &d);
             tracing::info!("OTLP final export delivered");
@@ -144,6 +159,24 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
             tracing::warn!(error = %e, "OTLP final export failed");
         }
     }
+}
+
+/// Sends one export as requests of at most `max_points` points, one after the other; the
+/// first failure ends it (the next export carries the same cumulative values anyway).
+async fn export(
+    transport: &mut Transport,
+    request: opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    cfg: &ValidOtlp,
+) -> Result<Delivered, ExportError> {
+    let mut total = Delivered::default();
+    for part in build::split(request, cfg.max_points) {
+        let d = transport.send(part, cfg.timeout).await?;
+        total.rejected += d.rejected;
+        if !d.message.is_empty() {
+            total.message = d.message;
+        }
+    }
+    Ok(total)
 }
 
 fn record_delivery(stats: &crate::instruments::OtlpStats, d: &Delivered) {
