@@ -1,0 +1,1307 @@
+//! OTLP push against a real receiver (tests/common/otlp_receiver.rs) and the real daemon A:
+//! the exported figures against /metrics, gRPC and HTTP/protobuf, gzip, headers, TLS and
+//! mutual TLS, an unreachable receiver, container restarts and the final flush on SIGTERM.
+
+mod common;
+#[path = "common/otlp_receiver.rs"]
+mod otlp_receiver;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric};
+use otlp_receiver::{Point, Protocol, Received, Receiver, Tls};
+
+const MIB: f64 = 1024.0 * 1024.0;
+const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
+
+/// The exporter configuration after listen/database: daemon A as host `a` of client `lab`,
+/// collection every second, and the given `otlp:` body (indented by two spaces).
+fn config(otlp: &str) -> String {
+    format!(
+        "monitoring:\n  interval: 1s\n  relist_interval: 60s\notlp:\n  enabled: true\n{otlp}clients:\n  - name: lab\n    hosts:\n      - name: a\n        address: unix://{}\n",
+        env().a_socket
+    )
+}
+
+/// The `otlp:` body for `endpoint` over `protocol` pushing every `interval`; `extra` is
+/// appended as is (two-space indented lines).
+fn otlp(endpoint: &str, protocol: &str, interval: &str, extra: &str) -> String {
+    format!(
+        "  endpoint: {endpoint}\n  protocol: {protocol}\n  interval: {interval}\n  timeout: 2s\n{extra}"
+    )
+}
+
+/// Same value, allowing for the text rendering of floats at /metrics.
+fn close(a: f64, b: f64) -> bool {
+    let d = (a - b).abs();
+    d <= 1e-6 || d <= 1e-9 * a.abs().max(b.abs())
+}
+
+fn assert_close(what: &str, otlp: f64, prom: f64) {
+    assert!(
+        close(otlp, prom),
+        "{what}: OTLP {otlp} vs /metrics {prom} (diff {})",
+        otlp - prom
+    );
+}
+
+/// Whether a nanosecond timestamp is `secs` (unix seconds) within 1 ms.
+fn same_ns(ns: u64, secs: f64) -> bool {
+    (ns as f64 - secs * 1e9).abs() <= 1e6
+}
+
+fn by_container(c: &Container) -> [(&'static str, &str); 1] {
+    [("container.id", c.id.as_str())]
+}
+
+/// The container's `cpu.mode=user` CPU time point in an export.
+fn user_cpu(r: &Received, c: &Container) -> Option<Point> {
+    r.point(
+        "container.cpu.time",
+        &[("container.id", &c.id), ("cpu.mode", "user")],
+    )
+}
+
+/// A scrape value that must be there.
+fn must(s: &Scrape, name: &str, filter: &[(&str, &str)]) -> f64 {
+    s.value(name, filter)
+        .unwrap_or_else(|| panic!("/metrics has no {name} {filter:?}"))
+}
+
+fn otlp_outcome(s: &Scrape, outcome: &str) -> f64 {
+    s.value("dockstat_otlp_exports_total", &[("outcome", outcome)])
+        .unwrap_or(0.0)
+}
+
+/// The one `dockstat_otlp_last_error` series' kind, if there is one; panics on several.
+fn last_error_kind(s: &Scrape) -> Option<String> {
+    let all: Vec<&Sample> = s.find("dockstat_otlp_last_error", &[]).collect();
+    assert!(
+        all.len() <= 1,
+        "dockstat_otlp_last_error must be one series: {all:?}"
+    );
+    all.first().map(|x| {
+        assert_eq!(x.value, 1.0, "dockstat_otlp_last_error value: {x:?}");
+        x.labels.get("kind").cloned().unwrap_or_default()
+    })
+}
+
+/// Invariants every export must hold: one resource and scope named after the exporter,
+/// unique metric names with units, Sums cumulative and monotonic with 0 < start <= time,
+/// every point timestamped, container points carrying the container and host attributes,
+/// host points carrying the client, histograms consistent.
+fn check_export_shape(r: &Received) {
+    assert!(r.decode_error.is_none(), "undecodable export: {r:?}");
+    assert_eq!(
+        r.resource_attr("service.name").as_deref(),
+        Some("dockstat-exporter"),
+        "service.name"
+    );
+    assert_eq!(
+        r.resource_attr("service.version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "service.version"
+    );
+    assert!(
+        r.resource_attr("service.instance.id")
+            .is_some_and(|v| !v.is_empty()),
+        "service.instance.id missing or empty"
+    );
+    assert_eq!(r.scope_names(), vec!["dockstat-exporter".to_string()]);
+    let mut names = std::collections::BTreeSet::new();
+    for m in r.metrics() {
+        assert!(names.insert(m.name.clone()), "metric {} twice", m.name);
+        assert!(!m.unit.is_empty(), "{} has no unit", m.name);
+        let points: Vec<Point> = match &m.data {
+            Some(metric::Data::Sum(s)) => {
+                assert_eq!(
+                    s.aggregation_temporality, CUMULATIVE,
+                    "{} must be cumulative",
+                    m.name
+                );
+                assert!(s.is_monotonic, "{} must be monotonic", m.name);
+                for p in &s.data_points {
+                    assert!(
+                        p.start_time_unix_nano > 0 && p.start_time_unix_nano <= p.time_unix_nano,
+                        "{}: start {} time {} ({:?})",
+                        m.name,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                        p.attributes
+                    );
+                }
+                s.data_points.iter().map(Point::of).collect()
+            }
+            Some(metric::Data::Gauge(g)) => g.data_points.iter().map(Point::of).collect(),
+            Some(metric::Data::Histogram(h)) => {
+                assert_eq!(h.aggregation_temporality, CUMULATIVE, "{}", m.name);
+                for p in &h.data_points {
+                    assert_eq!(
+                        p.bucket_counts.len(),
+                        p.explicit_bounds.len() + 1,
+                        "{}: buckets vs bounds",
+                        m.name
+                    );
+                    assert_eq!(
+                        p.bucket_counts.iter().sum::<u64>(),
+                        p.count,
+                        "{}: bucket counts add up to count",
+                        m.name
+                    );
+                    assert!(
+                        p.explicit_bounds.windows(2).all(|w| w[0] < w[1]),
+                        "{}: bounds increase",
+                        m.name
+                    );
+                    assert!(p.time_unix_nano > 0 && p.start_time_unix_nano <= p.time_unix_nano);
+                }
+                Vec::new()
+            }
+            other => panic!("{}: unexpected data {other:?}", m.name),
+        };
+        for p in points {
+            assert!(p.time_unix_nano > 0, "{}: no time: {p:?}", m.name);
+            assert!(p.value.is_finite(), "{}: value {p:?}", m.name);
+            if p.attr("container.id").is_some() {
+                for k in [
+                    "container.name",
+                    "container.image.name",
+                    "host.name",
+                    "dockstat.client",
+                ] {
+                    assert!(
+                        p.attr(k).is_some_and(|v| !v.is_empty()),
+                        "{}: container point without {k}: {p:?}",
+                        m.name
+                    );
+                }
+                assert!(
+                    !p.attr("container.name").unwrap_or("").starts_with('/'),
+                    "{}: container.name with a slash: {p:?}",
+                    m.name
+                );
+            }
+            if p.attr("host.name").is_some() {
+                assert!(
+                    p.attr("dockstat.client").is_some(),
+                    "{}: host point without dockstat.client: {p:?}",
+                    m.name
+                );
+            }
+        }
+    }
+}
+
+/// The metric's kind, temporality/monotonicity and unit.
+fn assert_sum(r: &Received, name: &str, unit: &str) {
+    let m = r
+        .metric(name)
+        .unwrap_or_else(|| panic!("export has no {name}"));
+    assert_eq!(m.unit, unit, "{name} unit");
+    match &m.data {
+        Some(metric::Data::Sum(s)) => {
+            assert_eq!(s.aggregation_temporality, CUMULATIVE, "{name} temporality");
+            assert!(s.is_monotonic, "{name} monotonic");
+        }
+        other => panic!("{name} must be a Sum, is {other:?}"),
+    }
+}
+
+fn assert_gauge(r: &Received, name: &str, unit: &str) {
+    let m = r
+        .metric(name)
+        .unwrap_or_else(|| panic!("export has no {name}"));
+    assert_eq!(m.unit, unit, "{name} unit");
+    assert!(
+        matches!(m.data, Some(metric::Data::Gauge(_))),
+        "{name} must be a Gauge, is {:?}",
+        m.data
+    );
+}
+
+#[test]
+fn grpc_export_matches_metrics() {
+    let d = Docker::a();
+    // A direct write first, for block IO (see tests/collection.rs on the throttle rule).
+    let root = d.run(&["info", "--format", "{{.DockerRootDir}}"]);
+    let (majmin, devpath) = block_device_of(std::path::Path::new(&root));
+    let c = d.start(
+        "otlpcpu",
+        &["--cpus", "0.5", "--device-write-bps", &format!("{devpath}:10gb")],
+        "dd if=/dev/zero of=/blk.out bs=1M count=4 oflag=direct 2>/dev/null; while true; do :; done",
+    );
+    let rx = Receiver::grpc(free_port());
+    let exp = Exporter::start(
+        "otlp-grpc",
+        &config(&otlp(&rx.endpoint(), "grpc", "1s", "")),
+    );
+
+    let first = rx.wait_until(
+        Duration::from_secs(30),
+        "an export with the container's CPU time",
+        |e| e.iter().any(|r| user_cpu(r, &c).is_some()),
+    );
+    eprintln!(
+        "first export with the container after {} exports",
+        first.len()
+    );
+
+    // Find an export carrying the very sample a scrape shows: its CPU time point is
+    // stamped with the scrape's container_last_seen. (Not the first sample: CPU percent
+    // needs two; and one with the write done.)
+    let f = [("name", c.name.as_str())];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (s, r) = loop {
+        let s = exp.scrape();
+        let seen = s.value("container_last_seen", &f);
+        let ready = s.value("dockstat_container_cpu_percent", &f).is_some()
+            && s.value(
+                "container_fs_writes_bytes_total",
+                &[("name", &c.name), ("device", &majmin)],
+            )
+            .is_some_and(|v| v >= 4.0 * MIB);
+        if let Some(seen) = seen.filter(|_| ready) {
+            let same =
+                |r: &Received| user_cpu(r, &c).is_some_and(|p| same_ns(p.time_unix_nano, seen));
+            if let Some(all) = rx.try_wait_until(Duration::from_secs(3), |e| e.iter().any(same)) {
+                let r = all.into_iter().find(same).expect("found");
+                break (s, r);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no export carried the sample of a scrape within 40 s; last scrape's last_seen {:?}, last export's point {:?}",
+            s.value("container_last_seen", &f),
+            rx.exports().last().and_then(|r| user_cpu(r, &c))
+        );
+    };
+    let seen = must(&s, "container_last_seen", &f);
+    eprintln!(
+        "matched sample: last_seen {seen:.6}, export received {:.3} s after it",
+        r.at.duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+            - seen
+    );
+
+    check_export_shape(&r);
+    assert!(
+        !r.gzip,
+        "compression defaults to none, got grpc-encoding gzip"
+    );
+
+    // Kinds and units.
+    assert_sum(&r, "container.cpu.time", "s");
+    assert_sum(&r, "dockstat.container.cpu.time.total", "s");
+    assert_sum(&r, "container.network.io", "By");
+    assert_sum(&r, "dockstat.container.network.packets", "{packet}");
+    assert_sum(&r, "process.cpu.time", "s");
+    assert_gauge(&r, "container.memory.usage", "By");
+    assert_gauge(&r, "dockstat.container.memory.working_set", "By");
+    assert_gauge(&r, "container.cpu.usage", "{cpu}");
+    assert_gauge(&r, "dockstat.container.start_time", "s");
+    assert_gauge(&r, "container.uptime", "s");
+    assert_gauge(&r, "dockstat.container.state", "1");
+    assert_gauge(&r, "dockstat.host.up", "1");
+    assert_gauge(&r, "system.cpu.logical.count", "{cpu}");
+    assert_gauge(&r, "process.memory.usage", "By");
+    let hist = r
+        .metric("dockstat.docker.request.duration")
+        .expect("dockstat.docker.request.duration");
+    assert_eq!(hist.unit, "s");
+    assert!(
+        matches!(hist.data, Some(metric::Data::Histogram(_))),
+        "dockstat.docker.request.duration must be a Histogram"
+    );
+
+    // The container's attributes, against its /metrics labels.
+    let user = user_cpu(&r, &c).expect("user CPU point");
+    let system = r
+        .point(
+            "container.cpu.time",
+            &[("container.id", &c.id), ("cpu.mode", "system")],
+        )
+        .expect("system CPU point");
+    let prom = s
+        .find("container_cpu_user_seconds_total", &f)
+        .next()
+        .expect("container_cpu_user_seconds_total")
+        .clone();
+    let expected: BTreeMap<&str, &str> = [
+        ("container.id", c.id.as_str()),
+        ("container.name", c.name.as_str()),
+        ("container.image.name", prom.labels["image"].as_str()),
+        ("host.name", "a"),
+        ("dockstat.client", "lab"),
+    ]
+    .into();
+    for (k, v) in &expected {
+        assert_eq!(user.attr(k), Some(*v), "user point attribute {k}: {user:?}");
+        assert_eq!(system.attr(k), Some(*v), "system point attribute {k}");
+    }
+    assert_eq!(prom.labels["id"], c.id, "/metrics id label is the full id");
+
+    // Same sample, same figures.
+    assert_close(
+        "user CPU",
+        user.value,
+        must(&s, "container_cpu_user_seconds_total", &f),
+    );
+    assert_close(
+        "system CPU",
+        system.value,
+        must(&s, "container_cpu_system_seconds_total", &f),
+    );
+    assert!(system.time_unix_nano == user.time_unix_nano);
+    let total = r
+        .point("dockstat.container.cpu.time.total", &by_container(&c))
+        .expect("total CPU point");
+    assert_close(
+        "total CPU",
+        total.value,
+        must(&s, "container_cpu_usage_seconds_total", &f),
+    );
+    assert!(
+        user.value > 0.0 && total.value >= user.value,
+        "a busy container has CPU time: {user:?} {total:?}"
+    );
+    let mem = r
+        .point("container.memory.usage", &by_container(&c))
+        .expect("memory point");
+    assert_close(
+        "memory usage",
+        mem.value,
+        must(&s, "container_memory_usage_bytes", &f),
+    );
+    let ws = r
+        .point("dockstat.container.memory.working_set", &by_container(&c))
+        .expect("working set point");
+    assert_close(
+        "working set",
+        ws.value,
+        must(&s, "container_memory_working_set_bytes", &f),
+    );
+    let usage = r
+        .point("container.cpu.usage", &by_container(&c))
+        .expect("cpu usage point");
+    let pct = must(&s, "dockstat_container_cpu_percent", &f);
+    assert_close("cpu usage x 100", usage.value * 100.0, pct);
+    assert!(
+        (0.3..0.7).contains(&usage.value),
+        "--cpus 0.5 busy loop: container.cpu.usage {}",
+        usage.value
+    );
+
+    // Network, per interface and direction.
+    let mut interfaces = 0;
+    for (family, otlp_name, direction) in [
+        (
+            "container_network_receive_bytes_total",
+            "container.network.io",
+            "receive",
+        ),
+        (
+            "container_network_transmit_bytes_total",
+            "container.network.io",
+            "transmit",
+        ),
+        (
+            "container_network_receive_packets_total",
+            "dockstat.container.network.packets",
+            "receive",
+        ),
+        (
+            "container_network_transmit_packets_total",
+            "dockstat.container.network.packets",
+            "transmit",
+        ),
+    ] {
+        let series: Vec<Sample> = s.find(family, &f).cloned().collect();
+        assert!(
+            !series.is_empty(),
+            "/metrics has no {family} for the container"
+        );
+        for x in series {
+            let iface = x.labels["interface"].as_str();
+            let p = r
+                .point(
+                    otlp_name,
+                    &[
+                        ("container.id", &c.id),
+                        ("network.io.direction", direction),
+                        ("network.interface.name", iface),
+                    ],
+                )
+                .unwrap_or_else(|| panic!("no {otlp_name} {direction} {iface} point"));
+            assert_close(
+                &format!("{otlp_name} {direction} {iface}"),
+                p.value,
+                x.value,
+            );
+            assert!(same_ns(p.time_unix_nano, seen), "{otlp_name}: sample time");
+            interfaces += 1;
+        }
+    }
+    eprintln!("network: {interfaces} series compared");
+
+    // Block IO on the Docker root's disk.
+    let written = r
+        .point(
+            "container.disk.io",
+            &[
+                ("container.id", &c.id),
+                ("disk.io.direction", "write"),
+                ("system.device", &majmin),
+            ],
+        )
+        .expect("disk write point");
+    assert_sum(&r, "container.disk.io", "By");
+    assert_close(
+        "disk writes",
+        written.value,
+        must(
+            &s,
+            "container_fs_writes_bytes_total",
+            &[("name", &c.name), ("device", &majmin)],
+        ),
+    );
+    assert!(same_ns(
+        written.start_time_unix_nano,
+        must(&s, "container_start_time_seconds", &f)
+    ));
+    eprintln!("disk writes on {majmin}: {:.1} MiB", written.value / MIB);
+
+    // Start time: the counters start when the container started.
+    let started = must(&s, "container_start_time_seconds", &f);
+    let inspected = docker_time(&c.inspect("{{.State.StartedAt}}"));
+    assert!(
+        (started - inspected).abs() < 1e-3,
+        "/metrics start {started} vs StartedAt {inspected}"
+    );
+    for p in [&user, &system, &total] {
+        assert!(
+            same_ns(p.start_time_unix_nano, started),
+            "start_time_unix_nano {} vs container_start_time_seconds {started}",
+            p.start_time_unix_nano
+        );
+        assert!(same_ns(p.time_unix_nano, seen), "time vs last_seen {seen}");
+    }
+    let start_gauge = r
+        .point("dockstat.container.start_time", &by_container(&c))
+        .expect("start time gauge");
+    assert_close("start time", start_gauge.value, started);
+    let uptime = r
+        .point("container.uptime", &by_container(&c))
+        .expect("uptime gauge");
+    let expected_uptime = uptime.time_unix_nano as f64 / 1e9 - started;
+    eprintln!(
+        "uptime {:.3} s, time - start {expected_uptime:.3} s",
+        uptime.value
+    );
+    assert!(
+        uptime.value > 0.0 && (uptime.value - expected_uptime).abs() < 0.5,
+        "container.uptime {} vs its time - start {expected_uptime}",
+        uptime.value
+    );
+    let state = r
+        .point(
+            "dockstat.container.state",
+            &[("container.id", &c.id), ("dockstat.state", "running")],
+        )
+        .expect("running state point");
+    assert_eq!(state.value, 1.0);
+
+    // Host and exporter figures.
+    let host = [("host.name", "a"), ("dockstat.client", "lab")];
+    let up = r.point("dockstat.host.up", &host).expect("host up");
+    assert_eq!(up.value, 1.0);
+    let cores = r
+        .point("system.cpu.logical.count", &host)
+        .expect("logical count");
+    assert_close(
+        "cores",
+        cores.value,
+        must(&s, "machine_cpu_cores", &[("host", "a")]),
+    );
+    let hist_points = r.histogram_points("dockstat.docker.request.duration", &host);
+    assert!(
+        !hist_points.is_empty(),
+        "no request duration points for host a"
+    );
+    for p in &hist_points {
+        assert!(
+            otlp_receiver::attr_text(&p.attributes, "dockstat.docker.endpoint")
+                .is_some_and(|e| !e.is_empty()),
+            "histogram point without dockstat.docker.endpoint"
+        );
+    }
+    let requests: u64 = hist_points.iter().map(|p| p.count).sum();
+    assert!(requests > 0, "Docker requests were made and timed");
+    let rss = r
+        .point("process.memory.usage", &[])
+        .expect("process memory");
+    assert!(rss.value > MIB, "process.memory.usage {}", rss.value);
+    eprintln!(
+        "export: {} metrics, {} requests timed, process memory {:.1} MiB",
+        r.metrics().count(),
+        requests,
+        rss.value / MIB
+    );
+
+    // Every per-container family of the table, against the same scrape: name, unit, kind,
+    // attributes (fixed ones and renamed labels) and value.
+    let compared = compare_container_families(&s, &r, &c);
+    eprintln!("family table: {compared} container series compared");
+    assert!(compared >= 20, "only {compared} container series compared");
+
+    // Every export so far holds the invariants, and the self-metrics count them.
+    let all = rx.exports();
+    for e in &all {
+        check_export_shape(e);
+    }
+    let s = exp.wait_for(Duration::from_secs(5), "successful exports counted", |s| {
+        otlp_outcome(s, "success") >= 1.0
+    });
+    let last = must(&s, "dockstat_otlp_last_success_timestamp_seconds", &[]);
+    assert!(
+        (now() - last).abs() < 10.0,
+        "last success {last} vs now {}",
+        now()
+    );
+    assert_eq!(otlp_outcome(&s, "failed"), 0.0, "no failed exports");
+    eprintln!(
+        "{} exports received, /metrics counts {} successful",
+        all.len(),
+        otlp_outcome(&s, "success")
+    );
+}
+
+/// Compares every per-container series of `s` for container `c` with its OTLP points in
+/// `r` (built from the same sample), following the family table's mapping; returns how
+/// many series were compared.
+fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize {
+    use dockstat_exporter::metrics::{FAMILIES, Kind, OtlpValue};
+    let mut compared = 0;
+    for fam in FAMILIES
+        .iter()
+        .filter(|f| matches!(f.scope(), "running container" | "container"))
+    {
+        let exposed = fam.exposed_name();
+        for x in s.find(&exposed, &[("name", c.name.as_str())]) {
+            for o in fam.otlp {
+                let factor = match o.value {
+                    OtlpValue::Same => 1.0,
+                    OtlpValue::Scale(k) => k,
+                    OtlpValue::Uptime => continue, // checked on its own
+                };
+                let m = r
+                    .metric(o.name)
+                    .unwrap_or_else(|| panic!("{exposed}: export has no {}", o.name));
+                assert_eq!(m.unit, o.unit, "{}: unit", o.name);
+                match fam.kind {
+                    Kind::Counter => assert!(
+                        matches!(m.data, Some(metric::Data::Sum(_))),
+                        "{exposed} is a counter, {} must be a Sum",
+                        o.name
+                    ),
+                    Kind::Gauge => assert!(
+                        matches!(m.data, Some(metric::Data::Gauge(_))),
+                        "{exposed} is a gauge, {} must be a Gauge",
+                        o.name
+                    ),
+                    Kind::Histogram => {}
+                }
+                let mut filter: Vec<(&str, &str)> = vec![("container.id", c.id.as_str())];
+                filter.extend(o.fixed.iter().copied());
+                let points: Vec<Point> = r
+                    .points(o.name, &filter)
+                    .into_iter()
+                    .filter(|p| {
+                        o.rename.iter().all(|(label, attr)| {
+                            let want = x.labels.get(*label).map(String::as_str).unwrap_or("");
+                            // An empty label is no attribute.
+                            p.attr(attr).unwrap_or("") == want
+                        })
+                    })
+                    .collect();
+                assert_eq!(
+                    points.len(),
+                    1,
+                    "{exposed} {:?} -> {} {filter:?}: {} matching points {points:?}",
+                    x.labels,
+                    o.name,
+                    points.len()
+                );
+                assert_close(
+                    &format!("{exposed} {:?} -> {}", x.labels, o.name),
+                    points[0].value,
+                    x.value * factor,
+                );
+                compared += 1;
+            }
+        }
+    }
+    compared
+}
+
+/// The exporter run like [`Exporter::start`], with extra environment variables for the
+/// child (the harness's exporter inherits ours, and setting ours is unsafe with threads).
+struct EnvExporter {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl EnvExporter {
+    fn start(tag: &str, rest: &str, vars: &[(&str, &str)]) -> EnvExporter {
+        let dir = temp_dir(tag);
+        let port = free_port();
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{}\ndatabase:\n  path: {}\n{rest}",
+                free_port(),
+                dir.join("dockstat.db").display()
+            ),
+        )
+        .expect("write config");
+        let log = dir.join("exporter.log");
+        let child = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,dockstat_exporter=debug")
+            .envs(vars.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn exporter");
+        let mut e = EnvExporter { child, port, log };
+        poll(
+            "the exporter to answer /healthz",
+            Duration::from_secs(15),
+            || {
+                if let Ok(Some(status)) = e.child.try_wait() {
+                    panic!("exporter exited with {status}: {}", e.log_text());
+                }
+                matches!(http_get(port, "/healthz", None), Ok((200, _, _))).then_some(())
+            },
+        );
+        e
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for EnvExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http_export_with_gzip_and_headers() {
+    let _d = Docker::a();
+    let token = format!("tok-{}-{}", std::process::id(), now() as u64);
+    let vars = [("DOCKSTAT_TEST_OTLP_TOKEN", token.as_str())];
+    let extra = "  compression: gzip\n  headers:\n    x-tenant: \"acme\"\n    authorization: \"Bearer ${DOCKSTAT_TEST_OTLP_TOKEN}\"\n";
+    let http_rx = Receiver::http(free_port());
+    let grpc_rx = Receiver::grpc(free_port());
+    let http_exp = EnvExporter::start(
+        "otlp-http",
+        &config(&otlp(&http_rx.endpoint(), "http/protobuf", "1s", extra)),
+        &vars,
+    );
+    let grpc_exp = EnvExporter::start(
+        "otlp-grpcz",
+        &config(&otlp(&grpc_rx.endpoint(), "grpc", "1s", extra)),
+        &vars,
+    );
+    let bearer = format!("Bearer {token}");
+
+    for (rx, exp) in [(&http_rx, &http_exp), (&grpc_rx, &grpc_exp)] {
+        let got = rx
+            .try_wait_until(Duration::from_secs(20), |e| e.len() >= 3)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{:?}: fewer than 3 exports in 20 s ({} received)\n--- log ---\n{}",
+                    rx.protocol,
+                    rx.count(),
+                    exp.log_text()
+                )
+            });
+        for r in &got {
+            assert!(
+                r.decode_error.is_none(),
+                "{:?}: {:?}",
+                rx.protocol,
+                r.decode_error
+            );
+            assert!(
+                r.gzip,
+                "{:?}: export not gzip-compressed; headers {:?}",
+                rx.protocol, r.headers
+            );
+            assert_eq!(r.header("x-tenant"), Some("acme"), "{:?}", rx.protocol);
+            assert_eq!(
+                r.header("authorization"),
+                Some(bearer.as_str()),
+                "{:?}: ${{DOCKSTAT_TEST_OTLP_TOKEN}} expanded",
+                rx.protocol
+            );
+            check_export_shape(r);
+            assert!(
+                r.point("dockstat.host.up", &[("host.name", "a")])
+                    .is_some_and(|p| p.value == 1.0),
+                "{:?}: payload has host a up",
+                rx.protocol
+            );
+            match r.protocol {
+                Protocol::Http => {
+                    assert_eq!(r.method, "POST");
+                    assert_eq!(
+                        r.path, "/v1/metrics",
+                        "/v1/metrics appended to the base URL"
+                    );
+                    assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+                    assert_eq!(r.header("content-encoding"), Some("gzip"));
+                }
+                Protocol::Grpc => {
+                    assert_eq!(r.header("grpc-encoding"), Some("gzip"));
+                    assert!(
+                        r.header("content-type")
+                            .is_some_and(|t| t.starts_with("application/grpc")),
+                        "gRPC content type: {:?}",
+                        r.header("content-type")
+                    );
+                }
+            }
+        }
+        let raw: usize = got.iter().map(|r| r.wire_bytes).sum();
+        let decoded: usize = got
+            .iter()
+            .map(|r| prost::Message::encoded_len(&r.request))
+            .sum();
+        eprintln!(
+            "{:?}: {} gzip exports, {} bytes decoded{}",
+            rx.protocol,
+            got.len(),
+            decoded,
+            if raw > 0 {
+                format!(
+                    " from {raw} bytes on the wire ({:.1}x)",
+                    decoded as f64 / raw as f64
+                )
+            } else {
+                String::new()
+            }
+        );
+        if rx.protocol == Protocol::Http {
+            assert!(
+                raw < decoded,
+                "gzip should shrink the payload: {raw} >= {decoded}"
+            );
+        }
+        let s = Scrape::parse(&http_get(exp.port, "/metrics", None).expect("scrape").2);
+        assert!(
+            otlp_outcome(&s, "success") >= 1.0,
+            "{:?}: successes counted",
+            rx.protocol
+        );
+    }
+}
+
+#[test]
+fn tls_with_generated_ca() {
+    let _d = Docker::a();
+    let certs = env().certs;
+    let mutual = Tls::test_certs(&certs, true);
+    let grpc_rx = Receiver::start(Protocol::Grpc, free_port(), Some(mutual.clone()));
+    let bad_rx = Receiver::start(Protocol::Grpc, free_port(), Some(mutual.clone()));
+    let http_rx = Receiver::start(Protocol::Http, free_port(), Some(mutual));
+    let tls = |ca: &str| {
+        format!(
+            "  tls:\n    ca: {}\n    cert: {}\n    key: {}\n",
+            certs.join(ca).display(),
+            certs.join("cert.pem").display(),
+            certs.join("key.pem").display()
+        )
+    };
+    let good = Exporter::start(
+        "otlp-tls",
+        &config(&otlp(&grpc_rx.endpoint(), "grpc", "1s", &tls("ca.pem"))),
+    );
+    // The only defect: the server certificate is not signed by the configured CA.
+    let bad = Exporter::start(
+        "otlp-badca",
+        &config(&otlp(
+            &bad_rx.endpoint(),
+            "grpc",
+            "1s",
+            &tls("wrong-ca.pem"),
+        )),
+    );
+    // HTTP over TLS, by name (the server certificate is also for localhost).
+    let https = Exporter::start(
+        "otlp-https",
+        &config(&otlp(
+            &format!("https://localhost:{}/", http_rx.port),
+            "http/protobuf",
+            "1s",
+            &tls("ca.pem"),
+        )),
+    );
+
+    let got = grpc_rx
+        .try_wait_until(Duration::from_secs(20), |e| e.len() >= 2)
+        .unwrap_or_else(|| {
+            panic!(
+                "no gRPC exports over mutual TLS\n--- log ---\n{}",
+                good.log_text()
+            )
+        });
+    for r in &got {
+        check_export_shape(r);
+        assert_eq!(
+            r.client_cert,
+            Some(true),
+            "the exporter presented its client certificate"
+        );
+    }
+    let got_http = http_rx
+        .try_wait_until(Duration::from_secs(20), |e| !e.is_empty())
+        .unwrap_or_else(|| panic!("no HTTPS exports\n--- log ---\n{}", https.log_text()));
+    for r in &got_http {
+        check_export_shape(r);
+        assert_eq!(r.path, "/v1/metrics", "path \"/\" gets /v1/metrics");
+    }
+    eprintln!(
+        "mutual TLS: {} gRPC exports, {} HTTPS exports",
+        got.len(),
+        got_http.len()
+    );
+
+    let s = bad.wait_for(
+        Duration::from_secs(20),
+        "failed exports with last_error kind tls",
+        |s| {
+            otlp_outcome(s, "failed") >= 2.0
+                && s.value("dockstat_otlp_last_error", &[("kind", "tls")]) == Some(1.0)
+        },
+    );
+    assert_eq!(last_error_kind(&s).as_deref(), Some("tls"));
+    assert_eq!(otlp_outcome(&s, "success"), 0.0, "nothing delivered");
+    assert_eq!(
+        bad_rx.count(),
+        0,
+        "nothing may arrive over an untrusted server"
+    );
+    let failed = otlp_outcome(&s, "failed");
+    // And it keeps failing (retries, next intervals) without delivering anything.
+    let s = bad.wait_for(Duration::from_secs(10), "failed exports growing", |s| {
+        otlp_outcome(s, "failed") > failed
+    });
+    assert_eq!(bad_rx.count(), 0);
+    eprintln!(
+        "wrong CA: {} failed exports, 0 received",
+        otlp_outcome(&s, "failed")
+    );
+    let ok = good.scrape();
+    assert_eq!(
+        otlp_outcome(&ok, "failed"),
+        0.0,
+        "mutual TLS exporter: no failures"
+    );
+    assert_eq!(last_error_kind(&ok), None, "no error on the good exporter");
+}
+
+#[test]
+fn receiver_down_then_up() {
+    let d = Docker::a();
+    let c = d.start("otlpdown", &[], "sleep 600");
+    let mut rx = Receiver::grpc(free_port());
+    let exp = Exporter::start(
+        "otlp-down",
+        &config(&otlp(&rx.endpoint(), "grpc", "1s", "")),
+    );
+    let f = [("name", c.name.as_str())];
+    let has_container = |r: &Received| {
+        r.point("container.memory.usage", &by_container(&c))
+            .is_some()
+    };
+    rx.wait_until(
+        Duration::from_secs(30),
+        "2 exports with the container",
+        |e| e.iter().filter(|r| has_container(r)).count() >= 2,
+    );
+    let s0 = exp.wait_for(Duration::from_secs(5), "a success counted", |s| {
+        otlp_outcome(s, "success") >= 1.0 && s.value("container_last_seen", &f).is_some()
+    });
+    let (success0, failed0) = (otlp_outcome(&s0, "success"), otlp_outcome(&s0, "failed"));
+    let rss0 = must(&s0, "process_resident_memory_bytes", &[]);
+
+    rx.stop();
+    let received_at_stop = rx.count();
+    let outage = Duration::from_secs(60);
+    let start = Instant::now();
+    let mut last_seen = must(&s0, "container_last_seen", &f);
+    let mut advanced_at = Instant::now();
+    let (mut max_gap, mut max_scrape, mut scrapes) = (Duration::ZERO, Duration::ZERO, 0);
+    let mut s = s0;
+    while start.elapsed() < outage {
+        let t = Instant::now();
+        s = exp.scrape();
+        let took = t.elapsed();
+        scrapes += 1;
+        max_scrape = max_scrape.max(took);
+        assert!(
+            took < Duration::from_secs(1),
+            "scrape {scrapes} took {took:?} with the receiver down"
+        );
+        let seen = must(&s, "container_last_seen", &f);
+        if seen > last_seen {
+            last_seen = seen;
+            advanced_at = Instant::now();
+        }
+        max_gap = max_gap.max(advanced_at.elapsed());
+        assert!(
+            advanced_at.elapsed() < Duration::from_secs(5),
+            "collection stalled: container_last_seen stuck at {last_seen} for {:?} with the receiver down\n--- log ---\n{}",
+            advanced_at.elapsed(),
+            exp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250).saturating_sub(took));
+    }
+    let rss1 = must(&s, "process_resident_memory_bytes", &[]);
+    let (success1, failed1) = (otlp_outcome(&s, "success"), otlp_outcome(&s, "failed"));
+    eprintln!(
+        "outage {outage:?}: {scrapes} scrapes, slowest {max_scrape:?}, longest collection gap {max_gap:?}; \
+         exports failed {failed0} -> {failed1}, succeeded {success0} -> {success1}; \
+         RSS {:.1} MiB -> {:.1} MiB ({:+.2} MiB); last error {:?}",
+        rss0 / MIB,
+        rss1 / MIB,
+        (rss1 - rss0) / MIB,
+        last_error_kind(&s)
+    );
+    assert!(
+        failed1 >= failed0 + 10.0,
+        "it keeps retrying (backoff capped at the 1 s interval): failed {failed0} -> {failed1}"
+    );
+    assert!(
+        success1 <= success0 + 1.0,
+        "no successes without a receiver (one in flight at most): {success0} -> {success1}"
+    );
+    assert_eq!(
+        last_error_kind(&s).as_deref(),
+        Some("connection_refused"),
+        "nothing listens on the port"
+    );
+    assert!(
+        rss1 - rss0 < 8.0 * MIB,
+        "memory grew by {:.1} MiB during the outage",
+        (rss1 - rss0) / MIB
+    );
+    assert_eq!(rx.count(), received_at_stop);
+
+    // Back on the same port: exports resume within interval + backoff cap + a few seconds.
+    let up = Instant::now();
+    rx.start_again();
+    let resumed = rx
+        .try_wait_until(Duration::from_secs(1 + 1 + 5), |e| {
+            e.len() > received_at_stop
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no export within 7 s of the receiver coming back\n--- log ---\n{}",
+                exp.log_text()
+            )
+        });
+    let latency = resumed[received_at_stop].instant.duration_since(up);
+    // Fresh data follows (a retried older payload may come first).
+    let fresh_after = now() - 2.0;
+    rx.wait_until(
+        Duration::from_secs(10),
+        "an export with a fresh sample",
+        |e| {
+            e[received_at_stop..].iter().any(|r| {
+                r.point("container.memory.usage", &by_container(&c))
+                    .is_some_and(|p| p.time_unix_nano as f64 / 1e9 > fresh_after)
+            })
+        },
+    );
+    let s = exp.wait_for(Duration::from_secs(5), "successes counted again", |s| {
+        otlp_outcome(s, "success") > success1
+    });
+    eprintln!(
+        "receiver back: first export after {latency:?}; successes {success1} -> {}",
+        otlp_outcome(&s, "success")
+    );
+    for r in &rx.exports() {
+        check_export_shape(r);
+    }
+}
+
+#[test]
+fn restart_gives_new_start_time() {
+    let d = Docker::a();
+    let c = d.start("otlprestart", &["--cpus", "0.2"], "while true; do :; done");
+    let rx = Receiver::grpc(free_port());
+    let exp = Exporter::start(
+        "otlp-restart",
+        &config(&otlp(&rx.endpoint(), "grpc", "1s", "")),
+    );
+    let old_start = docker_time(&c.inspect("{{.State.StartedAt}}"));
+    let on_start = |r: &Received, start: f64| {
+        user_cpu(r, &c).is_some_and(|p| same_ns(p.start_time_unix_nano, start))
+    };
+    let before = rx.wait_until(
+        Duration::from_secs(30),
+        "3 exports with the container's CPU time from its StartedAt",
+        |e| e.iter().filter(|r| on_start(r, old_start)).count() >= 3,
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|r| user_cpu(r, &c).is_some() && !on_start(r, old_start)),
+        "CPU time with another start than StartedAt {old_start}"
+    );
+
+    // sh as PID 1 ignores SIGTERM: killed after 1 s.
+    d.run(&["restart", "-t", "1", &c.id]);
+    let new_start = docker_time(&c.inspect("{{.State.StartedAt}}"));
+    assert!(
+        new_start > old_start + 0.5,
+        "restarted: {old_start} -> {new_start}"
+    );
+    let after = rx.wait_until(
+        Duration::from_secs(30),
+        "3 exports with the new start time",
+        |e| e.iter().filter(|r| on_start(r, new_start)).count() >= 3,
+    );
+    let first_new = after
+        .iter()
+        .position(|r| on_start(r, new_start))
+        .expect("new start");
+    for r in &after[first_new..] {
+        if let Some(p) = user_cpu(r, &c) {
+            assert!(
+                same_ns(p.start_time_unix_nano, new_start),
+                "after the new start time appeared, CPU time came with start {} (old {old_start}, new {new_start})",
+                p.start_time_unix_nano
+            );
+            assert!(p.time_unix_nano as f64 / 1e9 >= new_start);
+        }
+    }
+    let old_last = after[..first_new]
+        .iter()
+        .rev()
+        .find_map(|r| user_cpu(r, &c))
+        .expect("old point");
+    let new_first = user_cpu(&after[first_new], &c).expect("new point");
+    eprintln!(
+        "restart: start {old_start:.3} -> {new_start:.3}; user CPU {:.3} s (old run) -> {:.3} s (new run)",
+        old_last.value, new_first.value
+    );
+
+    // No cumulative series (metric, attributes, start time) ever goes back, on any metric.
+    let mut series: BTreeMap<(String, String, u64), (u64, f64)> = BTreeMap::new();
+    let mut points = 0;
+    for r in &after {
+        check_export_shape(r);
+        for m in r.metrics() {
+            let Some(metric::Data::Sum(sum)) = &m.data else {
+                continue;
+            };
+            for p in sum.data_points.iter().map(Point::of) {
+                points += 1;
+                let key = (
+                    m.name.clone(),
+                    format!("{:?}", p.attributes),
+                    p.start_time_unix_nano,
+                );
+                if let Some((t, v)) = series.get(&key) {
+                    assert!(
+                        p.value >= *v,
+                        "{} {:?} (start {}) went back: {v} at {t} -> {} at {}",
+                        m.name,
+                        p.attributes,
+                        p.start_time_unix_nano,
+                        p.value,
+                        p.time_unix_nano
+                    );
+                    assert!(p.time_unix_nano >= *t, "{}: time went back", m.name);
+                }
+                series.insert(key, (p.time_unix_nano, p.value));
+            }
+        }
+    }
+    eprintln!(
+        "{} exports, {points} cumulative points in {} series: none went back",
+        after.len(),
+        series.len()
+    );
+
+    // The kill (sh as PID 1 ignores SIGTERM) shows as an exit with code 137, an int
+    // attribute in OTLP.
+    let f = [("name", c.name.as_str()), ("exit_code", "137")];
+    let s = exp.wait_for(Duration::from_secs(10), "the exit counted", |s| {
+        s.value("dockstat_container_exits_total", &f).is_some()
+    });
+    let exits = must(&s, "dockstat_container_exits_total", &f);
+    let n = rx.count();
+    let latest = rx.wait_for(n + 1, Duration::from_secs(5));
+    let latest = latest.last().expect("export");
+    assert_sum(latest, "dockstat.container.exits", "{exit}");
+    let m = latest.metric("dockstat.container.exits").expect("exits");
+    let p = otlp_receiver::number_points(m)
+        .iter()
+        .find(|p| otlp_receiver::attr_text(&p.attributes, "container.id").as_deref() == Some(&c.id))
+        .expect("exit point for the container");
+    assert!(
+        matches!(
+            otlp_receiver::attr_value(&p.attributes, "process.exit.code"),
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(137))
+        ),
+        "process.exit.code must be the int 137: {:?}",
+        p.attributes
+    );
+    assert_close("exits", Point::of(p).value, exits);
+    eprintln!("exits with code 137: {exits}");
+}
+
+/// A TCP listener that accepts and never reads or answers; stops on drop.
+struct BlackHole {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, st) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        held.push(s);
+                        a.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        BlackHole {
+            port,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn shutdown_flushes() {
+    let d = Docker::a();
+    let c = d.start("otlpflush", &[], "sleep 600");
+    let rx = Receiver::grpc(free_port());
+    let mut exp = Exporter::start(
+        "otlp-flush",
+        &config(&otlp(&rx.endpoint(), "grpc", "1h", "")),
+    );
+    exp.wait_for(Duration::from_secs(20), "the container collected", |s| {
+        s.value("container_last_seen", &[("name", &c.name)])
+            .is_some()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let n0 = rx.count();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        rx.count(),
+        n0,
+        "nothing is pushed between the 1 h intervals"
+    );
+    let t = Instant::now();
+    let status = exp.terminate(Duration::from_secs(5));
+    let took = t.elapsed();
+    let exports = rx.exports();
+    eprintln!(
+        "SIGTERM: exited {status} after {took:?}; exports before {n0}, after {}",
+        exports.len()
+    );
+    assert!(status.success(), "exit status {status}: {}", exp.log_text());
+    assert_eq!(
+        exports.len(),
+        n0 + 1,
+        "exactly one final export before exit\n--- log ---\n{}",
+        exp.log_text()
+    );
+    let last = exports.last().expect("final export");
+    check_export_shape(last);
+    assert!(
+        last.point("container.memory.usage", &by_container(&c))
+            .is_some(),
+        "the final export carries the snapshot (the container)"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(rx.count(), n0 + 1, "nothing after exit");
+
+    // A receiver that accepts and never answers: the final export gives up after the 1 s
+    // timeout and the process still stops promptly.
+    let hole = BlackHole::start();
+    let mut exp = Exporter::start(
+        "otlp-hole",
+        &config(&format!(
+            "  endpoint: http://127.0.0.1:{}\n  protocol: grpc\n  interval: 1s\n  timeout: 1s\n",
+            hole.port
+        )),
+    );
+    let s = exp.wait_for(
+        Duration::from_secs(20),
+        "an export timing out against the silent receiver",
+        |s| {
+            otlp_outcome(s, "failed") >= 1.0
+                && s.value("dockstat_otlp_last_error", &[("kind", "timeout")]) == Some(1.0)
+        },
+    );
+    assert!(
+        hole.accepted() >= 1,
+        "the exporter connected to the silent receiver"
+    );
+    assert_eq!(otlp_outcome(&s, "success"), 0.0);
+    let t = Instant::now();
+    let status = exp.terminate(Duration::from_secs(1 + 3));
+    eprintln!(
+        "SIGTERM with a silent receiver: exited {status} after {:?} ({} connections accepted, {} failed exports)",
+        t.elapsed(),
+        hole.accepted(),
+        otlp_outcome(&s, "failed")
+    );
+}
