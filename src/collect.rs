@@ -18,12 +18,13 @@ use bollard::models::{
 use futures_util::{StreamExt, stream};
 use tokio::task::JoinSet;
 
-use crate::config::{Endpoint, Validated};
+use crate::cgroup::{CgroupPaths, CgroupReader};
+use crate::config::{Endpoint, StatsSource, Validated};
 use crate::docker::{Connection, DockerError};
 use crate::instruments::HostInstruments;
 use crate::snapshot::{
     ContainerMeta, ContainerSnapshot, ContainerState, EventCounts, Health, HostInfo, HostSnapshot,
-    Lifecycle, SnapshotStore, Spec,
+    Lifecycle, SnapshotStore, Spec, StatsSources,
 };
 use crate::stats::{self, CpuPoint, Sample};
 use crate::store::Store;
@@ -66,6 +67,10 @@ pub struct Settings {
     pub streams: Arc<StreamManager>,
     /// Where each host's event cursor and lifecycle counts are kept across restarts.
     pub store: Option<Store>,
+    /// Reads containers' cgroup files (`stats_source` auto or cgroup); None for api.
+    pub cgroup: Option<Arc<CgroupReader>>,
+    /// Warn about containers read through the API (`stats_source: cgroup`).
+    pub warn_api_fallback: bool,
 }
 
 impl Settings {
@@ -87,6 +92,9 @@ impl Settings {
                 .collect(),
             streams: Arc::default(),
             store: None,
+            cgroup: (m.stats_source != StatsSource::Api)
+                .then(|| Arc::new(CgroupReader::new(&m.cgroup_root, &m.proc_root))),
+            warn_api_fallback: m.stats_source == StatsSource::Cgroup,
         }
     }
 
@@ -220,6 +228,10 @@ struct Entry {
     started_raw: String,
     prev: Option<CpuPoint>,
     stats: Option<Arc<Sample>>,
+    /// Its cgroup files, when they can be read here (see [`crate::cgroup`]).
+    cgroup: Option<Arc<CgroupPaths>>,
+    /// The init pid `cgroup` was looked up for; a new run has a new pid.
+    located_pid: i64,
 }
 
 /// How late (in event time) an event may arrive after a newer one and still count. Docker
@@ -581,11 +593,12 @@ impl Collector {
         let mut next_relist = Instant::now() + self.settings.relist_interval;
         let mut sampling: JoinSet<Vec<StatsResult>> = JoinSet::new();
         // First samples of containers just started (see `on_event`).
-        let mut first_samples: JoinSet<StatsResult> = JoinSet::new();
+        let mut first_samples: JoinSet<Vec<StatsResult>> = JoinSet::new();
         sampling.spawn(sample_task(
             conn.clone(),
-            self.running_ids(),
+            self.running_targets(),
             self.settings.concurrency,
+            self.settings.cgroup.clone(),
         ));
         let mut cycle = Some((cycle_start, ok));
 
@@ -608,15 +621,20 @@ impl Collector {
                             Err(_) => ok = false,
                         }
                     }
-                    let ids = self.running_ids();
-                    if ids.is_empty() {
+                    let targets = self.running_targets();
+                    if targets.is_empty() {
                         // Nothing to sample: make sure the host is still there.
                         if let Err(e) = conn.ping().await {
                             return e;
                         }
                         self.publish(start.elapsed(), ok);
                     } else {
-                        sampling.spawn(sample_task(conn.clone(), ids, self.settings.concurrency));
+                        sampling.spawn(sample_task(
+                            conn.clone(),
+                            targets,
+                            self.settings.concurrency,
+                            self.settings.cgroup.clone(),
+                        ));
                         cycle = Some((start, ok));
                     }
                 }
@@ -635,8 +653,8 @@ impl Collector {
                     }
                 }
                 Some(done) = first_samples.join_next(), if !first_samples.is_empty() => {
-                    let Ok(result) = done else { continue };
-                    match self.apply_samples(conn, vec![result]).await {
+                    let Ok(results) = done else { continue };
+                    match self.apply_samples(conn, results).await {
                         Ok(_) => self.publish(Duration::ZERO, true),
                         Err(e) if e.kind.is_host_down() => return e,
                         Err(e) => tracing::debug!(host = %self.spec.name, error = %e, "first sample failed"),
@@ -678,11 +696,12 @@ impl Collector {
         }
     }
 
-    fn running_ids(&self) -> Vec<String> {
+    /// Running containers with their cgroup files where readable.
+    fn running_targets(&self) -> Vec<Target> {
         self.inventory
             .iter()
             .filter(|(_, e)| e.meta.state == ContainerState::Running)
-            .map(|(id, _)| id.clone())
+            .map(|(id, e)| (id.clone(), e.cgroup.clone()))
             .collect()
     }
 
@@ -753,12 +772,38 @@ impl Collector {
         };
         let key = ListKey::from_meta(&meta);
         let id = meta.id.clone();
+        let pid = match meta.state {
+            ContainerState::Running => i.state.as_ref().and_then(|s| s.pid).unwrap_or(0),
+            _ => 0,
+        };
+        let locate = |entry_pid: i64, current: &Option<Arc<CgroupPaths>>| {
+            if pid == entry_pid {
+                return current.clone();
+            }
+            let reader = self.settings.cgroup.as_ref()?;
+            if pid <= 0 {
+                return None;
+            }
+            let mode = i
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref())
+                .unwrap_or("default");
+            let found = reader.locate(&id, pid, mode).map(Arc::new);
+            if found.is_none() && self.settings.warn_api_fallback {
+                tracing::warn!(host = %self.spec.name, container = %meta.name, pid,
+                    "stats_source cgroup: cannot read this container's cgroup files here; using the API");
+            }
+            found
+        };
         match self.inventory.get_mut(&id) {
             Some(e) => {
                 if e.started_raw != started_raw || meta.state != ContainerState::Running {
                     e.prev = None;
                     e.stats = None;
                 }
+                e.cgroup = locate(e.located_pid, &e.cgroup);
+                e.located_pid = pid;
                 e.started_raw = started_raw;
                 e.key = key;
                 if *e.meta != meta {
@@ -766,6 +811,7 @@ impl Collector {
                 }
             }
             None => {
+                let cgroup = locate(0, &None);
                 self.inventory.insert(
                     id,
                     Entry {
@@ -774,6 +820,8 @@ impl Collector {
                         started_raw,
                         prev: None,
                         stats: None,
+                        cgroup,
+                        located_pid: pid,
                     },
                 );
             }
@@ -853,7 +901,7 @@ impl Collector {
         &mut self,
         conn: &Arc<Connection>,
         ev: &EventMessage,
-        first_samples: &mut JoinSet<StatsResult>,
+        first_samples: &mut JoinSet<Vec<StatsResult>>,
     ) -> Result<bool, DockerError> {
         if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
             return Ok(false);
@@ -882,11 +930,13 @@ impl Collector {
                     // (Docker 20.10 takes a second even one-shot), so it is taken on its own
                     // task and events keep flowing meanwhile.
                     self.publish(Duration::ZERO, true);
-                    let conn = conn.clone();
-                    first_samples.spawn(async move {
-                        let r = conn.stats(&id).await;
-                        (id, r, SystemTime::now())
-                    });
+                    let cgroup = self.inventory.get(&id).and_then(|e| e.cgroup.clone());
+                    first_samples.spawn(sample_task(
+                        conn.clone(),
+                        vec![(id, cgroup)],
+                        1,
+                        self.settings.cgroup.clone(),
+                    ));
                 }
                 Ok(true)
             }
@@ -924,6 +974,16 @@ impl Collector {
         for c in &containers {
             *counts.entry(c.meta.state).or_insert(0) += 1;
         }
+        let mut stats_sources = StatsSources::default();
+        for e in self.inventory.values() {
+            if e.meta.state == ContainerState::Running {
+                if e.cgroup.is_some() {
+                    stats_sources.cgroup += 1;
+                } else {
+                    stats_sources.api += 1;
+                }
+            }
+        }
         if success {
             self.status.set_error(None);
         }
@@ -944,6 +1004,7 @@ impl Collector {
             collection_duration: took,
             collection_success: success,
             events: self.events.clone(),
+            stats_sources,
         });
     }
 }
@@ -955,13 +1016,41 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// One cycle's stats calls, `concurrency` at a time.
+/// A container to sample, with its cgroup files when they can be read here.
+type Target = (String, Option<Arc<CgroupPaths>>);
+
+/// One cycle's samples: cgroup files read in one blocking batch, then Docker's one-shot
+/// stats, `concurrency` at a time, for the others and for any whose files vanished (it
+/// stopped meanwhile: the API answer says so the usual way).
 async fn sample_task(
     conn: Arc<Connection>,
-    ids: Vec<String>,
+    targets: Vec<Target>,
     concurrency: usize,
+    reader: Option<Arc<CgroupReader>>,
 ) -> Vec<StatsResult> {
-    stream::iter(ids)
+    let (files, mut api): (Vec<Target>, Vec<Target>) =
+        targets.into_iter().partition(|(_, p)| p.is_some());
+    let mut out = Vec::with_capacity(files.len() + api.len());
+    if let (Some(reader), false) = (reader, files.is_empty()) {
+        let read = tokio::task::spawn_blocking(move || {
+            let results = reader.read_many(files.iter().filter_map(|(_, p)| p.as_deref()));
+            (files, results, SystemTime::now())
+        })
+        .await;
+        match read {
+            Ok((files, results, seen_at)) => {
+                for ((id, _), r) in files.into_iter().zip(results) {
+                    match r {
+                        Ok(stats) => out.push((id, Ok(Some(stats)), seen_at)),
+                        Err(_) => api.push((id, None)),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cgroup read task failed"),
+        }
+    }
+    let ids = api.into_iter().map(|(id, _)| id);
+    let from_api: Vec<StatsResult> = stream::iter(ids)
         .map(|id| {
             let conn = conn.clone();
             async move {
@@ -971,7 +1060,9 @@ async fn sample_task(
         })
         .buffer_unordered(concurrency)
         .collect()
-        .await
+        .await;
+    out.extend(from_api);
+    out
 }
 
 fn host_info(conn: &Connection, info: Option<&bollard::models::SystemInfo>) -> HostInfo {
@@ -1107,6 +1198,8 @@ mod tests {
             )]),
             streams: Arc::default(),
             store: None,
+            cgroup: None,
+            warn_api_fallback: false,
         }
     }
 

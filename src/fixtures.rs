@@ -69,6 +69,10 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
             collection_duration: Duration::from_millis(20),
             collection_success: true,
             events: Arc::default(),
+            stats_sources: crate::snapshot::StatsSources {
+                cgroup: per_host as u64,
+                api: 0,
+            },
         });
     }
 }

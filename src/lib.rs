@@ -11,6 +11,8 @@
 //! - [`collect`]: per host, the events stream, re-lists and one-shot stats sampling.
 //! - [`docker`]: bollard connections with deadlines, timing and classified errors.
 //! - [`stats`]: Docker stats answers into figures (cgroup v1 and v2).
+//! - [`cgroup`]: the `cgroup` stats source: the same answers read from the kernel's files
+//!   for containers on this machine, at no cost to dockerd.
 //! - [`snapshot`]: the immutable picture all readers share, swapped atomically.
 //! - [`instruments`]: live self-instrumentation (Docker latency, errors, calls in flight).
 //! - [`streams`]: live channels (events, host changes, stats) with resume and lag notices.
@@ -24,6 +26,7 @@
 //! - [`process`]: the exporter's own CPU and memory from `/proc/self`.
 
 pub mod api;
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod collect;

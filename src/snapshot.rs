@@ -239,6 +239,17 @@ pub struct HostSnapshot {
     /// Docker events seen, by (type, action); kept while the host is down.
     #[serde(skip)]
     pub events: Arc<EventCounts>,
+    /// Running containers sampled from cgroup files and through the API.
+    pub stats_sources: StatsSources,
+}
+
+/// How many running containers each stats source samples on a host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSources {
+    /// Read from the kernel's cgroup and /proc files.
+    pub cgroup: u64,
+    /// Docker's one-shot stats API.
+    pub api: u64,
 }
 
 impl HostSnapshot {
@@ -265,6 +276,7 @@ impl HostSnapshot {
             collection_duration: took,
             collection_success: false,
             events,
+            stats_sources: StatsSources::default(),
         }
     }
 }

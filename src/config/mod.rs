@@ -193,6 +193,30 @@ pub struct MonitoringConfig {
     pub relist_interval: Duration,
     /// Stats calls in flight at once per host. Default 8.
     pub stats_concurrency: NonZeroUsize,
+    /// Where container figures come from: `api` (Docker's one-shot stats), `cgroup` (the
+    /// kernel's cgroup and /proc files, the ones dockerd itself reads: no load on dockerd)
+    /// or `auto` (default): `cgroup` for every container whose files are visible here, which
+    /// is only the case on the machine the daemon runs on, `api` for the others. `cgroup`
+    /// behaves like `auto` but warns about containers it has to read through the API.
+    pub stats_source: StatsSource,
+    /// Where the host's cgroup hierarchy is mounted. In a container, mount the host's
+    /// `/sys/fs/cgroup` read-only and point here. Default `/sys/fs/cgroup`.
+    pub cgroup_root: PathBuf,
+    /// Where the host's /proc is (`--pid=host` keeps `/proc`). Default `/proc`.
+    pub proc_root: PathBuf,
+}
+
+/// Stats source, see [`MonitoringConfig::stats_source`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsSource {
+    /// cgroup files where they are readable, else the API.
+    #[default]
+    Auto,
+    /// Always the Docker API.
+    Api,
+    /// cgroup files, warning when a container has to be read through the API.
+    Cgroup,
 }
 
 /// Embedded database.
@@ -284,6 +308,9 @@ impl Default for MonitoringConfig {
             request_timeout: Duration::from_secs(10),
             relist_interval: Duration::from_secs(60),
             stats_concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+            stats_source: StatsSource::Auto,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            proc_root: PathBuf::from("/proc"),
         }
     }
 }

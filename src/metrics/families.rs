@@ -69,6 +69,8 @@ pub enum Source {
     HostInfo,
     /// `dockstat_host_containers` per `state`.
     HostContainers,
+    /// `dockstat_stats_source_containers` per `source`.
+    StatsSources,
     /// `dockstat_collection_duration_seconds`.
     CollectionDuration,
     /// `dockstat_collection_success`.
@@ -205,6 +207,7 @@ impl Family {
             | Source::HostUp
             | Source::HostInfo
             | Source::HostContainers
+            | Source::StatsSources
             | Source::CollectionDuration
             | Source::CollectionSuccess
             | Source::SnapshotAge
@@ -896,6 +899,21 @@ pub static FAMILIES: &[Family] = &[
         )],
     ),
     // Self-metrics.
+    family(
+        "dockstat_stats_source_containers",
+        N,
+        Gauge,
+        "Running containers per stats source: cgroup (read from the kernel's files, no load on dockerd) or api (Docker's one-shot stats).",
+        "source",
+        Source::StatsSources,
+        &[otlp(
+            "dockstat.stats_source.containers",
+            "{container}",
+            &[],
+            &[("source", "dockstat.stats_source")],
+            OtlpValue::Same,
+        )],
+    ),
     family(
         "dockstat_collection_duration",
         S,

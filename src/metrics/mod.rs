@@ -555,6 +555,13 @@ pub(crate) fn walk(
                 sink.point(Subject::of(h), &extra, 1.0)?;
             }
         }
+        Source::StatsSources => {
+            for h in snap.hosts.iter().filter(|h| h.up) {
+                let s = h.stats_sources;
+                sink.point(Subject::of(h), &[("source", "cgroup")], s.cgroup as f64)?;
+                sink.point(Subject::of(h), &[("source", "api")], s.api as f64)?;
+            }
+        }
         Source::HostContainers => {
             for h in snap.hosts.iter().filter(|h| h.up) {
                 for state in ContainerState::ALL {

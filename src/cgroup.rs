@@ -1,0 +1,534 @@
+//! The `cgroup` stats source: a container's figures read straight from the kernel's files,
+//! the same files dockerd reads to answer `/containers/{id}/stats`, so the exporter costs
+//! dockerd nothing for the containers it can read this way.
+//!
+//! The answer is built in the shape of Docker's own stats answer (bollard's
+//! `ContainerStatsResponse`), following what Docker 20.10+ (runc's cgroup readers and the
+//! daemon's stats collector) does with each file, so everything downstream (rates,
+//! working set, the snapshot) is the same code for both sources.
+//!
+//! Whether a container can be read here is decided per container and robustly: its init
+//! process (inspect's `State.Pid`) must be visible under the proc root and its
+//! `/proc/<pid>/cgroup` must name the container's id, and its cgroup directories must exist
+//! under the cgroup root. A daemon on another machine fails the first test (the pid is not
+//! its process here), so no configuration says which daemon is local.
+//!
+//! Files read, cgroup v1: `cpuacct.usage`, `cpuacct.usage_percpu`, `cpuacct.stat`,
+//! `cpu.stat`, `memory.{usage_in_bytes,max_usage_in_bytes,limit_in_bytes,failcnt,stat}`,
+//! `pids.current`, the first non-empty of `blkio.bfq.io_service_bytes_recursive`,
+//! `blkio.io_service_bytes_recursive`, `blkio.throttle.io_service_bytes_recursive`,
+//! `blkio.throttle.io_service_bytes` (runc's order). cgroup v2: `cpu.stat`, `memory.current`,
+//! `memory.max`, `memory.stat`, `pids.current`, `io.stat`. Both: `/proc/<pid>/net/dev` of
+//! the container's init process (its network namespace; `lo` left out, as Docker does),
+//! `/proc/stat` (host CPU time and online CPUs) and `/proc/meminfo` (the memory limit of an
+//! unlimited container, as Docker reports it).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bollard::models::{
+    ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage,
+    ContainerMemoryStats, ContainerNetworkStats, ContainerPidsStats, ContainerStatsResponse,
+    ContainerThrottlingData,
+};
+
+/// Clock ticks per second of `cpuacct.stat` and `/proc/stat` (USER_HZ, 100 on Linux).
+const USER_HZ: u64 = 100;
+const NS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
+
+/// Reads containers' cgroup files under configurable roots (so the exporter can run in a
+/// container with the host's `/sys/fs/cgroup` and `/proc` mounted read-only).
+#[derive(Debug, Clone)]
+pub struct CgroupReader {
+    cgroup_root: PathBuf,
+    proc_root: PathBuf,
+    /// Unified hierarchy (cgroup v2).
+    v2: bool,
+}
+
+/// Where one container's figures are, found once per run of the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupPaths {
+    /// cgroup v2: every file is in `cpu`.
+    v2: bool,
+    cpu: PathBuf,
+    cpuacct: PathBuf,
+    memory: PathBuf,
+    blkio: PathBuf,
+    pids: PathBuf,
+    /// `/proc/<pid>/net/dev`, when the container has its own network namespace.
+    net_dev: Option<PathBuf>,
+}
+
+/// Host figures read once per sampling round.
+#[derive(Debug, Clone, Copy, Default)]
+struct HostCpu {
+    system_ns: Option<u64>,
+    online_cpus: Option<u32>,
+    mem_total: Option<u64>,
+}
+
+fn read(p: &Path) -> io::Result<String> {
+    std::fs::read_to_string(p)
+}
+
+fn read_u64(p: &Path) -> io::Result<u64> {
+    let text = read(p)?;
+    text.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a number", p.display()),
+        )
+    })
+}
+
+/// `key value` lines (memory.stat, cpu.stat, cpuacct.stat).
+fn key_values(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+impl CgroupReader {
+    /// A reader over `cgroup_root` (normally `/sys/fs/cgroup`) and `proc_root` (`/proc`).
+    pub fn new(cgroup_root: &Path, proc_root: &Path) -> CgroupReader {
+        CgroupReader {
+            cgroup_root: cgroup_root.to_path_buf(),
+            proc_root: proc_root.to_path_buf(),
+            v2: cgroup_root.join("cgroup.controllers").is_file(),
+        }
+    }
+
+    /// Finds a running container's cgroup files from its init process; None when the
+    /// container cannot be read here (another machine's daemon, a private cgroup namespace,
+    /// roots not mounted).
+    pub fn locate(&self, id: &str, pid: i64, network_mode: &str) -> Option<CgroupPaths> {
+        if pid <= 0 || id.len() < 12 {
+            return None;
+        }
+        let proc = self.proc_root.join(pid.to_string());
+        let text = read(&proc.join("cgroup")).ok()?;
+        let mut v1: HashMap<&str, PathBuf> = HashMap::new();
+        let mut unified: Option<&str> = None;
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            // The pid must be this container's process, not a namesake elsewhere.
+            if !path.contains(id) {
+                continue;
+            }
+            let rel = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                unified = Some(rel);
+                continue;
+            }
+            for c in controllers.split(',') {
+                // Mounted as `cpu,cpuacct` with `cpu` and `cpuacct` links, or on its own.
+                let joint = self.cgroup_root.join(controllers).join(rel);
+                let dir = if joint.is_dir() {
+                    joint
+                } else {
+                    self.cgroup_root.join(c).join(rel)
+                };
+                v1.insert(c, dir);
+            }
+        }
+        let net_dev = match network_mode {
+            "host" | "none" => None,
+            _ => Some(proc.join("net").join("dev")),
+        };
+        if self.v2 {
+            let dir = self.cgroup_root.join(unified?);
+            if !dir.join("cpu.stat").is_file() {
+                return None;
+            }
+            return Some(CgroupPaths {
+                v2: true,
+                cpu: dir.clone(),
+                cpuacct: dir.clone(),
+                memory: dir.clone(),
+                blkio: dir.clone(),
+                pids: dir,
+                net_dev,
+            });
+        }
+        let get = |c: &str| v1.get(c).filter(|d| d.is_dir()).cloned();
+        let paths = CgroupPaths {
+            v2: false,
+            cpu: get("cpu")?,
+            cpuacct: get("cpuacct")?,
+            memory: get("memory")?,
+            blkio: get("blkio")?,
+            pids: get("pids")?,
+            net_dev,
+        };
+        paths
+            .cpuacct
+            .join("cpuacct.usage")
+            .is_file()
+            .then_some(paths)
+    }
+
+    /// Reads many containers at one moment: host figures once, then each container. A
+    /// container whose files are gone (it stopped) gets its error; the others are unaffected.
+    pub fn read_many<'a>(
+        &self,
+        containers: impl IntoIterator<Item = &'a CgroupPaths>,
+    ) -> Vec<io::Result<ContainerStatsResponse>> {
+        let host = self.host_cpu();
+        containers
+            .into_iter()
+            .map(|p| self.read_one(p, host))
+            .collect()
+    }
+
+    fn host_cpu(&self) -> HostCpu {
+        let mut h = HostCpu::default();
+        if let Ok(stat) = read(&self.proc_root.join("stat")) {
+            for line in stat.lines() {
+                let mut fields = line.split_whitespace();
+                match fields.next() {
+                    // Docker sums user, nice, system, idle, iowait, irq and softirq.
+                    Some("cpu") => {
+                        let ticks: u64 = fields.take(7).filter_map(|f| f.parse::<u64>().ok()).sum();
+                        h.system_ns = Some(ticks.saturating_mul(NS_PER_TICK));
+                    }
+                    Some(c) if c.starts_with("cpu") => {
+                        h.online_cpus = Some(h.online_cpus.unwrap_or(0) + 1);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Ok(mem) = read(&self.proc_root.join("meminfo")) {
+            h.mem_total = mem
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024);
+        }
+        h
+    }
+
+    fn read_one(&self, p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerStatsResponse> {
+        let (cpu, memory, pids, blkio) = if p.v2 {
+            (
+                self.cpu_v2(p, host)?,
+                memory_v2(p, host)?,
+                pids(p),
+                io_v2(p),
+            )
+        } else {
+            (cpu_v1(p, host)?, memory_v1(p, host)?, pids(p), blkio_v1(p))
+        };
+        let networks = match &p.net_dev {
+            Some(dev) => Some(net_dev(&read(dev)?)),
+            None => None,
+        };
+        Ok(ContainerStatsResponse {
+            cpu_stats: Some(cpu),
+            memory_stats: Some(memory),
+            pids_stats: Some(pids),
+            blkio_stats: Some(blkio),
+            networks,
+            ..Default::default()
+        })
+    }
+
+    fn cpu_v2(&self, p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerCpuStats> {
+        let stat = key_values(&read(&p.cpu.join("cpu.stat"))?);
+        let us = |k: &str| stat.get(k).map(|v| v.saturating_mul(1000));
+        Ok(ContainerCpuStats {
+            cpu_usage: Some(ContainerCpuUsage {
+                total_usage: us("usage_usec"),
+                percpu_usage: None,
+                usage_in_kernelmode: us("system_usec"),
+                usage_in_usermode: us("user_usec"),
+            }),
+            system_cpu_usage: host.system_ns,
+            online_cpus: host.online_cpus,
+            throttling_data: Some(ContainerThrottlingData {
+                periods: stat.get("nr_periods").copied(),
+                throttled_periods: stat.get("nr_throttled").copied(),
+                throttled_time: us("throttled_usec"),
+            }),
+        })
+    }
+}
+
+fn cpu_v1(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerCpuStats> {
+    let total = read_u64(&p.cpuacct.join("cpuacct.usage"))?;
+    let percpu = read(&p.cpuacct.join("cpuacct.usage_percpu")).ok().map(|t| {
+        t.split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    });
+    let ticks = read(&p.cpuacct.join("cpuacct.stat"))
+        .map(|t| key_values(&t))
+        .unwrap_or_default();
+    let throttling = read(&p.cpu.join("cpu.stat"))
+        .map(|t| key_values(&t))
+        .unwrap_or_default();
+    Ok(ContainerCpuStats {
+        cpu_usage: Some(ContainerCpuUsage {
+            total_usage: Some(total),
+            percpu_usage: percpu,
+            usage_in_kernelmode: ticks.get("system").map(|t| t.saturating_mul(NS_PER_TICK)),
+            usage_in_usermode: ticks.get("user").map(|t| t.saturating_mul(NS_PER_TICK)),
+        }),
+        system_cpu_usage: host.system_ns,
+        online_cpus: host.online_cpus,
+        throttling_data: Some(ContainerThrottlingData {
+            periods: throttling.get("nr_periods").copied(),
+            throttled_periods: throttling.get("nr_throttled").copied(),
+            throttled_time: throttling.get("throttled_time").copied(),
+        }),
+    })
+}
+
+/// An unlimited container's limit is the host's memory, as Docker reports it.
+fn cap_limit(limit: Option<u64>, host: HostCpu) -> Option<u64> {
+    match (limit, host.mem_total) {
+        (Some(l), Some(m)) if m > 0 && l > m => Some(m),
+        (None, Some(m)) => Some(m),
+        (l, _) => l,
+    }
+}
+
+fn memory_v1(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerMemoryStats> {
+    let usage = read_u64(&p.memory.join("memory.usage_in_bytes"))?;
+    let stats = read(&p.memory.join("memory.stat"))
+        .map(|t| key_values(&t))
+        .unwrap_or_default();
+    Ok(ContainerMemoryStats {
+        usage: Some(usage),
+        max_usage: read_u64(&p.memory.join("memory.max_usage_in_bytes")).ok(),
+        stats: Some(stats),
+        failcnt: read_u64(&p.memory.join("memory.failcnt")).ok(),
+        limit: cap_limit(read_u64(&p.memory.join("memory.limit_in_bytes")).ok(), host),
+        ..Default::default()
+    })
+}
+
+fn memory_v2(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerMemoryStats> {
+    let usage = read_u64(&p.memory.join("memory.current"))?;
+    let stats = read(&p.memory.join("memory.stat"))
+        .map(|t| key_values(&t))
+        .unwrap_or_default();
+    // `max` (unlimited) does not parse: the host's memory stands in.
+    let limit = read_u64(&p.memory.join("memory.max")).ok();
+    Ok(ContainerMemoryStats {
+        usage: Some(usage),
+        stats: Some(stats),
+        limit: cap_limit(limit, host),
+        ..Default::default()
+    })
+}
+
+fn pids(p: &CgroupPaths) -> ContainerPidsStats {
+    ContainerPidsStats {
+        current: read_u64(&p.pids.join("pids.current")).ok(),
+        limit: read_u64(&p.pids.join("pids.max")).ok(),
+    }
+}
+
+/// `MAJ:MIN Op value` lines; None when the file is missing or has only its `Total` line
+/// (runc then tries the next file).
+fn blkio_entries(text: &str) -> Option<Vec<ContainerBlkioStatEntry>> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [dev, op, value] = f.as_slice() else {
+            continue;
+        };
+        let Some((major, minor)) = dev.split_once(':') else {
+            continue;
+        };
+        out.push(ContainerBlkioStatEntry {
+            major: major.parse().ok(),
+            minor: minor.parse().ok(),
+            op: Some((*op).to_string()),
+            value: value.parse().ok(),
+        });
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn blkio_v1(p: &CgroupPaths) -> ContainerBlkioStats {
+    let entries = [
+        "blkio.bfq.io_service_bytes_recursive",
+        "blkio.io_service_bytes_recursive",
+        "blkio.throttle.io_service_bytes_recursive",
+        "blkio.throttle.io_service_bytes",
+    ]
+    .iter()
+    .find_map(|f| read(&p.blkio.join(f)).ok().and_then(|t| blkio_entries(&t)));
+    ContainerBlkioStats {
+        io_service_bytes_recursive: Some(entries.unwrap_or_default()),
+        ..Default::default()
+    }
+}
+
+/// `io.stat`: `MAJ:MIN rbytes=… wbytes=… rios=…`, as read/write entries like Docker's.
+fn io_v2(p: &CgroupPaths) -> ContainerBlkioStats {
+    let mut entries = Vec::new();
+    for line in read(&p.blkio.join("io.stat")).unwrap_or_default().lines() {
+        let mut f = line.split_whitespace();
+        let Some((major, minor)) = f.next().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        for kv in f {
+            let op = match kv.split_once('=') {
+                Some(("rbytes", v)) => ("read", v),
+                Some(("wbytes", v)) => ("write", v),
+                _ => continue,
+            };
+            entries.push(ContainerBlkioStatEntry {
+                major: major.parse().ok(),
+                minor: minor.parse().ok(),
+                op: Some(op.0.to_string()),
+                value: op.1.parse().ok(),
+            });
+        }
+    }
+    ContainerBlkioStats {
+        io_service_bytes_recursive: Some(entries),
+        ..Default::default()
+    }
+}
+
+/// `/proc/<pid>/net/dev` of the container's network namespace, without `lo`.
+fn net_dev(text: &str) -> HashMap<String, ContainerNetworkStats> {
+    let mut out = HashMap::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name == "lo" {
+            continue;
+        }
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if v.len() < 12 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            ContainerNetworkStats {
+                rx_bytes: Some(v[0]),
+                rx_packets: Some(v[1]),
+                rx_errors: Some(v[2]),
+                rx_dropped: Some(v[3]),
+                tx_bytes: Some(v[8]),
+                tx_packets: Some(v[9]),
+                tx_errors: Some(v[10]),
+                tx_dropped: Some(v[11]),
+                ..Default::default()
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_kernel_formats() {
+        let dev = "Inter-|   Receive |  Transmit\n face |bytes packets\n    lo: 5 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\n  eth0: 290 3 1 2 0 0 0 0 70 4 5 6 0 0 0 0\n";
+        let n = net_dev(dev);
+        assert_eq!(n.len(), 1, "lo is left out");
+        let e = &n["eth0"];
+        assert_eq!(
+            (e.rx_bytes, e.rx_packets, e.rx_errors, e.rx_dropped),
+            (Some(290), Some(3), Some(1), Some(2))
+        );
+        assert_eq!(
+            (e.tx_bytes, e.tx_packets, e.tx_errors, e.tx_dropped),
+            (Some(70), Some(4), Some(5), Some(6))
+        );
+
+        assert_eq!(
+            blkio_entries("Total 0\n"),
+            None,
+            "only a Total line: next file"
+        );
+        let b = blkio_entries("254:0 Read 495616\n254:0 Write 7\nTotal 495623\n").expect("entries");
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (b[0].major, b[0].minor, b[0].value),
+            (Some(254), Some(0), Some(495616))
+        );
+
+        let kv = key_values("user 1\nsystem 3\n");
+        assert_eq!((kv["user"], kv["system"]), (1, 3));
+        assert_eq!(
+            cap_limit(
+                Some(u64::MAX / 2),
+                HostCpu {
+                    mem_total: Some(1000),
+                    ..Default::default()
+                }
+            ),
+            Some(1000)
+        );
+        assert_eq!(
+            cap_limit(
+                Some(500),
+                HostCpu {
+                    mem_total: Some(1000),
+                    ..Default::default()
+                }
+            ),
+            Some(500)
+        );
+    }
+
+    #[test]
+    fn locate_needs_the_container_id_in_the_process_cgroup() {
+        let dir = std::env::temp_dir().join(format!("dockstat-cg-{}", std::process::id()));
+        let id = "86e3e3f93958b7d0c548a5a2069a96b3a003fe8e7cf007b55383dc49468b18b9";
+        let proc = dir.join("proc");
+        let cg = dir.join("cg");
+        std::fs::create_dir_all(proc.join("42")).expect("mkdir");
+        for c in ["cpu", "cpuacct", "memory", "blkio", "pids"] {
+            std::fs::create_dir_all(cg.join(c).join("docker").join(id)).expect("mkdir");
+        }
+        std::fs::write(
+            cg.join("cpuacct/docker").join(id).join("cpuacct.usage"),
+            "5\n",
+        )
+        .expect("write");
+        let lines: String = ["cpu", "cpuacct", "memory", "blkio", "pids"]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}:{c}:/docker/{id}\n", i + 1))
+            .collect();
+        std::fs::write(proc.join("42/cgroup"), &lines).expect("write");
+        let r = CgroupReader::new(&cg, &proc);
+        let p = r.locate(id, 42, "bridge").expect("located");
+        assert_eq!(p.memory, cg.join("memory/docker").join(id));
+        assert_eq!(p.net_dev, Some(proc.join("42/net/dev")));
+        assert_eq!(r.locate(id, 42, "host").and_then(|p| p.net_dev), None);
+        let other = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            r.locate(other, 42, "bridge"),
+            None,
+            "pid of another container"
+        );
+        assert_eq!(r.locate(id, 43, "bridge"), None, "no such process");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
