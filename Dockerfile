@@ -59,6 +59,10 @@ RUN groupadd --gid 10001 dockstat \
     'database:' \
     '  # The image declares /var/lib/dockstat a volume.' \
     '  path: /var/lib/dockstat/dockstat.db' \
+    'monitoring:' \
+    '  # The fast stats path: run with --pid host --cgroupns host and' \
+    '  # -v /sys/fs/cgroup:/host/sys/fs/cgroup:ro. Without them: the stats API.' \
+    '  cgroup_root: /host/sys/fs/cgroup' \
     'clients:' \
     '  - name: local' \
     '    hosts:' \

@@ -452,6 +452,14 @@ fn image_serves_metrics_of_the_host_as_non_root_and_becomes_healthy() {
         &socket,
         "--group-add",
         &gid,
+        // The fast stats path as the README documents it: the host's pids and cgroup
+        // namespace, the cgroup tree read-only at the built-in cgroup_root.
+        "--pid",
+        "host",
+        "--cgroupns",
+        "host",
+        "-v",
+        "/sys/fs/cgroup:/host/sys/fs/cgroup:ro",
         "-p",
         &publish,
         "--health-interval",
@@ -490,6 +498,21 @@ fn image_serves_metrics_of_the_host_as_non_root_and_becomes_healthy() {
         std::thread::sleep(Duration::from_millis(250));
     };
     eprintln!("metrics from the container after {:?}", started.elapsed());
+    // Read from the cgroup files, as uid 10001, through the documented mounts.
+    let from_files = |s: &Scrape, source: &str| {
+        s.value(
+            "dockstat_stats_source_containers",
+            &[("host", "local"), ("source", source)],
+        )
+    };
+    assert!(
+        from_files(&scrape, "cgroup").is_some_and(|n| n >= 1.0)
+            && from_files(&scrape, "api") == Some(0.0),
+        "stats sources in the image: cgroup {:?}, api {:?}; logs:\n{}",
+        from_files(&scrape, "cgroup"),
+        from_files(&scrape, "api"),
+        logs()
+    );
     assert!(
         scrape.text.contains(&format!(
             "container_cpu_usage_seconds_total{{host=\"local\",client=\"local\",id=\"{}\",name=\"{}\"",
