@@ -1,6 +1,8 @@
 //! OTLP push against a real receiver (tests/common/otlp_receiver.rs) and the real daemon A:
 //! the exported figures against /metrics, gRPC and HTTP/protobuf, gzip, headers, TLS and
-//! mutual TLS, an unreachable receiver, container restarts and the final flush on SIGTERM.
+//! mutual TLS, an unreachable receiver, container restarts, the final flush on SIGTERM,
+//! how the receiver's answers (partial success, HTTP and gRPC errors, Retry-After) are
+//! counted, classified and retried, and exports split into bounded requests.
 
 mod common;
 #[path = "common/otlp_receiver.rs"]
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric};
-use otlp_receiver::{Point, Protocol, Received, Receiver, Tls};
+use otlp_receiver::{Answer, Point, Protocol, Received, Receiver, Tls};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
@@ -1304,4 +1306,643 @@ fn shutdown_flushes() {
         hole.accepted(),
         otlp_outcome(&s, "failed")
     );
+}
+
+/// The exporter's outcome counters against what the receiver answered, one request per
+/// export (the default `max_points_per_request` holds a whole export here): success =
+/// `Accept` answers, partial = `Partial` answers, failed = every other answer.
+fn answer_counts(rx: &Receiver) -> [f64; 3] {
+    let mut n = [0.0; 3];
+    for r in rx.exports() {
+        let i = match r.answered {
+            Answer::Accept => 0,
+            Answer::Partial { .. } => 1,
+            _ => 2,
+        };
+        n[i] += 1.0;
+    }
+    n
+}
+
+fn outcomes(s: &Scrape) -> [f64; 3] {
+    ["success", "partial", "failed"].map(|o| otlp_outcome(s, o))
+}
+
+/// Waits until the exporter's outcome counters equal the receiver's answers (the counter
+/// lags the answer by the response's way back); panics with both after `timeout`.
+fn counts_agree(what: &str, rx: &Receiver, exp: &Exporter) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = exp.scrape();
+        let (got, answered) = (outcomes(&s), answer_counts(rx));
+        if got == answered {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: /metrics counts [success, partial, failed] = {got:?}, but the receiver answered {answered:?}\n--- log ---\n{}",
+            exp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Arrival times of the requests answered with `answer`, from `from` on.
+fn answered_at(rx: &Receiver, answer: &Answer, from: usize) -> Vec<Instant> {
+    rx.exports()
+        .iter()
+        .skip(from)
+        .filter(|r| &r.answered == answer)
+        .map(|r| r.instant)
+        .collect()
+}
+
+/// Waits for `n` requests answered with `answer` from index `from` on; their arrival times.
+fn wait_answered(rx: &Receiver, answer: &Answer, from: usize, n: usize, secs: u64) -> Vec<Instant> {
+    rx.wait_until(
+        Duration::from_secs(secs),
+        &format!("{n} requests answered {answer:?}"),
+        |e| {
+            e.iter()
+                .skip(from)
+                .filter(|r| &r.answered == answer)
+                .count()
+                >= n
+        },
+    );
+    answered_at(rx, answer, from)
+}
+
+fn gaps(at: &[Instant]) -> Vec<f64> {
+    at.windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_secs_f64())
+        .collect()
+}
+
+/// HTTP receiver, 3 s interval: partial success, 400, 401, then accept again.
+fn http_answers(rx: &Receiver, exp: &Exporter) {
+    let interval = 3.0;
+    exp.wait_for(Duration::from_secs(15), "a first success", |s| {
+        otlp_outcome(s, "success") >= 1.0
+    });
+    let s0 = counts_agree("HTTP accept", rx, exp);
+    assert_eq!(last_error_kind(&s0), None, "no error while accepting");
+
+    // Partial success: counted as partial, not as success, and not as a failure.
+    let partial = Answer::Partial {
+        rejected: 7,
+        message: "7 points refused by the test".into(),
+    };
+    let n = rx.count();
+    rx.answer(partial.clone());
+    wait_answered(rx, &partial, n, 2, 10);
+    let s1 = counts_agree("HTTP partial", rx, exp);
+    eprintln!(
+        "HTTP partial: outcomes {:?} -> {:?}",
+        outcomes(&s0),
+        outcomes(&s1)
+    );
+    assert!(
+        otlp_outcome(&s1, "partial") >= otlp_outcome(&s0, "partial") + 2.0,
+        "partial answers counted as partial: {:?} -> {:?}",
+        outcomes(&s0),
+        outcomes(&s1)
+    );
+    assert_eq!(
+        otlp_outcome(&s1, "success"),
+        otlp_outcome(&s0, "success"),
+        "a partial success is no success"
+    );
+    assert_eq!(otlp_outcome(&s1, "failed"), 0.0, "nor a failure");
+    assert!(
+        exp.log_text().contains("7 points refused by the test"),
+        "the receiver's partial-success message is logged\n--- log ---\n{}",
+        exp.log_text()
+    );
+
+    // 400: rejected, not retried before the next interval.
+    let bad = Answer::HttpStatus {
+        status: 400,
+        retry_after: None,
+    };
+    let n = rx.count();
+    rx.answer(bad.clone());
+    let first = wait_answered(rx, &bad, n, 1, 10)[0];
+    let window = Duration::from_secs(9);
+    std::thread::sleep(
+        (first + window + Duration::from_millis(300)).saturating_duration_since(Instant::now()),
+    );
+    let at: Vec<Instant> = answered_at(rx, &bad, n)
+        .into_iter()
+        .filter(|t| t.duration_since(first) <= window)
+        .collect();
+    let g = gaps(&at);
+    eprintln!(
+        "HTTP 400 (interval {interval} s): {} attempts in {window:?}, gaps {g:.2?} s",
+        at.len()
+    );
+    // Once per interval: at 0, 3, 6 (and 9) s. A retry would come 1 s after a failure.
+    assert!(
+        g.iter().all(|&d| d >= interval - 0.5),
+        "HTTP 400 must not be retried before the next interval ({interval} s): gaps {g:.2?} s"
+    );
+    assert!(
+        (3..=4).contains(&at.len()),
+        "HTTP 400: one attempt per {interval} s interval, 3 or 4 in {window:?}; got {} (gaps {g:.2?} s)",
+        at.len()
+    );
+    let s2 = counts_agree("HTTP 400", rx, exp);
+    assert_eq!(
+        last_error_kind(&s2).as_deref(),
+        Some("rejected"),
+        "HTTP 400"
+    );
+    assert!(otlp_outcome(&s2, "failed") >= 3.0);
+
+    // 401: unauthenticated, not retried either.
+    let denied = Answer::HttpStatus {
+        status: 401,
+        retry_after: None,
+    };
+    let n = rx.count();
+    rx.answer(denied.clone());
+    let at = wait_answered(rx, &denied, n, 2, 10);
+    let g = gaps(&at);
+    eprintln!("HTTP 401: gaps {g:.2?} s");
+    assert!(
+        g.iter().all(|&d| d >= interval - 0.5),
+        "HTTP 401 must not be retried before the next interval: gaps {g:.2?} s"
+    );
+    let s3 = counts_agree("HTTP 401", rx, exp);
+    assert_eq!(
+        last_error_kind(&s3).as_deref(),
+        Some("unauthenticated"),
+        "HTTP 401"
+    );
+
+    // Accept again: success resumes.
+    let n = rx.count();
+    rx.answer(Answer::Accept);
+    wait_answered(rx, &Answer::Accept, n, 1, 10);
+    let s4 = counts_agree("HTTP accept again", rx, exp);
+    assert!(otlp_outcome(&s4, "success") > otlp_outcome(&s3, "success"));
+    eprintln!(
+        "HTTP back to accept: outcomes {:?}, last error {:?}",
+        outcomes(&s4),
+        last_error_kind(&s4)
+    );
+}
+
+/// HTTP receiver answering 503 with `Retry-After: 2` from the start, 6 s interval: retried
+/// after max(1 s * 2^(n-1), 2 s) capped at 6 s, i.e. 2, 2, 4, 6 s; then accept.
+fn retry_after_answers(rx: &Receiver, exp: &Exporter) {
+    let busy = Answer::HttpStatus {
+        status: 503,
+        retry_after: Some(2),
+    };
+    let expected = [2.0, 2.0, 4.0, 6.0];
+    let at = wait_answered(rx, &busy, 0, expected.len() + 1, 6 + 14 + 10);
+    let g = gaps(&at[..expected.len() + 1]);
+    eprintln!("HTTP 503 Retry-After 2 (interval 6 s): gaps {g:.2?} s, expected {expected:?} s");
+    for (i, (&got, &want)) in g.iter().zip(&expected).enumerate() {
+        assert!(
+            got >= want - 0.25 && got <= want + 0.75,
+            "HTTP 503 with Retry-After 2: retry {} came after {got:.2} s, expected {want} s (max(1 s * 2^n, Retry-After) capped at the interval); gaps {g:.2?}",
+            i + 1
+        );
+    }
+    let in_8s = at
+        .iter()
+        .filter(|t| t.duration_since(at[0]) <= Duration::from_secs(8))
+        .count();
+    assert!(in_8s >= 3, "retry cadence: {in_8s} attempts in 8 s");
+    let s = counts_agree("HTTP 503", rx, exp);
+    assert_eq!(
+        last_error_kind(&s).as_deref(),
+        Some("unavailable"),
+        "HTTP 503"
+    );
+    assert_eq!(otlp_outcome(&s, "success"), 0.0);
+
+    let n = rx.count();
+    rx.answer(Answer::Accept);
+    wait_answered(rx, &Answer::Accept, n, 1, 10);
+    let s = counts_agree("HTTP 503 then accept", rx, exp);
+    assert!(otlp_outcome(&s, "success") >= 1.0);
+}
+
+/// gRPC receiver, 3 s interval: partial, UNAVAILABLE (retried after 1 s, 2 s), INVALID_ARGUMENT,
+/// then accept.
+fn grpc_answers(rx: &Receiver, exp: &Exporter) {
+    exp.wait_for(Duration::from_secs(15), "a first gRPC success", |s| {
+        otlp_outcome(s, "success") >= 1.0
+    });
+    let partial = Answer::Partial {
+        rejected: 3,
+        message: "gRPC partial".into(),
+    };
+    let n = rx.count();
+    rx.answer(partial.clone());
+    wait_answered(rx, &partial, n, 1, 10);
+    let s = counts_agree("gRPC partial", rx, exp);
+    assert!(otlp_outcome(&s, "partial") >= 1.0);
+
+    let unavailable = Answer::GrpcStatus(tonic::Code::Unavailable);
+    let n = rx.count();
+    rx.answer(unavailable.clone());
+    let at = wait_answered(rx, &unavailable, n, 3, 10);
+    let g = gaps(&at[..3]);
+    eprintln!("gRPC UNAVAILABLE (interval 3 s): gaps {g:.2?} s, expected [1, 2] s");
+    for (&got, want) in g.iter().zip([1.0, 2.0]) {
+        assert!(
+            got >= want - 0.25 && got <= want + 0.75,
+            "gRPC UNAVAILABLE is retried after 1 s, then 2 s: gaps {g:.2?} s"
+        );
+    }
+    let s = counts_agree("gRPC UNAVAILABLE", rx, exp);
+    assert_eq!(
+        last_error_kind(&s).as_deref(),
+        Some("unavailable"),
+        "gRPC UNAVAILABLE"
+    );
+
+    let invalid = Answer::GrpcStatus(tonic::Code::InvalidArgument);
+    let n = rx.count();
+    rx.answer(invalid.clone());
+    wait_answered(rx, &invalid, n, 2, 10);
+    let s = counts_agree("gRPC INVALID_ARGUMENT", rx, exp);
+    assert_eq!(
+        last_error_kind(&s).as_deref(),
+        Some("rejected"),
+        "gRPC INVALID_ARGUMENT"
+    );
+
+    let n = rx.count();
+    rx.answer(Answer::Accept);
+    wait_answered(rx, &Answer::Accept, n, 1, 10);
+    let s2 = counts_agree("gRPC accept again", rx, exp);
+    assert!(otlp_outcome(&s2, "success") > otlp_outcome(&s, "success"));
+    eprintln!("gRPC outcomes at the end {:?}", outcomes(&s2));
+}
+
+#[test]
+fn receiver_answers_are_counted_and_classified() {
+    let _d = Docker::a();
+    let busy_rx = Receiver::http(free_port());
+    busy_rx.answer(Answer::HttpStatus {
+        status: 503,
+        retry_after: Some(2),
+    });
+    let busy = Exporter::start(
+        "otlp-503",
+        &config(&otlp(&busy_rx.endpoint(), "http/protobuf", "6s", "")),
+    );
+    let http_rx = Receiver::http(free_port());
+    let http = Exporter::start(
+        "otlp-answers",
+        &config(&otlp(&http_rx.endpoint(), "http/protobuf", "3s", "")),
+    );
+    let grpc_rx = Receiver::grpc(free_port());
+    let grpc = Exporter::start(
+        "otlp-grpc-answers",
+        &config(&otlp(&grpc_rx.endpoint(), "grpc", "3s", "")),
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| retry_after_answers(&busy_rx, &busy));
+        s.spawn(|| grpc_answers(&grpc_rx, &grpc));
+        http_answers(&http_rx, &http);
+    });
+    for rx in [&busy_rx, &http_rx, &grpc_rx] {
+        for r in rx.exports() {
+            check_export_shape(&r);
+        }
+    }
+}
+
+/// A series: metric name and its point's attributes (as text).
+type SeriesKey = (String, BTreeMap<String, String>);
+
+/// Every data point of `metrics` (number and histogram) as its series.
+fn series_of<'a>(
+    metrics: impl Iterator<Item = &'a opentelemetry_proto::tonic::metrics::v1::Metric>,
+) -> Vec<SeriesKey> {
+    let mut out = Vec::new();
+    for m in metrics {
+        let attrs: Vec<&[opentelemetry_proto::tonic::common::v1::KeyValue]> = match &m.data {
+            Some(metric::Data::Sum(s)) => s.data_points.iter().map(|p| &p.attributes[..]).collect(),
+            Some(metric::Data::Gauge(g)) => {
+                g.data_points.iter().map(|p| &p.attributes[..]).collect()
+            }
+            Some(metric::Data::Histogram(h)) => {
+                h.data_points.iter().map(|p| &p.attributes[..]).collect()
+            }
+            other => panic!("{}: unexpected data {other:?}", m.name),
+        };
+        out.extend(
+            attrs
+                .into_iter()
+                .map(|a| (m.name.clone(), otlp_receiver::attr_map(a))),
+        );
+    }
+    out
+}
+
+/// Data points (number and histogram) in one request.
+fn points_in(r: &Received) -> usize {
+    r.metrics()
+        .map(|m| match &m.data {
+            Some(metric::Data::Sum(s)) => s.data_points.len(),
+            Some(metric::Data::Gauge(g)) => g.data_points.len(),
+            Some(metric::Data::Histogram(h)) => h.data_points.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The time of the reading an export was built from: every point not about a container
+/// carries it. Panics unless the requests agree on one.
+fn reading_time(rs: &[&Received]) -> u64 {
+    let mut times = std::collections::BTreeSet::new();
+    for r in rs {
+        for m in r.metrics() {
+            let pts: Vec<(u64, BTreeMap<String, String>)> = match &m.data {
+                Some(metric::Data::Sum(s)) => s
+                    .data_points
+                    .iter()
+                    .map(|p| (p.time_unix_nano, otlp_receiver::attr_map(&p.attributes)))
+                    .collect(),
+                Some(metric::Data::Gauge(g)) => g
+                    .data_points
+                    .iter()
+                    .map(|p| (p.time_unix_nano, otlp_receiver::attr_map(&p.attributes)))
+                    .collect(),
+                Some(metric::Data::Histogram(h)) => h
+                    .data_points
+                    .iter()
+                    .map(|p| (p.time_unix_nano, otlp_receiver::attr_map(&p.attributes)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            times.extend(
+                pts.into_iter()
+                    .filter(|(_, a)| !a.contains_key("container.id"))
+                    .map(|(t, _)| t),
+            );
+        }
+    }
+    assert_eq!(
+        times.len(),
+        1,
+        "the requests of one export carry one reading time: {times:?}"
+    );
+    times.into_iter().next().unwrap_or_default()
+}
+
+/// Requests grouped by arrival: a new export starts after a pause of more than `pause`.
+fn bursts(rs: &[Received], pause: Duration) -> Vec<Vec<&Received>> {
+    let mut out: Vec<Vec<&Received>> = Vec::new();
+    for r in rs {
+        match out.last_mut() {
+            Some(b)
+                if r.instant
+                    .duration_since(b.last().expect("non-empty").instant)
+                    <= pause =>
+            {
+                b.push(r)
+            }
+            _ => out.push(vec![r]),
+        }
+    }
+    out
+}
+
+/// Metrics whose series depend on what one exporter saw since it started (Docker events,
+/// the Docker endpoints it called, the errors it met): two exporters may differ on them
+/// when other tests act on daemon A while they start.
+const HISTORY_METRICS: [&str; 3] = [
+    "dockstat.host.events",
+    "dockstat.docker.request.duration",
+    "dockstat.docker.errors",
+];
+
+#[test]
+fn large_exports_are_split_into_bounded_requests() {
+    use std::collections::BTreeSet;
+    let max = 50;
+    let d = Docker::a();
+    let mine: Vec<Container> = (0..3)
+        .map(|i| d.start(&format!("otlpsplit{i}"), &[], "sleep 600"))
+        .collect();
+    let ids: BTreeSet<String> = mine.iter().map(|c| c.id.clone()).collect();
+    let split_rx = Receiver::grpc(free_port());
+    let whole_rx = Receiver::grpc(free_port());
+    let split = Exporter::start(
+        "otlp-split",
+        &config(&otlp(
+            &split_rx.endpoint(),
+            "grpc",
+            "2s",
+            &format!("  max_points_per_request: {max}\n"),
+        )),
+    );
+    let whole = Exporter::start(
+        "otlp-whole",
+        &config(&otlp(&whole_rx.endpoint(), "grpc", "2s", "")),
+    );
+    // The requests of one export go out back to back (a few ms apart); exports are 2 s
+    // apart. Each group found so is checked below to hold one reading time.
+    let pause = Duration::from_millis(500);
+    // An export with every container's second sample (CPU usage needs two).
+    let complete = |rs: &[&Received]| {
+        mine.iter().all(|c| {
+            rs.iter()
+                .any(|r| r.point("container.cpu.usage", &by_container(c)).is_some())
+        })
+    };
+    split_rx.wait_until(
+        Duration::from_secs(30),
+        "3 complete split exports followed by another",
+        |e| {
+            let b = bursts(e, pause);
+            b.len() >= 2 && b[..b.len() - 1].iter().filter(|b| complete(b)).count() >= 3
+        },
+    );
+    let wholes = whole_rx.wait_until(Duration::from_secs(10), "3 complete exports", |e| {
+        e.iter().filter(|r| complete(&[*r])).count() >= 3
+    });
+    let all = split_rx.exports();
+
+    // The unsplit exporter: one request per export, far above the limit.
+    assert!(
+        bursts(&wholes, pause).iter().all(|b| b.len() == 1),
+        "default limit: one request per export"
+    );
+    let wholes: Vec<&Received> = wholes.iter().filter(|r| complete(&[*r])).collect();
+    let reference = wholes[0];
+    check_export_shape(reference);
+    let whole_points = points_in(reference);
+    assert!(
+        whole_points > 2 * max,
+        "an unsplit export has {whole_points} points: too few to need splitting at {max}"
+    );
+    let rm = &reference.request.resource_metrics[0];
+    let (resource, scope) = (&rm.resource, &rm.scope_metrics[0].scope);
+
+    // Every request: at most `max` points, one resource and one scope, the same ones.
+    for (i, r) in all.iter().enumerate() {
+        check_export_shape(r);
+        let n = points_in(r);
+        assert!(
+            (1..=max).contains(&n),
+            "request {i} has {n} data points, limit {max}"
+        );
+        let rms = &r.request.resource_metrics;
+        assert_eq!(rms.len(), 1, "request {i}: one resource");
+        assert_eq!(rms[0].scope_metrics.len(), 1, "request {i}: one scope");
+        assert_eq!(&rms[0].resource, resource, "request {i}: resource");
+        assert_eq!(&rms[0].scope_metrics[0].scope, scope, "request {i}: scope");
+    }
+
+    let groups = bursts(&all, pause);
+    let checked: Vec<&Vec<&Received>> = groups[..groups.len() - 1]
+        .iter()
+        .filter(|g| complete(g))
+        .collect();
+    let mine_only = |k: &SeriesKey| k.1.get("container.id").is_none_or(|id| ids.contains(id));
+    let split_by_history =
+        |set: &BTreeSet<SeriesKey>| -> (BTreeSet<SeriesKey>, BTreeSet<SeriesKey>) {
+            set.iter()
+                .cloned()
+                .partition(|k| !HISTORY_METRICS.contains(&k.0.as_str()))
+        };
+    let mut times = Vec::new();
+    let mut history_equal = 0;
+    let mut history_diffs = Vec::new();
+    for g in &checked {
+        let sizes: Vec<usize> = g.iter().map(|r| points_in(r)).collect();
+        let span = g[g.len() - 1].instant.duration_since(g[0].instant);
+        let t = reading_time(g);
+        times.push(t);
+        assert!(
+            g.len() >= 2,
+            "an export of {} points in one request of <= {max}",
+            sizes.iter().sum::<usize>()
+        );
+
+        // Metrics in order: each metric in one run of consecutive requests, with the same
+        // description, unit and kind in every part.
+        let mut runs: Vec<&str> = Vec::new();
+        let mut first_part: BTreeMap<&str, (&str, &str, String)> = BTreeMap::new();
+        for m in g.iter().flat_map(|r| r.metrics()) {
+            if runs.last() != Some(&m.name.as_str()) {
+                assert!(
+                    !runs.contains(&m.name.as_str()),
+                    "{} comes back after other metrics in one export: {runs:?}",
+                    m.name
+                );
+                runs.push(&m.name);
+            }
+            let kind = match &m.data {
+                Some(metric::Data::Sum(s)) => {
+                    format!("sum {} {}", s.aggregation_temporality, s.is_monotonic)
+                }
+                Some(metric::Data::Gauge(_)) => "gauge".into(),
+                Some(metric::Data::Histogram(h)) => {
+                    format!("histogram {}", h.aggregation_temporality)
+                }
+                other => format!("{other:?}"),
+            };
+            let this = (m.description.as_str(), m.unit.as_str(), kind);
+            let first = first_part.entry(&m.name).or_insert_with(|| this.clone());
+            assert_eq!(*first, this, "{}: parts of a split metric differ", m.name);
+        }
+        let whole_order: Vec<&str> = reference.metrics().map(|m| m.name.as_str()).collect();
+        let common = |v: &[&str], other: &[&str]| -> Vec<String> {
+            v.iter()
+                .filter(|n| other.contains(n))
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(
+            common(&runs, &whole_order),
+            common(&whole_order, &runs),
+            "metrics in the unsplit export's order"
+        );
+
+        // Each series once, and the same series as the unsplit export nearest in time.
+        let listed = series_of(g.iter().flat_map(|r| r.metrics()));
+        let ours: BTreeSet<SeriesKey> = listed.iter().cloned().collect();
+        assert_eq!(
+            listed.len(),
+            ours.len(),
+            "a series twice in one split export"
+        );
+        let w = wholes
+            .iter()
+            .min_by_key(|r| reading_time(&[**r]).abs_diff(t))
+            .expect("an unsplit export");
+        let ours: BTreeSet<SeriesKey> = ours.into_iter().filter(mine_only).collect();
+        let theirs: BTreeSet<SeriesKey> = series_of(w.metrics())
+            .into_iter()
+            .filter(mine_only)
+            .collect();
+        let (ours_fixed, ours_hist) = split_by_history(&ours);
+        let (theirs_fixed, theirs_hist) = split_by_history(&theirs);
+        eprintln!(
+            "split export: {} requests of {sizes:?} points within {span:?}; {} series (these containers and the host), {} in the unsplit export read {} ms apart",
+            g.len(),
+            ours.len(),
+            theirs.len(),
+            reading_time(&[*w]).abs_diff(t) / 1_000_000
+        );
+        assert!(
+            ours_fixed == theirs_fixed,
+            "split export vs unsplit export: only split {:?}; only unsplit {:?}",
+            ours_fixed.difference(&theirs_fixed).collect::<Vec<_>>(),
+            theirs_fixed.difference(&ours_fixed).collect::<Vec<_>>()
+        );
+        if ours_hist == theirs_hist {
+            history_equal += 1;
+        } else {
+            let diff = format!(
+                "only split {:?}; only unsplit {:?}",
+                ours_hist.difference(&theirs_hist).collect::<Vec<_>>(),
+                theirs_hist.difference(&ours_hist).collect::<Vec<_>>()
+            );
+            eprintln!("  history series differ: {diff}");
+            history_diffs.push(diff);
+        }
+        for c in &mine {
+            assert!(
+                ours.iter()
+                    .any(|k| k.0 == "container.memory.usage" && k.1["container.id"] == c.id),
+                "{}: no memory point in the split export",
+                c.name
+            );
+        }
+    }
+    let export_gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| w[1].abs_diff(w[0]) as f64 / 1e9)
+        .collect();
+    eprintln!(
+        "{} split exports compared, reading times {export_gaps:.2?} s apart; history metrics equal in {history_equal}",
+        checked.len()
+    );
+    assert!(
+        times.windows(2).all(|w| w[1] > w[0]),
+        "each burst is another export (reading times {times:?})"
+    );
+    // Two exporters may each have seen an event or call the other did not (other tests on
+    // daemon A); the series must still match in at least one export.
+    assert!(
+        history_equal >= 1,
+        "{HISTORY_METRICS:?} series never matched the unsplit export: {history_diffs:#?}"
+    );
+    assert_eq!(
+        otlp_outcome(&split.scrape(), "failed"),
+        0.0,
+        "no failed split exports"
+    );
+    assert_eq!(otlp_outcome(&whole.scrape(), "failed"), 0.0);
 }

@@ -2,7 +2,9 @@
 //! or TLS (rustls, optionally requiring client certificates), built on the official
 //! `opentelemetry-proto` definitions. It records every export it receives (decoded request,
 //! protocol, compression, headers, arrival time) and can be stopped and started again on the
-//! same port. It runs on its own tokio runtime, so the tests stay plain `#[test]` functions.
+//! same port. How it answers is chosen by the test, also while it runs ([`Answer`]): accept,
+//! accept in part (`partial_success`), or fail with an HTTP or gRPC status. It runs on its
+//! own tokio runtime, so the tests stay plain `#[test]` functions.
 
 #![allow(dead_code)] // not every test uses every helper
 
@@ -17,7 +19,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -59,6 +61,45 @@ impl Tls {
     }
 }
 
+/// How the receiver answers the exports it records (every export is recorded, whatever the
+/// answer). Set with [`Receiver::answer`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Answer {
+    /// Success: an empty `ExportMetricsServiceResponse` (HTTP 200 / gRPC OK).
+    #[default]
+    Accept,
+    /// Success with `partial_success` saying `rejected` data points were refused because of
+    /// `message`.
+    Partial { rejected: i64, message: String },
+    /// HTTP receivers only: this status, with a `Retry-After: <seconds>` header when set, and
+    /// a short text body.
+    HttpStatus {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// gRPC receivers only: this status code (with a short message).
+    GrpcStatus(tonic::Code),
+}
+
+impl Answer {
+    /// Whether the exporter should count this answer as a delivery (success or partial).
+    pub fn delivers(&self) -> bool {
+        matches!(self, Answer::Accept | Answer::Partial { .. })
+    }
+
+    fn response(&self) -> ExportMetricsServiceResponse {
+        match self {
+            Answer::Partial { rejected, message } => ExportMetricsServiceResponse {
+                partial_success: Some(ExportMetricsPartialSuccess {
+                    rejected_data_points: *rejected,
+                    error_message: message.clone(),
+                }),
+            },
+            _ => ExportMetricsServiceResponse::default(),
+        }
+    }
+}
+
 /// One export as it arrived.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -85,6 +126,9 @@ pub struct Received {
     pub at: SystemTime,
     /// Same, as an `Instant` (for durations).
     pub instant: Instant,
+    /// How the receiver answered it (an undecodable HTTP body always gets 400, whatever
+    /// this says).
+    pub answered: Answer,
 }
 
 impl Received {
@@ -258,11 +302,12 @@ fn matches(kvs: &[KeyValue], filter: &[(&str, &str)]) -> bool {
         .all(|(k, v)| attr_text(kvs, k).as_deref() == Some(*v))
 }
 
-/// What the receiver has recorded, shared with its server tasks.
+/// What the receiver has recorded, and how it answers, shared with its server tasks.
 #[derive(Default)]
 struct Record {
     exports: Mutex<Vec<Received>>,
     changed: Condvar,
+    answer: Mutex<Answer>,
 }
 
 impl Record {
@@ -270,9 +315,20 @@ impl Record {
         self.exports.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, r: Received) {
+    fn answer(&self) -> Answer {
+        self.answer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records `r` with the current answer; returns that answer.
+    fn push(&self, mut r: Received) -> Answer {
+        let answer = self.answer();
+        r.answered = answer.clone();
         self.lock().push(r);
         self.changed.notify_all();
+        answer
     }
 }
 
@@ -366,6 +422,26 @@ impl Receiver {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
         }
+    }
+
+    /// How to answer from now on (also while running; kept across stop and start). An
+    /// HTTP status needs an HTTP receiver, a gRPC status a gRPC one.
+    pub fn answer(&self, answer: Answer) {
+        match (&answer, self.protocol) {
+            (Answer::HttpStatus { .. }, Protocol::Grpc) => {
+                panic!("{answer:?}: an HTTP status needs an HTTP receiver")
+            }
+            (Answer::GrpcStatus(_), Protocol::Http) => {
+                panic!("{answer:?}: a gRPC status needs a gRPC receiver")
+            }
+            _ => {}
+        }
+        *self.record.answer.lock().unwrap_or_else(|p| p.into_inner()) = answer;
+    }
+
+    /// The current answer.
+    pub fn answering(&self) -> Answer {
+        self.record.answer()
     }
 
     /// Everything received so far.
@@ -497,7 +573,7 @@ impl MetricsService for GrpcService {
         let gzip = headers
             .iter()
             .any(|(k, v)| k == "grpc-encoding" && v == "gzip");
-        self.record.push(Received {
+        let answer = self.record.push(Received {
             request: request.into_inner(),
             decode_error: None,
             protocol: Protocol::Grpc,
@@ -509,8 +585,19 @@ impl MetricsService for GrpcService {
             client_cert,
             at: SystemTime::now(),
             instant: Instant::now(),
+            answered: Answer::Accept,
         });
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+        match answer {
+            Answer::GrpcStatus(code) => Err(tonic::Status::new(
+                code,
+                format!("test receiver answers {code:?}"),
+            )),
+            // Refused by `Receiver::answer`; kept total for safety.
+            Answer::HttpStatus { status, .. } => Err(tonic::Status::internal(format!(
+                "test receiver: HTTP {status} asked of a gRPC receiver"
+            ))),
+            a => Ok(tonic::Response::new(a.response())),
+        }
     }
 }
 
@@ -709,7 +796,7 @@ async fn http_export(
         Err(e) => (ExportMetricsServiceRequest::default(), Some(e)),
     };
     let failed = decode_error.is_some();
-    record.push(Received {
+    let answer = record.push(Received {
         request,
         decode_error,
         protocol: Protocol::Http,
@@ -721,6 +808,7 @@ async fn http_export(
         client_cert: None,
         at: SystemTime::now(),
         instant: Instant::now(),
+        answered: Answer::Accept,
     });
     if failed {
         return (
@@ -729,9 +817,32 @@ async fn http_export(
         )
             .into_response();
     }
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
-        ExportMetricsServiceResponse::default().encode_to_vec(),
-    )
-        .into_response()
+    match answer {
+        Answer::HttpStatus {
+            status,
+            retry_after,
+        } => {
+            let code = axum::http::StatusCode::from_u16(status)
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = (code, format!("test receiver answers {status}")).into_response();
+            if let Some(secs) = retry_after {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(secs),
+                );
+            }
+            resp
+        }
+        // Refused by `Receiver::answer`; kept total for safety.
+        Answer::GrpcStatus(code) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("test receiver: gRPC {code:?} asked of an HTTP receiver"),
+        )
+            .into_response(),
+        a => (
+            [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+            a.response().encode_to_vec(),
+        )
+            .into_response(),
+    }
 }
