@@ -1229,6 +1229,48 @@ impl Drop for BlackHole {
     }
 }
 
+/// A removed container leaves the export: its series are not repeated from memory.
+#[test]
+fn removed_container_stops_being_exported() {
+    let d = Docker::a();
+    let c = d.start("otlpgone", &[], "sleep 600");
+    let stays = d.start("otlpstays", &[], "sleep 600");
+    let rx = Receiver::grpc(free_port());
+    let _exp = Exporter::start(
+        "otlp-gone",
+        &config(&otlp(&rx.endpoint(), "grpc", "1s", "")),
+    );
+    let carries = |r: &Received, c: &Container| {
+        r.metrics().any(|m| {
+            otlp_receiver::number_points(m).iter().any(|p| {
+                otlp_receiver::attr_text(&p.attributes, "container.id").as_deref()
+                    == Some(c.id.as_str())
+            })
+        })
+    };
+    let has = |r: &Received| carries(r, &c);
+    rx.wait_until(
+        Duration::from_secs(30),
+        "an export with the container",
+        |e| e.iter().any(has),
+    );
+    c.remove();
+    let removed = std::time::SystemTime::now();
+    let exports = rx.wait_until(
+        Duration::from_secs(30),
+        "two exports after the removal",
+        |e| e.iter().filter(|r| r.at > removed).count() >= 2,
+    );
+    let after: Vec<&Received> = exports.iter().filter(|r| r.at > removed).collect();
+    // The first export after the removal may have been built just before it.
+    let last = after.last().expect("export after removal");
+    assert!(!has(last), "the removed container is still exported");
+    assert!(
+        carries(last, &stays),
+        "the export still carries the other container"
+    );
+}
+
 #[test]
 fn shutdown_flushes() {
     let d = Docker::a();

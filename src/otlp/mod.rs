@@ -117,7 +117,8 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
                     tracing::debug!(error = %e, "OTLP export failed again");
                 }
                 last_kind = Some(e.kind);
-                failures = failures.saturating_add(1);
+                // Backoff grows over consecutive retryable failures only.
+                failures = if e.retryable { failures.saturating_add(1) } else { 0 };
                 wake = if e.retryable {
                     let backoff = FIRST_RETRY
                         .saturating_mul(1 << (failures - 1).min(16))
