@@ -118,7 +118,11 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
                 }
                 last_kind = Some(e.kind);
                 // Backoff grows over consecutive retryable failures only.
-                failures = if e.retryable { failures.saturating_add(1) } else { 0 };
+                failures = if e.retryable {
+                    failures.saturating_add(1)
+                } else {
+                    0
+                };
                 wake = if e.retryable {
                     let backoff = FIRST_RETRY
                         .saturating_mul(1 << (failures - 1).min(16))
