@@ -9,7 +9,9 @@
 //!
 //! Run: `cargo bench --bench render` (prints Markdown tables; BENCHMARKS.md quotes them).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use dockstat_exporter::fixtures::publish_fleet;
@@ -19,6 +21,32 @@ use dockstat_exporter::otlp::RequestBuilder;
 use dockstat_exporter::snapshot::SnapshotStore;
 use dockstat_exporter::stats::{self, BlkioCounters};
 use prost::Message as _;
+
+/// Counts bytes allocated, to report what one render allocates.
+struct Counting;
+
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 #[derive(Debug)]
 struct FixedPool;
@@ -56,8 +84,10 @@ fn main() {
         },
     );
 
-    println!("| containers | hosts | series | body | format | median | p90 | max | runs |");
-    println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    println!(
+        "| containers | hosts | series | body | format | median | p90 | p99 | max | allocated besides the body | runs |"
+    );
+    println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for (hosts, per_host, runs) in [(10, 10, 400), (10, 100, 100), (20, 500, 30)] {
         let store = Arc::new(SnapshotStore::default());
         publish_fleet(&store, hosts, per_host, &sample);
@@ -66,12 +96,15 @@ fn main() {
         for format in [Format::Text, Format::OpenMetrics] {
             let mut last = String::new();
             let mut times = Vec::with_capacity(runs);
+            let mut allocated = 0;
             for i in 0..runs + 3 {
                 // Sized from the previous rendering, as the HTTP handler does.
                 let mut out = String::with_capacity(last.len() + 4096);
+                let before = ALLOCATED.load(Ordering::Relaxed);
                 let t = Instant::now();
                 exposition.render(format, &mut out).expect("render");
                 let took = t.elapsed();
+                allocated = ALLOCATED.load(Ordering::Relaxed) - before;
                 if i >= 3 {
                     times.push(took);
                 }
@@ -80,12 +113,14 @@ fn main() {
             times.sort();
             let series = last.lines().filter(|l| !l.starts_with('#')).count();
             println!(
-                "| {} | {hosts} | {series} | {:.1} MB | {format:?} | {:.2} ms | {:.2} ms | {:.2} ms | {runs} |",
+                "| {} | {hosts} | {series} | {:.1} MB | {format:?} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} MB | {runs} |",
                 hosts * per_host,
                 last.len() as f64 / 1e6,
                 percentile(&times, 0.5).as_secs_f64() * 1e3,
                 percentile(&times, 0.9).as_secs_f64() * 1e3,
+                percentile(&times, 0.99).as_secs_f64() * 1e3,
                 times[times.len() - 1].as_secs_f64() * 1e3,
+                allocated as f64 / 1e6,
             );
         }
     }
