@@ -59,45 +59,403 @@ pub trait PoolSource: Send + Sync + fmt::Debug + 'static {
     fn figures(&self) -> PoolFigures;
 }
 
-/// The collector `/metrics` renders: snapshot plus self-instrumentation.
+/// What `/metrics` renders: the snapshot plus the live self-instrumentation.
+///
+/// Each scrape takes one [`Reading`] and renders the families in table order: the
+/// container-scoped ones (all but a few dozen of the series) directly as text (`TextSink`),
+/// the host and exporter families through prometheus-client. The unit test
+/// `fast_path_renders_like_prometheus_client` pins the output byte for byte against
+/// rendering every family through prometheus-client (`render_with_client`).
 #[derive(Debug)]
-pub struct SnapshotCollector {
+pub struct Exposition {
     snapshots: Arc<SnapshotStore>,
     instruments: Arc<Instruments>,
     pool: Arc<dyn PoolSource>,
 }
 
-/// A registry holding the snapshot collector, ready to render.
-#[derive(Debug)]
-pub struct Exposition {
-    registry: Registry,
-}
-
 impl Exposition {
-    /// Builds the registry once; each scrape only encodes.
+    /// An exposition of the given sources; each scrape reads them once.
     pub fn new(
         snapshots: Arc<SnapshotStore>,
         instruments: Arc<Instruments>,
         pool: Arc<dyn PoolSource>,
     ) -> Exposition {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(SnapshotCollector {
+        Exposition {
             snapshots,
             instruments,
             pool,
-        }));
-        Exposition { registry }
+        }
     }
 
     /// Renders everything into `out`.
     pub fn render(&self, format: Format, out: &mut impl fmt::Write) -> fmt::Result {
-        match format {
-            Format::Text => {
-                prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
+        let reading = Arc::new(Reading::take(
+            &self.snapshots,
+            &self.instruments,
+            &*self.pool,
+        ));
+        render_reading(&reading, format, out)
+    }
+}
+
+/// Whether a family is rendered by [`TextSink`]: container-scoped families, whose series
+/// make up nearly all of a large exposition. The rest goes through prometheus-client.
+fn renders_directly(f: &Family) -> bool {
+    f.kind != Kind::Histogram && container_scoped(f)
+}
+
+/// Whether a family's series are per container.
+fn container_scoped(f: &Family) -> bool {
+    matches!(
+        f.source,
+        Source::Stat(_)
+            | Source::Meta(_)
+            | Source::Network(_)
+            | Source::Blkio(_)
+            | Source::ContainerInfo
+            | Source::ContainerState
+            | Source::ContainerHealth
+            | Source::ContainerExits
+            | Source::ContainerOom
+            | Source::ContainerLastExit
+    )
+}
+
+/// Renders one reading, every family in [`FAMILIES`] order: runs of container families
+/// directly, runs of the others through prometheus-client, then OpenMetrics' `# EOF`.
+fn render_reading(
+    reading: &Arc<Reading>,
+    format: Format,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
+    let rows = reading.containers();
+    let blocks = LabelBlocks::new(&rows);
+    let mut rest = FAMILIES;
+    while let Some(first) = rest.first() {
+        let direct = renders_directly(first);
+        let run = rest
+            .iter()
+            .take_while(|f| renders_directly(f) == direct)
+            .count();
+        let (families, tail) = rest.split_at(run);
+        if direct {
+            let mut name = String::with_capacity(64);
+            for f in families {
+                write_descriptor(out, format, f, &mut name)?;
+                let mut sink = TextSink {
+                    out: &mut *out,
+                    name: &name,
+                    kind: f.kind,
+                    format,
+                    blocks: &blocks,
+                };
+                walk(f, reading, &rows, &mut sink)?;
             }
-            Format::OpenMetrics => prometheus_client::encoding::text::encode(out, &self.registry),
+        } else {
+            encode_with_client(reading, families, format, false, out)?;
+        }
+        rest = tail;
+    }
+    match format {
+        Format::Text => Ok(()),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode_eof(out),
+    }
+}
+
+/// Renders `families` through a prometheus-client registry holding one [`ClientCollector`];
+/// `eof` ends an OpenMetrics exposition.
+fn encode_with_client(
+    reading: &Arc<Reading>,
+    families: &'static [Family],
+    format: Format,
+    eof: bool,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ClientCollector {
+        reading: reading.clone(),
+        families,
+    }));
+    match format {
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(out, &registry),
+        Format::OpenMetrics if eof => prometheus_client::encoding::text::encode(out, &registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode_registry(out, &registry),
+    }
+}
+
+/// Renders one reading with every family through prometheus-client: what `/metrics` did
+/// before the direct path, kept as the reference the direct path is tested against.
+#[cfg(test)]
+fn render_with_client(
+    reading: &Arc<Reading>,
+    format: Format,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
+    encode_with_client(reading, FAMILIES, format, true, out)
+}
+
+/// Writes a family's `# HELP`, `# TYPE` (and for OpenMetrics `# UNIT`) lines exactly as
+/// prometheus-client's encoders do, and leaves the series name in `name`.
+fn write_descriptor(
+    out: &mut impl fmt::Write,
+    format: Format,
+    f: &Family,
+    name: &mut String,
+) -> fmt::Result {
+    name.clear();
+    name.push_str(f.base);
+    if let Some(u) = f.unit {
+        name.push('_');
+        name.push_str(u.as_str());
+    }
+    let type_name = match f.kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+    };
+    match format {
+        Format::Text => {
+            // The text format names the family as its series: counters with `_total`.
+            if f.kind == Kind::Counter {
+                name.push_str("_total");
+            }
+            out.write_str("# HELP ")?;
+            out.write_str(name)?;
+            out.write_str(" ")?;
+            // Text format HELP escapes backslash and newline (not quotes).
+            let mut rest = f.help;
+            while let Some(i) = rest.find(['\\', '\n']) {
+                out.write_str(&rest[..i])?;
+                out.write_str(if rest.as_bytes()[i] == b'\\' {
+                    "\\\\"
+                } else {
+                    "\\n"
+                })?;
+                rest = &rest[i + 1..];
+            }
+            out.write_str(rest)?;
+            out.write_str("\n# TYPE ")?;
+            out.write_str(name)?;
+            out.write_str(" ")?;
+            out.write_str(type_name)?;
+            out.write_str("\n")
+        }
+        Format::OpenMetrics => {
+            out.write_str("# HELP ")?;
+            out.write_str(name)?;
+            out.write_str(" ")?;
+            out.write_str(f.help)?;
+            out.write_str("\n# TYPE ")?;
+            out.write_str(name)?;
+            out.write_str(" ")?;
+            out.write_str(type_name)?;
+            out.write_str("\n")?;
+            if let Some(u) = f.unit {
+                out.write_str("# UNIT ")?;
+                out.write_str(name)?;
+                out.write_str(" ")?;
+                out.write_str(u.as_str())?;
+                out.write_str("\n")?;
+            }
+            // OpenMetrics names the family without `_total` but its counter series with it.
+            if f.kind == Kind::Counter {
+                name.push_str("_total");
+            }
+            Ok(())
         }
     }
+}
+
+/// Every container's base labels of one scrape, escaped and joined (`host="…",…`), in one
+/// buffer: one allocation for the scrape instead of one per container.
+struct LabelBlocks {
+    text: String,
+    /// End of each container's block in `text`, in [`Reading::containers`] order.
+    ends: Vec<usize>,
+}
+
+impl LabelBlocks {
+    fn new(rows: &[ContainerRow]) -> Self {
+        let mut text = String::with_capacity(rows.len() * 256);
+        let mut ends = Vec::with_capacity(rows.len());
+        // `host="…",client="…"`, escaped once per host: rows come host by host.
+        let mut host_labels = String::new();
+        let mut last_host: Option<&HostSnapshot> = None;
+        for (h, c) in rows {
+            if !last_host.is_some_and(|l| std::ptr::eq(l, *h)) {
+                host_labels.clear();
+                host_labels.push_str("host=\"");
+                push_escaped(&mut host_labels, &h.name);
+                host_labels.push_str("\",client=\"");
+                push_escaped(&mut host_labels, &h.client);
+                host_labels.push('"');
+                last_host = Some(h);
+            }
+            text.push_str(&host_labels);
+            let m = &c.meta;
+            for (k, v) in [
+                ("id", m.id.as_str()),
+                ("name", m.name.as_str()),
+                ("image", m.image.as_str()),
+            ]
+            .into_iter()
+            .chain(m.labels.iter().map(|(k, v)| (&**k, v.as_str())))
+            {
+                text.push(',');
+                text.push_str(k);
+                text.push_str("=\"");
+                push_escaped(&mut text, v);
+                text.push('"');
+            }
+            ends.push(text.len());
+        }
+        LabelBlocks { text, ends }
+    }
+
+    /// Container `i`'s block.
+    fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1],
+        };
+        self.text.get(start..end)
+    }
+}
+
+/// Writes one family's series as text, the way prometheus-client would: the series name,
+/// the pre-rendered label block, the family's labels, the value.
+struct TextSink<'a, W> {
+    out: &'a mut W,
+    /// Series name (with `_total` for counters).
+    name: &'a str,
+    kind: Kind,
+    format: Format,
+    blocks: &'a LabelBlocks,
+}
+
+impl<W: fmt::Write> TextSink<'_, W> {
+    /// `,k="v"` for each label, or without the first comma when `first`.
+    fn extra(&mut self, extra: &[(&'static str, &str)], mut first: bool) -> fmt::Result {
+        for (k, v) in extra {
+            if !first {
+                self.out.write_str(",")?;
+            }
+            first = false;
+            self.out.write_str(k)?;
+            self.out.write_str("=\"")?;
+            write_escaped(self.out, v)?;
+            self.out.write_str("\"")?;
+        }
+        Ok(())
+    }
+
+    /// ` value\n`, formatted as [`write_value`] has prometheus-client do it.
+    fn value(&mut self, v: f64) -> fmt::Result {
+        let whole = v.fract() == 0.0 && v.abs() < EXACT_INT;
+        let mut ints = itoa::Buffer::new();
+        let mut floats = dtoa::Buffer::new();
+        let text = match self.kind {
+            Kind::Counter if whole && v >= 0.0 => ints.format(v as u64),
+            Kind::Counter => format_float(&mut floats, self.format, v),
+            _ if whole => ints.format(v as i64),
+            _ => format_float(&mut floats, self.format, v),
+        };
+        self.out.write_str(" ")?;
+        self.out.write_str(text)?;
+        self.out.write_str("\n")
+    }
+}
+
+/// A float value as prometheus-client writes it: shortest round-trip digits (dtoa), and for
+/// non-finite values `NaN`/`+Inf`/`-Inf` in the text format, dtoa's `NaN`/`inf`/`-inf` in
+/// OpenMetrics.
+fn format_float(buf: &mut dtoa::Buffer, format: Format, v: f64) -> &str {
+    match format {
+        Format::OpenMetrics => buf.format(v),
+        Format::Text if v.is_finite() => buf.format_finite(v),
+        Format::Text if v.is_nan() => "NaN",
+        Format::Text if v > 0.0 => "+Inf",
+        Format::Text => "-Inf",
+    }
+}
+
+impl<W: fmt::Write> Sink for TextSink<'_, W> {
+    fn point(
+        &mut self,
+        subject: Subject<'_>,
+        extra: &[(&'static str, &str)],
+        v: f64,
+    ) -> fmt::Result {
+        match subject {
+            Subject::Container(i) => {
+                let Some(block) = self.blocks.get(i) else {
+                    return Ok(());
+                };
+                self.out.write_str(self.name)?;
+                self.out.write_str("{")?;
+                self.out.write_str(block)?;
+                self.extra(extra, false)?;
+                self.out.write_str("}")?;
+            }
+            Subject::Host { host, client } => {
+                self.out.write_str(self.name)?;
+                self.out.write_str("{host=\"")?;
+                write_escaped(self.out, host)?;
+                self.out.write_str("\",client=\"")?;
+                write_escaped(self.out, client)?;
+                self.out.write_str("\"")?;
+                self.extra(extra, false)?;
+                self.out.write_str("}")?;
+            }
+            Subject::Process => {
+                self.out.write_str(self.name)?;
+                if !extra.is_empty() {
+                    self.out.write_str("{")?;
+                    self.extra(extra, true)?;
+                    self.out.write_str("}")?;
+                }
+            }
+        }
+        self.value(v)
+    }
+
+    fn histogram(
+        &mut self,
+        _subject: Subject<'_>,
+        _extra: &[(&'static str, &str)],
+        _h: &HistogramFigures,
+    ) -> fmt::Result {
+        // Histogram families go through prometheus-client (see `renders_directly`).
+        Err(fmt::Error)
+    }
+}
+
+/// Writes a label value escaped as the text formats require (`\\`, `\"`, `\n`).
+fn write_escaped(out: &mut impl fmt::Write, v: &str) -> fmt::Result {
+    match v.bytes().position(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        None => out.write_str(v),
+        Some(first) => write_escaped_from(out, v, first),
+    }
+}
+
+/// [`write_escaped`] of a value whose first byte to escape is at `first`.
+#[cold]
+#[inline(never)]
+fn write_escaped_from(out: &mut impl fmt::Write, v: &str, first: usize) -> fmt::Result {
+    let mut done = 0;
+    for (i, b) in v.bytes().enumerate().skip(first) {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            b'\n' => "\\n",
+            _ => continue,
+        };
+        out.write_str(&v[done..i])?;
+        out.write_str(escaped)?;
+        done = i + 1;
+    }
+    out.write_str(&v[done..])
 }
 
 /// A container's base labels (`host`, `client`, `id`, `name`, `image`, allowlisted Docker
@@ -140,19 +498,10 @@ impl<'a> LabelBlock<'a> {
     }
 }
 
-/// Escapes a label value as the text formats require (`\\`, `\"`, `\n`).
+/// [`write_escaped`] into a `String`.
 fn push_escaped(out: &mut String, v: &str) {
-    let mut rest = v;
-    while let Some(i) = rest.find(['\\', '"', '\n']) {
-        out.push_str(&rest[..i]);
-        out.push_str(match rest.as_bytes()[i] {
-            b'\\' => "\\\\",
-            b'"' => "\\\"",
-            _ => "\\n",
-        });
-        rest = &rest[i + 1..];
-    }
-    out.push_str(rest);
+    // Writing to a String cannot fail.
+    let _ = write_escaped(out, v);
 }
 
 impl EncodeLabel for &LabelBlock<'_> {
@@ -222,15 +571,32 @@ fn write_value(enc: &mut MetricEncoder, kind: Kind, v: f64) -> fmt::Result {
     }
 }
 
-impl Collector for SnapshotCollector {
+/// Renders a slice of [`FAMILIES`] of one reading through prometheus-client.
+struct ClientCollector {
+    reading: Arc<Reading>,
+    families: &'static [Family],
+}
+
+impl fmt::Debug for ClientCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCollector")
+            .field("families", &self.families.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for ClientCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let reading = Reading::take(&self.snapshots, &self.instruments, &*self.pool);
-        let rows = reading.containers();
+        let reading = &*self.reading;
+        let rows = match self.families.iter().any(container_scoped) {
+            true => reading.containers(),
+            false => Vec::new(),
+        };
         let blocks: Vec<LabelBlock> = rows
             .iter()
             .map(|(h, c)| LabelBlock::new(h, &c.meta))
             .collect();
-        for f in FAMILIES {
+        for f in self.families {
             let unit = f.unit.map(|u| match u {
                 Unit::Seconds => PromUnit::Seconds,
                 Unit::Bytes => PromUnit::Bytes,
@@ -246,7 +612,7 @@ impl Collector for SnapshotCollector {
                 kind: f.kind,
                 blocks: &blocks,
             };
-            walk(f, &reading, &rows, &mut sink)?;
+            walk(f, reading, &rows, &mut sink)?;
         }
         Ok(())
     }

@@ -197,3 +197,194 @@ fn label_block_renders_like_pairwise_labels() {
         );
     }
 }
+
+/// A fleet reaching every rendering path: label values, family labels and help-free
+/// values needing escaping, stopped containers, exits and OOM kills, non-finite, negative,
+/// tiny and huge values, a down host with events, request histograms and errors, OTLP
+/// outcomes.
+fn awkward_fleet() -> (Arc<SnapshotStore>, Arc<Instruments>) {
+    use std::sync::atomic::AtomicI64;
+    use std::time::Duration;
+
+    use crate::instruments::{ApiCall, HostInstruments};
+    use crate::snapshot::{Health, Lifecycle};
+
+    let store = Arc::new(SnapshotStore::default());
+    publish_fleet(&store, 3, 4, &sample());
+    let mut host = (*store.load().hosts[0]).clone();
+    let c = &mut host.containers;
+
+    let mut m = (*c[0].meta).clone();
+    m.name = "we\"ird\\name\nline".into();
+    m.image = "img\\".into();
+    m.image_id = "sha256:\"quoted\"".into();
+    m.compose_project = Some("shop\\eu\n".into());
+    m.compose_service = None;
+    m.labels = vec![
+        (Arc::from("container_label_team"), "a\"b".into()),
+        (Arc::from("container_label_tier"), "back\nend\\".into()),
+    ];
+    c[0].meta = Arc::new(m);
+    c[0].lifecycle = Some(Arc::new(Lifecycle {
+        exits: [(0, 2), (137, 1), (-1, 4)].into(),
+        oom_events: 1,
+        last_exit_code: Some(137),
+    }));
+    let mut s = (**c[0].stats.as_ref().expect("sampled")).clone();
+    let eth0 = s.networks.values().next().copied().expect("one interface");
+    s.networks.insert("we\"th\\1\n".into(), eth0);
+    s.networks.get_mut("eth0").expect("eth0").rx_bytes = u64::MAX;
+    s.blkio.insert("8:\"16\\".into(), BlkioCounters::default());
+    c[0].stats = Some(Arc::new(s));
+
+    let mut m = (*c[1].meta).clone();
+    m.state = ContainerState::Exited;
+    m.health = crate::snapshot::Health::None;
+    m.exit_code = Some(143);
+    m.started_at = Some(1_700_000_000.25);
+    m.spec.cpu_quota = None;
+    m.labels = vec![(Arc::from("container_label_team"), String::new())];
+    c[1].meta = Arc::new(m);
+    c[1].stats = None;
+    c[1].lifecycle = Some(Arc::new(Lifecycle {
+        exits: [(143, 3)].into(),
+        oom_events: 0,
+        last_exit_code: Some(143),
+    }));
+
+    let mut s = (**c[2].stats.as_ref().expect("sampled")).clone();
+    s.cpu_percent = Some(f64::NAN);
+    s.memory_percent = Some(f64::INFINITY);
+    s.cpu_user_seconds = Some(-3.0);
+    s.cpu_system_seconds = Some(-0.0);
+    s.seen_at = 1e-7;
+    s.cpu_total_seconds = Some(f64::NEG_INFINITY);
+    c[2].stats = Some(Arc::new(s));
+    let mut m = (*c[2].meta).clone();
+    m.health = Health::Unhealthy;
+    m.started_at = Some(1e21);
+    c[2].meta = Arc::new(m);
+
+    let mut s = (**c[3].stats.as_ref().expect("sampled")).clone();
+    s.memory_percent = Some(f64::NEG_INFINITY);
+    s.cpu_percent = Some(-2.5);
+    s.networks.clear();
+    s.blkio.clear();
+    c[3].stats = Some(Arc::new(s));
+    c[3].lifecycle = Some(Arc::new(Lifecycle {
+        exits: Default::default(),
+        oom_events: 7,
+        last_exit_code: Some(1),
+    }));
+    host.events = Arc::new(
+        [
+            (("container".into(), "die".into()), 5),
+            (("network".into(), "con\"nect\\".into()), 2),
+        ]
+        .into(),
+    );
+    store.publish(host);
+
+    let mut down = (*store.load().hosts[1]).clone();
+    down.up = false;
+    down.info = None;
+    down.containers.clear();
+    down.collection_success = false;
+    store.publish(down);
+
+    let instruments = Arc::new(Instruments::default());
+    for (id, name) in [(1, "host-000"), (3, "host-002")] {
+        let inst = Arc::new(HostInstruments::new(
+            Arc::from(name),
+            Arc::from("bench"),
+            Arc::new(AtomicI64::new(0)),
+        ));
+        for ms in [0, 3, 40, 700, 12_000] {
+            inst.observe(ApiCall::ContainerList, Duration::from_millis(ms));
+        }
+        inst.observe(ApiCall::Ping, Duration::from_micros(1_234));
+        inst.count_error("api", Some(404));
+        inst.count_error("api", Some(500));
+        inst.count_error("timeout", None);
+        instruments.insert(id, inst);
+    }
+    instruments.otlp.delivered(ExportOutcome::Partial);
+    instruments
+        .otlp
+        .failed("http", "503 from the receiver".to_string());
+    (store, instruments)
+}
+
+/// The direct text path must write byte for byte what prometheus-client writes for every
+/// family, in both formats.
+#[test]
+fn fast_path_renders_like_prometheus_client() {
+    let (awkward, instruments) = awkward_fleet();
+    let empty = Arc::new(SnapshotStore::default());
+    for (store, instruments) in [
+        (awkward, instruments),
+        (empty, Arc::new(Instruments::default())),
+    ] {
+        let reading = Arc::new(Reading::take(&store, &instruments, &NoPool));
+        for format in [Format::Text, Format::OpenMetrics] {
+            let mut want = String::new();
+            render_with_client(&reading, format, &mut want).expect("reference renders");
+            let mut got = String::new();
+            render_reading(&reading, format, &mut got).expect("renders");
+            if let Some((i, (w, g))) = want
+                .lines()
+                .zip(got.lines())
+                .enumerate()
+                .find(|(_, (w, g))| w != g)
+            {
+                panic!("{format:?}, line {}:\nwant {w:?}\ngot  {g:?}", i + 1);
+            }
+            assert_eq!(want.len(), got.len(), "{format:?}: lengths differ");
+            assert_eq!(want, got, "{format:?}");
+        }
+    }
+}
+
+/// The awkward fleet does reach the cases the comparison above is meant to cover.
+#[test]
+fn awkward_fleet_reaches_every_case() {
+    let (store, instruments) = awkward_fleet();
+    let reading = Arc::new(Reading::take(&store, &instruments, &NoPool));
+    let mut text = String::new();
+    render_reading(&reading, Format::Text, &mut text).expect("renders");
+    let mut om = String::new();
+    render_reading(&reading, Format::OpenMetrics, &mut om).expect("renders");
+    for needle in [
+        r#"name="we\"ird\\name\nline",image="img\\",container_label_team="a\"b",container_label_tier="back\nend\\"}"#,
+        r#",image_id="sha256:\"quoted\"",compose_project="shop\\eu\n",compose_service=""} 1"#,
+        r#"interface="we\"th\\1\n"}"#,
+        r#"device="8:\"16\\"}"#,
+        r#",exit_code="-1"} 4"#,
+        r#",exit_code="143"} 3"#,
+        r#"dockstat_container_last_exit_code{"#,
+        r#",state="exited"} 1"#,
+        r#"container_oom_events_total{"#,
+        r#",interface="eth0"} 18446744073709553000.0"#,
+        r#"} NaN"#,
+        r#"} +Inf"#,
+        r#"} -Inf"#,
+        r#"} -3.0"#,
+        r#"} 1e21"#,
+        r#"} 1e-7"#,
+        r#"} -2.5"#,
+        r#"dockstat_events_total{host="host-000",client="bench",type="network",action="con\"nect\\"} 2"#,
+        r#"dockstat_docker_request_duration_seconds_bucket{host="host-002""#,
+        r#"dockstat_docker_errors_total{host="host-000",client="bench",kind="api",status="404"} 1"#,
+        r#"dockstat_host_up{host="host-001",client="bench"} 0"#,
+        r#"dockstat_otlp_last_error{kind="http"} 1"#,
+    ] {
+        assert!(text.contains(needle), "text lacks {needle}");
+    }
+    for needle in [
+        "} inf\n",
+        "} -inf\n",
+        "# UNIT container_cpu_usage_seconds seconds\n",
+    ] {
+        assert!(om.contains(needle), "OpenMetrics lacks {needle:?}");
+    }
+}
