@@ -11,6 +11,27 @@ use crate::snapshot::{
 };
 use crate::stats::Sample;
 
+/// The recorded cgroup v1 one-shot stats answer of `tests/fixtures`, as a sample with a CPU
+/// percentage and one block device (`8:0`, 4096 bytes read, 8192 written) set.
+pub fn recorded_sample() -> Result<Sample, String> {
+    let path = format!(
+        "{}/tests/fixtures/stats-cgroup-v1-oneshot.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let raw = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let (mut s, _) = crate::stats::sample(&raw, None, SystemTime::now());
+    s.cpu_percent = Some(12.5);
+    s.blkio.insert(
+        "8:0".into(),
+        crate::stats::BlkioCounters {
+            read_bytes: 4096,
+            write_bytes: 8192,
+        },
+    );
+    Ok(s)
+}
+
 /// Publishes `hosts` hosts of `per_host` running containers each, every container carrying
 /// `sample` (with one network interface and one block device, as a typical container).
 pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sample: &Sample) {

@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::*;
 use crate::fixtures::publish_fleet;
@@ -20,22 +19,7 @@ impl PoolSource for NoPool {
 }
 
 fn sample() -> Sample {
-    let text = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/stats-cgroup-v1-oneshot.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("fixture");
-    let raw = serde_json::from_str(&text).expect("decodes");
-    let (mut s, _) = crate::stats::sample(&raw, None, SystemTime::now());
-    s.cpu_percent = Some(12.5);
-    s.blkio.insert(
-        "8:0".into(),
-        BlkioCounters {
-            read_bytes: 4096,
-            write_bytes: 8192,
-        },
-    );
-    s
+    crate::fixtures::recorded_sample().expect("recorded stats fixture")
 }
 
 fn render(store: Arc<SnapshotStore>, format: Format) -> String {

@@ -421,7 +421,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::sync::atomic::AtomicI64;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use super::*;
     use crate::instruments::{ApiCall, HostInstruments, Instruments};
@@ -443,22 +443,7 @@ mod tests {
     }
 
     fn sample() -> crate::stats::Sample {
-        let text = std::fs::read_to_string(format!(
-            "{}/tests/fixtures/stats-cgroup-v1-oneshot.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("fixture");
-        let raw = serde_json::from_str(&text).expect("decodes");
-        let (mut s, _) = crate::stats::sample(&raw, None, SystemTime::now());
-        s.cpu_percent = Some(12.5);
-        s.blkio.insert(
-            "8:0".into(),
-            crate::stats::BlkioCounters {
-                read_bytes: 4096,
-                write_bytes: 8192,
-            },
-        );
-        s
+        crate::fixtures::recorded_sample().expect("recorded stats fixture")
     }
 
     fn number(p: &NumberDataPoint) -> f64 {

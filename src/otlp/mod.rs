@@ -144,15 +144,7 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
     ));
     let result = match tokio::time::timeout(limit, export(&mut transport, request, &cfg)).await {
         Ok(r) => r,
-        Err(_) => Err(ExportError {
-            kind: "timeout",
-            message: format!(
-                "final export not done within {}",
-                humantime::format_duration(limit)
-            ),
-            retryable: false,
-            retry_after: None,
-        }),
+        Err(_) => Err(ExportError::timeout(limit)),
     };
     match result {
         Ok(d) => {

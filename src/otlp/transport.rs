@@ -101,7 +101,8 @@ impl ExportError {
         ExportError::new(kind, message, true)
     }
 
-    fn timeout(after: Duration) -> ExportError {
+    /// No answer within `after`.
+    pub fn timeout(after: Duration) -> ExportError {
         ExportError::new(
             "timeout",
             format!("no answer within {}", humantime::format_duration(after)),
