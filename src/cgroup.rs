@@ -177,16 +177,26 @@ impl CgroupReader {
             .then_some(paths)
     }
 
-    /// Reads many containers at one moment: host figures once, then each container. A
-    /// container whose files are gone (it stopped) gets its error; the others are unaffected.
-    pub fn read_many<'a>(
+    /// Reads many containers at one moment: host figures once, then each item's files
+    /// (`paths`), handed to `reduce` at once so that no more than one decoded answer is held
+    /// at a time. An item whose files are gone (it stopped) gets its error; the others are
+    /// unaffected.
+    pub fn read_many<I, T>(
         &self,
-        containers: impl IntoIterator<Item = &'a CgroupPaths>,
-    ) -> Vec<io::Result<ContainerStatsResponse>> {
+        items: impl IntoIterator<Item = I>,
+        paths: impl Fn(&I) -> Option<&CgroupPaths>,
+        mut reduce: impl FnMut(I, io::Result<ContainerStatsResponse>) -> T,
+    ) -> Vec<T> {
         let host = self.host_cpu();
-        containers
+        items
             .into_iter()
-            .map(|p| self.read_one(p, host))
+            .map(|item| {
+                let answer = match paths(&item) {
+                    Some(p) => self.read_one(p, host),
+                    None => Err(io::Error::new(io::ErrorKind::NotFound, "no cgroup files")),
+                };
+                reduce(item, answer)
+            })
             .collect()
     }
 

@@ -15,7 +15,8 @@ use bollard::models::{
     ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, EventMessage,
     EventMessageTypeEnum,
 };
-use futures_util::{StreamExt, stream};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::task::JoinSet;
 
 use crate::cgroup::{CgroupPaths, CgroupReader};
@@ -316,11 +317,67 @@ impl EventCursor {
     }
 }
 
-type StatsResult = (
-    String,
-    Result<Option<ContainerStatsResponse>, DockerError>,
-    SystemTime,
-);
+/// A container to sample: its id, its cgroup files when they can be read here, and the CPU
+/// point of its current run that the new answer is reduced against.
+struct Target {
+    id: String,
+    cgroup: Option<Arc<CgroupPaths>>,
+    prev: Option<CpuPoint>,
+}
+
+/// One container's stats answer, already reduced to a [`Sample`] where it arrived: the
+/// decoded answer (~5 KB) is dropped at once instead of waiting for the host's whole cycle.
+enum Answer {
+    /// A sample, and the point the run's next sample is reduced against.
+    Sample(Arc<Sample>, Option<CpuPoint>),
+    /// An answer without figures: it stopped between list and stats.
+    Empty,
+    /// No answer (the stream ended) or 404: it is gone or going.
+    Gone,
+    /// The call failed.
+    Failed(DockerError),
+}
+
+impl Answer {
+    fn reduce(
+        r: Result<Option<ContainerStatsResponse>, DockerError>,
+        prev: Option<&CpuPoint>,
+        seen_at: SystemTime,
+    ) -> Answer {
+        match r {
+            Ok(Some(raw)) => {
+                let (s, point) = stats::sample(&raw, prev, seen_at);
+                if s.is_empty() {
+                    Answer::Empty
+                } else {
+                    Answer::Sample(Arc::new(s), point)
+                }
+            }
+            Ok(None) => Answer::Gone,
+            Err(e) if e.status == Some(404) => Answer::Gone,
+            Err(e) => Answer::Failed(e),
+        }
+    }
+
+    fn host_down(&self) -> bool {
+        matches!(self, Answer::Failed(e) if e.kind.is_host_down())
+    }
+}
+
+/// One container's answer and the point it was reduced against.
+struct Sampled {
+    id: String,
+    prev: Option<CpuPoint>,
+    answer: Answer,
+}
+
+/// What one sampling task brings back.
+#[derive(Default)]
+struct Cycle {
+    sampled: Vec<Sampled>,
+    /// Set when calls kept failing and the ping that followed failed too: the host is down.
+    down: Option<DockerError>,
+}
 
 /// Collects one host until dropped.
 pub struct Collector {
@@ -339,6 +396,8 @@ pub struct Collector {
     saver: Option<tokio::sync::watch::Sender<String>>,
     /// Whether the last cycle succeeded, for `health_changed` host events.
     healthy: Option<bool>,
+    /// How long the last full cycle took; publishes between cycles (events) repeat it.
+    last_cycle: Duration,
 }
 
 impl Collector {
@@ -363,6 +422,7 @@ impl Collector {
             lifecycle: BTreeMap::new(),
             saver: None,
             healthy: None,
+            last_cycle: Duration::ZERO,
         }
     }
 
@@ -591,9 +651,9 @@ impl Collector {
             Err(e) => return e,
         };
         let mut next_relist = Instant::now() + self.settings.relist_interval;
-        let mut sampling: JoinSet<Vec<StatsResult>> = JoinSet::new();
+        let mut sampling: JoinSet<Cycle> = JoinSet::new();
         // First samples of containers just started (see `on_event`).
-        let mut first_samples: JoinSet<Vec<StatsResult>> = JoinSet::new();
+        let mut first_samples: JoinSet<Cycle> = JoinSet::new();
         sampling.spawn(sample_task(
             conn.clone(),
             self.running_targets(),
@@ -627,7 +687,7 @@ impl Collector {
                         if let Err(e) = conn.ping().await {
                             return e;
                         }
-                        self.publish(start.elapsed(), ok);
+                        self.publish(Some(start.elapsed()), ok);
                     } else {
                         sampling.spawn(sample_task(
                             conn.clone(),
@@ -644,18 +704,18 @@ impl Collector {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::error!(host = %self.spec.name, error = %e, "sampling task failed");
-                            Vec::new()
+                            Cycle::default()
                         }
                     };
                     match self.apply_samples(conn, results).await {
-                        Ok(samples_ok) => self.publish(start.elapsed(), relist_ok && samples_ok),
+                        Ok(samples_ok) => self.publish(Some(start.elapsed()), relist_ok && samples_ok),
                         Err(e) => return e,
                     }
                 }
                 Some(done) = first_samples.join_next(), if !first_samples.is_empty() => {
                     let Ok(results) = done else { continue };
                     match self.apply_samples(conn, results).await {
-                        Ok(_) => self.publish(Duration::ZERO, true),
+                        Ok(_) => self.publish(None, true),
                         Err(e) if e.kind.is_host_down() => return e,
                         Err(e) => tracing::debug!(host = %self.spec.name, error = %e, "first sample failed"),
                     }
@@ -667,7 +727,7 @@ impl Collector {
                         }
                         self.record_event(&ev);
                         match self.on_event(conn, &ev, &mut first_samples).await {
-                            Ok(true) => self.publish(Duration::ZERO, true),
+                            Ok(true) => self.publish(None, true),
                             Ok(false) => {}
                             Err(e) if e.kind.is_host_down() => return e,
                             Err(e) => tracing::debug!(host = %self.spec.name, error = %e, "event follow-up failed"),
@@ -701,7 +761,11 @@ impl Collector {
         self.inventory
             .iter()
             .filter(|(_, e)| e.meta.state == ContainerState::Running)
-            .map(|(id, e)| (id.clone(), e.cgroup.clone()))
+            .map(|(id, e)| Target {
+                id: id.clone(),
+                cgroup: e.cgroup.clone(),
+                prev: e.prev,
+            })
             .collect()
     }
 
@@ -729,38 +793,39 @@ impl Collector {
         Ok(ok)
     }
 
-    /// Inspects containers with bounded concurrency and updates the inventory.
+    /// Inspects containers with bounded concurrency and updates the inventory as each answer
+    /// arrives. Ok(false) when some inspect failed; Err when the host is down.
     async fn inspect_many(
         &mut self,
         conn: &Arc<Connection>,
         ids: Vec<String>,
     ) -> Result<bool, DockerError> {
-        let results: Vec<(String, Result<ContainerInspectResponse, DockerError>)> =
-            stream::iter(ids)
-                .map(|id| {
-                    let conn = conn.clone();
-                    async move {
-                        let r = conn.inspect(&id).await;
-                        (id, r)
-                    }
-                })
-                .buffer_unordered(self.settings.concurrency)
-                .collect()
-                .await;
         let mut ok = true;
-        for (id, r) in results {
-            match r {
+        let host = self.spec.name.clone();
+        call_each(
+            conn,
+            ids,
+            self.settings.concurrency,
+            |id| {
+                let conn = conn.clone();
+                async move {
+                    let r = conn.inspect(&id).await;
+                    (id, r)
+                }
+            },
+            |(_, r)| matches!(r, Err(e) if e.kind.is_host_down()),
+            |(id, r)| match r {
                 Ok(i) => self.upsert(&i),
                 Err(e) if e.status == Some(404) => {
                     self.inventory.remove(&id);
                 }
-                Err(e) if e.kind.is_host_down() => return Err(e),
                 Err(e) => {
-                    tracing::debug!(host = %self.spec.name, container = %id, error = %e, "inspect failed");
+                    tracing::debug!(host = %host, container = %id, error = %e, "inspect failed");
                     ok = false;
                 }
-            }
-        }
+            },
+        )
+        .await?;
         Ok(ok)
     }
 
@@ -828,64 +893,60 @@ impl Collector {
         }
     }
 
-    /// Applies one cycle's stats answers. Ok(false) when some call failed; Err when the
-    /// host turned out to be gone.
+    /// Applies one cycle's samples. Ok(false) when some call failed; Err when the host
+    /// turned out to be gone.
     async fn apply_samples(
         &mut self,
         conn: &Arc<Connection>,
-        results: Vec<StatsResult>,
+        cycle: Cycle,
     ) -> Result<bool, DockerError> {
         let mut ok = true;
         let mut recheck = Vec::new();
-        let mut host_errors = 0usize;
-        let total = results.len();
         let mut last_err = None;
-        for (id, r, seen_at) in results {
+        for Sampled { id, prev, answer } in cycle.sampled {
             let Some(entry) = self.inventory.get_mut(&id) else {
                 continue;
             };
-            match r {
-                Ok(None) => recheck.push(id),
-                Ok(Some(raw)) => {
-                    let (s, point) = stats::sample(&raw, entry.prev.as_ref(), seen_at);
-                    if s.is_empty() {
-                        // Stopped between list and stats: find out what it is now.
-                        entry.prev = None;
-                        entry.stats = None;
-                        recheck.push(id);
-                    } else {
-                        entry.prev = point;
-                        let s = Arc::new(s);
-                        let streams = &self.settings.streams;
-                        if streams.wants(Channel::ContainerStats) {
-                            streams.publish(
-                                Channel::ContainerStats,
-                                &self.spec.name,
-                                &self.spec.client,
-                                s.seen_at,
-                                Payload::Stats {
-                                    container_id: entry.meta.id.clone(),
-                                    container_name: entry.meta.name.clone(),
-                                    stats: crate::client::view_stats(&s),
-                                },
-                            );
-                        }
-                        entry.stats = Some(s);
-                    }
+            if entry.prev != prev {
+                // Reduced against a point this run no longer has (it restarted, or a first
+                // sample landed meanwhile): its rate would span the wrong interval.
+                continue;
+            }
+            match answer {
+                Answer::Gone => recheck.push(id),
+                Answer::Empty => {
+                    // Stopped between list and stats: find out what it is now.
+                    entry.prev = None;
+                    entry.stats = None;
+                    recheck.push(id);
                 }
-                Err(e) if e.status == Some(404) => recheck.push(id),
-                Err(e) => {
+                Answer::Sample(s, point) => {
+                    entry.prev = point;
+                    let streams = &self.settings.streams;
+                    if streams.wants(Channel::ContainerStats) {
+                        streams.publish(
+                            Channel::ContainerStats,
+                            &self.spec.name,
+                            &self.spec.client,
+                            s.seen_at,
+                            Payload::Stats {
+                                container_id: entry.meta.id.clone(),
+                                container_name: entry.meta.name.clone(),
+                                stats: crate::client::view_stats(&s),
+                            },
+                        );
+                    }
+                    entry.stats = Some(s);
+                }
+                Answer::Failed(e) => {
                     tracing::debug!(host = %self.spec.name, container = %id, error = %e, "stats failed");
                     ok = false;
-                    if e.kind.is_host_down() {
-                        host_errors += 1;
-                    }
                     last_err = Some(e);
                 }
             }
         }
-        if host_errors > 0 && host_errors == total {
-            conn.ping().await?;
+        if let Some(e) = cycle.down {
+            return Err(e);
         }
         if let Some(e) = last_err {
             self.status.set_error(Some(e));
@@ -901,7 +962,7 @@ impl Collector {
         &mut self,
         conn: &Arc<Connection>,
         ev: &EventMessage,
-        first_samples: &mut JoinSet<Vec<StatsResult>>,
+        first_samples: &mut JoinSet<Cycle>,
     ) -> Result<bool, DockerError> {
         if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
             return Ok(false);
@@ -929,11 +990,15 @@ impl Collector {
                     // at the next tick: a loaded daemon can take a while to answer stats
                     // (Docker 20.10 takes a second even one-shot), so it is taken on its own
                     // task and events keep flowing meanwhile.
-                    self.publish(Duration::ZERO, true);
-                    let cgroup = self.inventory.get(&id).and_then(|e| e.cgroup.clone());
+                    self.publish(None, true);
+                    let (cgroup, prev) = self
+                        .inventory
+                        .get(&id)
+                        .map(|e| (e.cgroup.clone(), e.prev))
+                        .unwrap_or_default();
                     first_samples.spawn(sample_task(
                         conn.clone(),
-                        vec![(id, cgroup)],
+                        vec![Target { id, cgroup, prev }],
                         1,
                         self.settings.cgroup.clone(),
                     ));
@@ -944,7 +1009,12 @@ impl Collector {
         }
     }
 
-    fn publish(&mut self, took: Duration, success: bool) {
+    /// Publishes the inventory as the host's snapshot. `took` is a full cycle's duration;
+    /// None (an event changed something between cycles) repeats the last cycle's.
+    fn publish(&mut self, took: Option<Duration>, success: bool) {
+        if let Some(took) = took {
+            self.last_cycle = took;
+        }
         if self.healthy.is_some_and(|h| h != success) {
             let detail = if success {
                 "healthy".to_string()
@@ -1001,7 +1071,7 @@ impl Collector {
             containers,
             container_counts: counts,
             built_at: SystemTime::now(),
-            collection_duration: took,
+            collection_duration: self.last_cycle,
             collection_success: success,
             events: self.events.clone(),
             stats_sources,
@@ -1016,53 +1086,122 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// A container to sample, with its cgroup files when they can be read here.
-type Target = (String, Option<Arc<CgroupPaths>>);
-
 /// One cycle's samples: cgroup files read in one blocking batch, then Docker's one-shot
 /// stats, `concurrency` at a time, for the others and for any whose files vanished (it
-/// stopped meanwhile: the API answer says so the usual way).
+/// stopped meanwhile: the API answer says so the usual way). Each answer is reduced to a
+/// [`Sample`] as it arrives.
 async fn sample_task(
     conn: Arc<Connection>,
     targets: Vec<Target>,
     concurrency: usize,
     reader: Option<Arc<CgroupReader>>,
-) -> Vec<StatsResult> {
+) -> Cycle {
     let (files, mut api): (Vec<Target>, Vec<Target>) =
-        targets.into_iter().partition(|(_, p)| p.is_some());
-    let mut out = Vec::with_capacity(files.len() + api.len());
+        targets.into_iter().partition(|t| t.cgroup.is_some());
+    let mut cycle = Cycle {
+        sampled: Vec::with_capacity(files.len() + api.len()),
+        down: None,
+    };
     if let (Some(reader), false) = (reader, files.is_empty()) {
         let read = tokio::task::spawn_blocking(move || {
-            let results = reader.read_many(files.iter().filter_map(|(_, p)| p.as_deref()));
-            (files, results, SystemTime::now())
+            let seen_at = SystemTime::now();
+            reader.read_many(
+                files,
+                |t| t.cgroup.as_deref(),
+                |t, r| match r {
+                    Ok(raw) => Ok(Sampled {
+                        answer: Answer::reduce(Ok(Some(raw)), t.prev.as_ref(), seen_at),
+                        id: t.id,
+                        prev: t.prev,
+                    }),
+                    Err(_) => Err(t),
+                },
+            )
         })
         .await;
         match read {
-            Ok((files, results, seen_at)) => {
-                for ((id, _), r) in files.into_iter().zip(results) {
+            Ok(read) => {
+                for r in read {
                     match r {
-                        Ok(stats) => out.push((id, Ok(Some(stats)), seen_at)),
-                        Err(_) => api.push((id, None)),
+                        Ok(s) => cycle.sampled.push(s),
+                        Err(t) => api.push(t),
                     }
                 }
             }
             Err(e) => tracing::error!(error = %e, "cgroup read task failed"),
         }
     }
-    let ids = api.into_iter().map(|(id, _)| id);
-    let from_api: Vec<StatsResult> = stream::iter(ids)
-        .map(|id| {
+    // Every container read from files: no call has shown the daemon is still answering.
+    let ping = api.is_empty();
+    let down = call_each(
+        &conn,
+        api,
+        concurrency,
+        |t| {
             let conn = conn.clone();
             async move {
-                let r = conn.stats(&id).await;
-                (id, r, SystemTime::now())
+                let r = conn.stats(&t.id).await;
+                Sampled {
+                    answer: Answer::reduce(r, t.prev.as_ref(), SystemTime::now()),
+                    id: t.id,
+                    prev: t.prev,
+                }
             }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    out.extend(from_api);
-    out
+        },
+        |s| s.answer.host_down(),
+        |s| cycle.sampled.push(s),
+    )
+    .await;
+    cycle.down = match down {
+        Ok(()) if ping => conn.ping().await.err(),
+        r => r.err(),
+    };
+    cycle
+}
+
+/// Runs `call` on every item, at most `concurrency` at a time, and hands each result to
+/// `each` as it arrives. After a call fails as if the host were down (timeout, refused
+/// connection), no new call starts until one in flight succeeds; when none does, one ping
+/// decides. A daemon that hangs mid-cycle is so found within one timeout plus a ping,
+/// instead of a timeout per `concurrency` containers (minutes for a few hundred); a daemon
+/// that answers the ping was only slow for those calls, and the rest go ahead. Err is the
+/// failed ping: the host is down.
+async fn call_each<I, O, Fut>(
+    conn: &Connection,
+    items: impl IntoIterator<Item = I>,
+    concurrency: usize,
+    call: impl Fn(I) -> Fut,
+    host_down: impl Fn(&O) -> bool,
+    mut each: impl FnMut(O),
+) -> Result<(), DockerError>
+where
+    Fut: Future<Output = O>,
+{
+    let limit = concurrency.max(1);
+    let mut items = items.into_iter();
+    let mut running = FuturesUnordered::new();
+    // Host-down failures since the last success.
+    let mut failing = 0usize;
+    loop {
+        while failing == 0 && running.len() < limit {
+            let Some(item) = items.next() else { break };
+            running.push(call(item));
+        }
+        let Some(out) = running.next().await else {
+            break;
+        };
+        if host_down(&out) {
+            failing += 1;
+        } else {
+            failing = 0;
+        }
+        each(out);
+        if failing > 0 && running.is_empty() {
+            conn.ping().await?;
+            failing = 0;
+        }
+    }
+    Ok(())
 }
 
 fn host_info(conn: &Connection, info: Option<&bollard::models::SystemInfo>) -> HostInfo {

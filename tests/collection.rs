@@ -255,11 +255,17 @@ fn a_new_container_appears_within_a_second_and_a_removed_one_vanishes() {
     );
 
     // Its first sample is taken on the start event too, not at the next 5 s tick.
-    exp.wait_for(Duration::from_secs(4), "first CPU sample", |s| {
+    let s = exp.wait_for(Duration::from_secs(4), "first CPU sample", |s| {
         s.value("container_cpu_usage_seconds_total", &[("name", &c.name)])
             .is_some()
     });
     eprintln!("first sample {:.3} s after its start", now() - started);
+    // Publishing between ticks keeps the last full cycle's duration (it once read 0 under
+    // churn).
+    let took = s
+        .value("dockstat_collection_duration_seconds", &[("host", "a")])
+        .expect("collection duration");
+    assert!(took > 0.0, "collection duration after an event: {took}");
 
     c.remove();
     let removed = now();

@@ -1,13 +1,27 @@
 //! Host failures against real daemons: daemon B killed and restarted, TLS with the wrong CA,
-//! a missing socket, a host that accepts connections and never answers. A failing host is
-//! reported as such and never holds up the others or a scrape.
+//! a missing socket, a host that accepts connections and never answers, a host that stops
+//! answering in the middle of a run. A failing host is reported as such and never holds up
+//! the others or a scrape.
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 
 use std::net::TcpListener;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
+use proxy::Proxy;
+
+/// Held by the tests that use daemon B: one of them stops it.
+static DAEMON_B: Mutex<()> = Mutex::new(());
+
+fn daemon_b() -> MutexGuard<'static, ()> {
+    DAEMON_B
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Brings daemon B back even when the test fails half-way.
 struct RestartB;
@@ -20,6 +34,7 @@ impl Drop for RestartB {
 
 #[test]
 fn killing_daemon_b_marks_it_down_while_a_keeps_advancing_and_b_recovers() {
+    let _b_is_ours = daemon_b();
     let a = Docker::a();
     let _b = Docker::b();
     let busy = a.start("failover", &["--cpus", "0.1"], "while true; do :; done");
@@ -186,4 +201,77 @@ fn tls_wrong_ca_missing_socket_and_hung_host_are_classified_and_isolated() {
         "c kept advancing: {before} -> {}",
         seen(&s)
     );
+}
+
+/// A daemon that stops answering in the middle of a run (connections stay open, nothing comes
+/// back) is marked down within about one request deadline and a ping, whichever source the
+/// stats come from: not after a deadline per running container (the API source sampling one
+/// at a time would take 10 × 2 s here), nor only at the next re-list (the cgroup source makes
+/// no stats calls at all). Thawed, it comes back.
+#[test]
+fn host_that_hangs_mid_run_is_marked_down_within_a_deadline_and_a_ping() {
+    let _b_is_ours = daemon_b();
+    let e = env();
+    let b = Docker::b();
+    let running: Vec<Container> = (0..10)
+        .map(|i| b.start(&format!("hang{i}"), &[], "sleep 600"))
+        .collect();
+    let proxy = Proxy::start(&e.b_tcp);
+    let cfg = |source: &str| {
+        format!(
+            "monitoring:\n  interval: 1s\n  request_timeout: 2s\n  stats_concurrency: 1\n\
+             \x20 stats_source: {source}\n  retry_delay: 1s\n  retry_max_delay: 2s\n\
+             clients:\n  - name: lab\n    hosts:\n      - name: b\n        address: tcp://127.0.0.1:{}\n",
+            proxy.port
+        )
+    };
+    let exporters = [
+        ("api", Exporter::start("hang-api", &cfg("api"))),
+        ("auto", Exporter::start("hang-auto", &cfg("auto"))),
+    ];
+    let up = |s: &Scrape| s.value("dockstat_host_up", &[("host", "b")]);
+    let sampled = |s: &Scrape| {
+        running.iter().all(|c| {
+            s.value("container_cpu_usage_seconds_total", &[("name", &c.name)])
+                .is_some()
+        })
+    };
+    for (source, exp) in &exporters {
+        let s = exp.wait_for(Duration::from_secs(30), "all ten sampled", |s| {
+            up(s) == Some(1.0) && sampled(s)
+        });
+        let want = if *source == "api" { "api" } else { "cgroup" };
+        assert_eq!(
+            s.value("dockstat_stats_source_containers", &[("source", want)]),
+            Some(10.0),
+            "{source}: all ten from {want}"
+        );
+    }
+
+    proxy.freeze();
+    let frozen = Instant::now();
+    let mut down_after = Vec::new();
+    for (source, exp) in &exporters {
+        exp.wait_for(Duration::from_secs(30), "host b down while frozen", |s| {
+            up(s) == Some(0.0)
+        });
+        let took = frozen.elapsed();
+        eprintln!("stats_source {source}: down {took:?} after the freeze");
+        down_after.push((source, took));
+    }
+    for (source, took) in down_after {
+        // At most: the next tick (1 s), one deadline (2 s), the ping's deadline (2 s).
+        assert!(
+            took <= Duration::from_secs(8),
+            "stats_source {source}: marked down only {took:?} after the daemon hung"
+        );
+    }
+
+    proxy.thaw();
+    for (source, exp) in &exporters {
+        exp.wait_for(Duration::from_secs(20), "host b back after the thaw", |s| {
+            up(s) == Some(1.0) && sampled(s)
+        });
+        eprintln!("stats_source {source}: back up");
+    }
 }

@@ -1,0 +1,155 @@
+//! A TCP forwarder in front of a real daemon, for faults the daemon itself cannot be made to
+//! show on demand: a cut link (connections refused and reset) and a hang (connections stay
+//! open and nothing comes back).
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A TCP forwarder to `upstream` that can be cut (listener closed, every forwarded
+/// connection shut down) and restored on the same port, or frozen (everything accepted and
+/// held, nothing forwarded either way) and thawed.
+pub struct Proxy {
+    pub port: u16,
+    shared: Arc<ProxyShared>,
+}
+
+struct ProxyShared {
+    cut: AtomicBool,
+    frozen: AtomicBool,
+    listening: AtomicBool,
+    stop: AtomicBool,
+    conns: Mutex<Vec<TcpStream>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(ProxyShared {
+            cut: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+        });
+        let (sh, upstream) = (shared.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            let mut listener = Some(listener);
+            while !sh.stop.load(Ordering::SeqCst) {
+                if sh.cut.load(Ordering::SeqCst) {
+                    listener = None;
+                    sh.listening.store(false, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                if listener.is_none() {
+                    // Restored: listen on the same port again.
+                    match TcpListener::bind(("127.0.0.1", port)) {
+                        Ok(l) => listener = Some(l),
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                    }
+                }
+                let Some(l) = &listener else { continue };
+                l.set_nonblocking(true).expect("nonblocking");
+                sh.listening.store(true, Ordering::SeqCst);
+                match l.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).expect("blocking");
+                        let Ok(server) = TcpStream::connect(&upstream) else {
+                            continue;
+                        };
+                        let mut conns = sh.conns.lock().expect("lock");
+                        if sh.cut.load(Ordering::SeqCst) {
+                            continue; // dropped: closed
+                        }
+                        conns.push(client.try_clone().expect("clone"));
+                        conns.push(server.try_clone().expect("clone"));
+                        drop(conns);
+                        pump(
+                            client.try_clone().expect("clone"),
+                            server.try_clone().expect("clone"),
+                            sh.clone(),
+                        );
+                        pump(server, client, sh.clone());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let p = Proxy { port, shared };
+        p.wait_listening(true);
+        p
+    }
+
+    fn wait_listening(&self, want: bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.listening.load(Ordering::SeqCst) != want {
+            assert!(Instant::now() < deadline, "proxy listening != {want}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Closes the listener (connections are refused) and every forwarded connection.
+    pub fn cut(&self) {
+        self.shared.cut.store(true, Ordering::SeqCst);
+        self.wait_listening(false);
+        let mut conns = self.shared.conns.lock().expect("lock");
+        for c in conns.drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.shared.cut.store(false, Ordering::SeqCst);
+        self.wait_listening(true);
+    }
+
+    /// From now on nothing is forwarded, on open connections or new ones, which are still
+    /// accepted: a daemon that hangs.
+    pub fn freeze(&self) {
+        self.shared.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards again what was held and what comes next.
+    pub fn thaw(&self) {
+        self.shared.frozen.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.thaw();
+        self.cut();
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` on a thread, holding each read while frozen; shuts `to` down for
+/// writing at the end.
+fn pump(mut from: TcpStream, mut to: TcpStream, sh: Arc<ProxyShared>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    while sh.frozen.load(Ordering::SeqCst) && !sh.stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
