@@ -23,8 +23,8 @@
 #     The simulator's CPU and the whole machine's (/proc/stat, all CPUs) are shown beside
 #     it: the machine may be shared, and a busy machine inflates CPU time per operation.
 #  2. K sequential scrapes of /metrics with curl (time_total: request to last byte, as a
-#     scraper sees it; time_starttransfer: until the first byte, i.e. the rendering, as the
-#     body is rendered whole before it is sent): p50, p99, max, body size; CPU over the
+#     scraper sees it; time_starttransfer: until the first byte; the body is streamed as
+#     it is rendered, in 256 KiB chunks): p50, p99, max, body size; CPU over the
 #     whole scrape phase, RSS
 #     after each scrape, peak RSS (VmHWM) at the end, and the same self-metrics from every
 #     scrape.

@@ -96,6 +96,54 @@ impl Exposition {
         ));
         render_reading(&reading, format, out)
     }
+
+    /// Renders everything in chunks of about [`CHUNK`] bytes, each handed to `send` as soon
+    /// as it is full: what `/metrics` does, so the answer starts at once and is never held
+    /// whole. `send` returning false (the scraper left) stops the rendering with an error.
+    pub fn render_chunked(&self, format: Format, send: impl FnMut(String) -> bool) -> fmt::Result {
+        let mut out = Chunked {
+            buf: String::with_capacity(CHUNK + 1024),
+            send,
+        };
+        self.render(format, &mut out)?;
+        out.flush()
+    }
+}
+
+/// Size of the pieces `/metrics` is sent in: large enough that handing one over (a wake-up,
+/// a `writev`) is rare, small enough that a scrape holds little. Each is freed once written,
+/// so the allocator hands the same memory to the next one: an exposition of 10,000 containers
+/// (~60 MB) built as one string spent two thirds of its render time in page faults.
+pub const CHUNK: usize = 256 * 1024;
+
+/// A [`fmt::Write`] that passes its text on in [`CHUNK`]-sized pieces.
+struct Chunked<F> {
+    buf: String,
+    send: F,
+}
+
+impl<F: FnMut(String) -> bool> Chunked<F> {
+    fn flush(&mut self) -> fmt::Result {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 1024));
+        if (self.send)(full) {
+            Ok(())
+        } else {
+            Err(fmt::Error)
+        }
+    }
+}
+
+impl<F: FnMut(String) -> bool> fmt::Write for Chunked<F> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether a family is rendered by [`TextSink`]: container-scoped families, whose series
