@@ -17,8 +17,10 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use crate::config::{Address, Endpoint};
+use crate::config::Endpoint;
 use crate::instruments::{ApiCall, HostInstruments};
+
+mod transport;
 
 /// What went wrong talking to a host, in the terms an operator acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -234,27 +236,10 @@ impl Connection {
         // bollard's own deadline only covers the response head and is whole seconds; ours
         // (below, on every call) covers the body too, so bollard's is set just beyond it.
         let secs = timeout.as_secs() + 1;
-        let version = bollard::API_DEFAULT_VERSION;
-        let built = match (&endpoint.address, &endpoint.tls) {
-            (Address::Unix(path), _) => {
-                Docker::connect_with_unix(&path.to_string_lossy(), secs, version)
-            }
-            (addr @ Address::Tcp { .. }, None) => {
-                Docker::connect_with_http(&addr.to_string(), secs, version)
-            }
-            (addr @ Address::Tcp { .. }, Some(tls)) => Docker::connect_with_ssl(
-                &addr.to_string(),
-                &tls.key,
-                &tls.cert,
-                &tls.ca,
-                secs,
-                version,
-            ),
-        };
-        let docker = match built {
+        let docker = match transport::connect(endpoint, timeout, secs, bollard::API_DEFAULT_VERSION)
+        {
             Ok(d) => d,
-            Err(e) => {
-                let err = DockerError::classify(&e);
+            Err(err) => {
                 instruments.count_error(err.kind.as_str(), err.status);
                 return Err(err);
             }

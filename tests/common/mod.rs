@@ -182,9 +182,20 @@ pub struct Exporter {
     pub log: PathBuf,
 }
 
+/// A port free now and never handed out before in this process: the kernel may give the
+/// same ephemeral port to two quick binds in a row (it once gave one exporter the same
+/// metrics and admin port).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
