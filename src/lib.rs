@@ -9,7 +9,8 @@
 //!   time (source `api`).
 //! - [`pool`]: assigns hosts to workers; each host's collector is its own task.
 //! - [`collect`]: per host, the events stream, re-lists and one-shot stats sampling.
-//! - [`docker`]: bollard connections with deadlines, timing and classified errors.
+//! - [`docker`]: bollard connections (pooled, reused across calls) with deadlines, timing and
+//!   classified errors.
 //! - [`stats`]: Docker stats answers into figures (cgroup v1 and v2).
 //! - [`cgroup`]: the `cgroup` stats source: the same answers read from the kernel's files
 //!   for containers on this machine, at no cost to dockerd.
@@ -18,7 +19,7 @@
 //! - [`streams`]: live channels (events, host changes, stats) with resume and lag notices.
 //! - [`metrics`]: the metric family table and the `/metrics` renderer.
 //! - [`otlp`]: pushes the same families over OTLP (gRPC or HTTP) on an interval.
-//! - [`http`]: the metrics listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`http`]: the metrics listener (`/metrics` streamed as rendered, `/healthz`, `/readyz`).
 //! - [`api`]: the admin API (`/api/v1`) on its own listener: tokens, roles, audit, OpenAPI.
 //! - [`serve`]: runs a listener over HTTP or TLS with a bounded graceful shutdown.
 //! - [`client`]: [`DockerClient`], the library API over all of the above.
