@@ -272,7 +272,7 @@ pub async fn run(cfg: Validated) -> ExitCode {
     let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
     let metrics = tokio::spawn(crate::serve::serve(
         metrics_listener,
-        crate::http::router(client.clone()),
+        crate::http::router(client.clone(), cfg.config.metrics.gzip),
         tls.clone(),
         stop.clone(),
     ));

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tower_http::CompressionLevel;
+use tower_http::compression::CompressionLayer;
 
 use crate::DockerClient;
 use crate::metrics::{Exposition, Format};
@@ -29,15 +31,23 @@ const CHUNKS_AHEAD: usize = 4;
 /// How long the renderer waits for a scraper to take the next chunk before giving up on it.
 const SEND_DEADLINE: Duration = Duration::from_secs(30);
 
-/// The router of the metrics listener.
-pub fn router(client: DockerClient) -> Router {
+/// The router of the metrics listener; `gzip` compresses `/metrics` for scrapers that
+/// accept it (`metrics.gzip`).
+pub fn router(client: DockerClient, gzip: bool) -> Router {
     let state = Arc::new(AppState {
         exposition: Arc::new(client.exposition()),
         client,
     });
+    let scrape = if gzip {
+        // Fastest level: most of the size gain (the text is very repetitive) for the least
+        // CPU; chunks are compressed as they stream.
+        get(metrics).layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
+    } else {
+        get(metrics)
+    };
     Router::new()
         .route("/", get(index))
-        .route("/metrics", get(metrics))
+        .route("/metrics", scrape)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)

@@ -383,3 +383,79 @@ fn promtool_accepts_a_real_scrape_and_openmetrics_is_served() {
         "{head}"
     );
 }
+
+/// `curl` against a running exporter: (headers, body as `curl` saved it).
+fn curl_metrics(exp: &Exporter, extra: &[&str]) -> (String, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-D", "-", "-o", "-"])
+        .args(extra)
+        .arg(format!("http://127.0.0.1:{}/metrics", exp.port))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    (
+        String::from_utf8_lossy(&out.stdout[..at]).to_lowercase(),
+        out.stdout[at + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn metrics_are_gzipped_for_scrapers_that_accept_it_unless_switched_off() {
+    let d = Docker::a();
+    let c = d.start("gzip", &[], "sleep 600");
+    let sampled = |s: &Scrape| {
+        s.value("container_cpu_usage_seconds_total", &[("name", &c.name)])
+            .is_some()
+    };
+    let on = Exporter::start("gzip-on", &config_a("1s"));
+    on.wait_for(Duration::from_secs(15), "the container sampled", sampled);
+
+    // Asked for gzip: gzip comes back, and it decodes to the same exposition.
+    let (head, body) = curl_metrics(&on, &["-H", "Accept-Encoding: gzip"]);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+        .expect("a valid gzip stream");
+    let s = Scrape::parse(&text);
+    assert!(sampled(&s), "decoded scrape has the container");
+    assert!(text.contains("# TYPE container_cpu_usage_seconds_total counter"));
+    let plain = on.scrape().text.len();
+    eprintln!(
+        "gzip: {} bytes for {} ({plain} plain)",
+        body.len(),
+        text.len()
+    );
+    assert!(
+        body.len() * 3 < text.len(),
+        "gzip {} bytes for {} of text",
+        body.len(),
+        text.len()
+    );
+    // Not asked: plain text.
+    let (head, body) = curl_metrics(&on, &[]);
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(sampled(&Scrape::parse(
+        &String::from_utf8(body).expect("utf-8")
+    )));
+
+    // Switched off: plain text even when asked.
+    let off = Exporter::start(
+        "gzip-off",
+        &format!("{}metrics:\n  gzip: false\n", config_a("1s")),
+    );
+    off.wait_for(Duration::from_secs(15), "the container sampled", sampled);
+    let (head, body) = curl_metrics(&off, &["-H", "Accept-Encoding: gzip"]);
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(sampled(&Scrape::parse(
+        &String::from_utf8(body).expect("utf-8")
+    )));
+}

@@ -229,13 +229,27 @@ pub struct DatabaseConfig {
 }
 
 /// Metric output settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Docker label keys copied onto container series as `container_label_<key>` (key with
     /// every character outside `[a-zA-Z0-9_]` replaced by `_`). Empty by default: every label
     /// is a new series dimension, so cardinality is your choice.
     pub label_allowlist: Vec<String>,
+    /// Compress `/metrics` with gzip (fastest level) when the scraper accepts it, as
+    /// Prometheus always does. Default true: the text shrinks about tenfold on the wire.
+    /// Set false when Prometheus scrapes over loopback or a fast local link and the
+    /// exporter's CPU matters more (gzip costs roughly as much as rendering).
+    pub gzip: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            label_allowlist: Vec::new(),
+            gzip: true,
+        }
+    }
 }
 
 /// A named group of hosts (the seed library's `registerClient`).
