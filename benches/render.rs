@@ -13,14 +13,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use dockstat_exporter::fixtures::publish_fleet;
+use dockstat_exporter::fixtures::{publish_fleet, recorded_sample};
 use dockstat_exporter::instruments::Instruments;
 use dockstat_exporter::metrics::{Exposition, Format, PoolFigures, PoolSource, Reading};
 use dockstat_exporter::otlp::RequestBuilder;
 use dockstat_exporter::snapshot::SnapshotStore;
-use dockstat_exporter::stats::{self, BlkioCounters};
 use prost::Message as _;
 
 /// Counts bytes allocated, to report what one render allocates.
@@ -69,21 +68,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/stats-cgroup-v1-oneshot.json"
-    );
-    let raw =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("decodes");
-    let (mut sample, _) = stats::sample(&raw, None, SystemTime::now());
-    sample.cpu_percent = Some(12.5);
-    sample.blkio.insert(
-        "8:0".into(),
-        BlkioCounters {
-            read_bytes: 1 << 20,
-            write_bytes: 1 << 24,
-        },
-    );
+    let sample = recorded_sample().expect("recorded stats fixture");
 
     println!(
         "| containers | hosts | series | body | format | chunked median | p90 | p99 | max | whole-string median | p99 | chunked : whole | allocated per chunked scrape | runs |"

@@ -184,17 +184,14 @@ impl CgroupReader {
     pub fn read_many<I, T>(
         &self,
         items: impl IntoIterator<Item = I>,
-        paths: impl Fn(&I) -> Option<&CgroupPaths>,
+        paths: impl Fn(&I) -> &CgroupPaths,
         mut reduce: impl FnMut(I, io::Result<ContainerStatsResponse>) -> T,
     ) -> Vec<T> {
         let host = self.host_cpu();
         items
             .into_iter()
             .map(|item| {
-                let answer = match paths(&item) {
-                    Some(p) => self.read_one(p, host),
-                    None => Err(io::Error::new(io::ErrorKind::NotFound, "no cgroup files")),
-                };
+                let answer = self.read_one(paths(&item), host);
                 reduce(item, answer)
             })
             .collect()

@@ -1096,19 +1096,24 @@ async fn sample_task(
     concurrency: usize,
     reader: Option<Arc<CgroupReader>>,
 ) -> Cycle {
-    let (files, mut api): (Vec<Target>, Vec<Target>) =
-        targets.into_iter().partition(|t| t.cgroup.is_some());
     let mut cycle = Cycle {
-        sampled: Vec::with_capacity(files.len() + api.len()),
+        sampled: Vec::with_capacity(targets.len()),
         down: None,
     };
+    let (mut files, mut api) = (Vec::new(), Vec::new());
+    for t in targets {
+        match (&reader, t.cgroup.clone()) {
+            (Some(_), Some(paths)) => files.push((paths, t)),
+            _ => api.push(t),
+        }
+    }
     if let (Some(reader), false) = (reader, files.is_empty()) {
         let read = tokio::task::spawn_blocking(move || {
             let seen_at = SystemTime::now();
             reader.read_many(
                 files,
-                |t| t.cgroup.as_deref(),
-                |t, r| match r {
+                |(paths, _)| paths,
+                |(_, t), r| match r {
                     Ok(raw) => Ok(Sampled {
                         answer: Answer::reduce(Ok(Some(raw)), t.prev.as_ref(), seen_at),
                         id: t.id,

@@ -233,11 +233,7 @@ impl Connection {
         timeout: Duration,
         instruments: Arc<HostInstruments>,
     ) -> Result<Connection, DockerError> {
-        // bollard's own deadline only covers the response head and is whole seconds; ours
-        // (below, on every call) covers the body too, so bollard's is set just beyond it.
-        let secs = timeout.as_secs() + 1;
-        let docker = match transport::connect(endpoint, timeout, secs, bollard::API_DEFAULT_VERSION)
-        {
+        let docker = match transport::connect(endpoint, timeout, bollard::API_DEFAULT_VERSION) {
             Ok(d) => d,
             Err(err) => {
                 instruments.count_error(err.kind.as_str(), err.status);

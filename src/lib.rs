@@ -22,6 +22,7 @@
 //! - [`http`]: the metrics listener (`/metrics` streamed as rendered, `/healthz`, `/readyz`).
 //! - [`api`]: the admin API (`/api/v1`) on its own listener: tokens, roles, audit, OpenAPI.
 //! - [`serve`]: runs a listener over HTTP or TLS with a bounded graceful shutdown.
+//! - [`tls`]: PEM files into rustls client configurations (Docker hosts, OTLP).
 //! - [`client`]: [`DockerClient`], the library API over all of the above.
 //! - [`cli`]: command line, logging, process lifetime.
 //! - [`process`]: the exporter's own CPU and memory from `/proc/self`.
@@ -46,6 +47,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod store;
 pub mod streams;
+pub mod tls;
 
 pub use client::DockerClient;
 

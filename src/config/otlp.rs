@@ -449,9 +449,6 @@ fn tls_config(
     base: &Path,
     problems: &mut Vec<Problem>,
 ) -> Option<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
     let file_tls = cfg.tls.clone().unwrap_or_default();
     // (value, where to report): the file's key, else the environment variable.
     let pick = |key: &str, file: &Option<String>, var: &str| -> Option<(String, Vec<PathSeg>)> {
@@ -477,33 +474,20 @@ fn tls_config(
 
     let mut roots = rustls::RootCertStore::empty();
     match ca {
-        Some(Some((p, path))) => {
-            let certs: Result<Vec<CertificateDer>, _> =
-                CertificateDer::pem_file_iter(&p).and_then(|i| i.collect());
-            match certs {
-                Ok(certs) if !certs.is_empty() => {
-                    let (_, bad) = roots.add_parsable_certificates(certs);
-                    if bad > 0 || roots.is_empty() {
-                        problems.push(Problem::new(
-                            path,
-                            format!("`{}` holds no usable CA certificate", p.display()),
-                        ));
-                        ok = false;
-                    }
-                }
-                Ok(_) => {
-                    problems.push(Problem::new(
-                        path,
-                        format!("`{}` holds no PEM certificate", p.display()),
-                    ));
-                    ok = false;
-                }
-                Err(e) => {
-                    problems.push(Problem::new(path, format!("`{}`: {e}", p.display())));
-                    ok = false;
-                }
+        Some(Some((p, path))) => match crate::tls::roots(&p) {
+            Ok((found, 0)) => roots = found,
+            Ok(_) => {
+                problems.push(Problem::new(
+                    path,
+                    format!("`{}` holds no usable CA certificate", p.display()),
+                ));
+                ok = false;
             }
-        }
+            Err(e) => {
+                problems.push(Problem::new(path, e));
+                ok = false;
+            }
+        },
         Some(None) => ok = false,
         None => {
             // The system's roots; unreadable ones are skipped, as every TLS client does.
@@ -512,10 +496,7 @@ fn tls_config(
         }
     }
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
+    let builder = match crate::tls::client_builder() {
         Ok(b) => b.with_root_certificates(roots),
         Err(e) => {
             problems.push(Problem::new(at(&["tls"]), format!("TLS set-up: {e}")));
@@ -525,31 +506,23 @@ fn tls_config(
     let config = match (cert, key) {
         (None, None) => Some(builder.with_no_client_auth()),
         (Some(Some((cert, cpath))), Some(Some((key, kpath)))) => {
-            let chain: Result<Vec<CertificateDer>, _> =
-                CertificateDer::pem_file_iter(&cert).and_then(|i| i.collect());
-            match (chain, PrivateKeyDer::from_pem_file(&key)) {
-                (Ok(chain), Ok(k)) if !chain.is_empty() => {
-                    match builder.with_client_auth_cert(chain, k) {
-                        Ok(c) => Some(c),
-                        Err(e) => {
-                            problems.push(Problem::new(kpath, format!("client key: {e}")));
-                            None
-                        }
+            match (
+                crate::tls::certificates(&cert),
+                crate::tls::private_key(&key),
+            ) {
+                (Ok(chain), Ok(k)) => match builder.with_client_auth_cert(chain, k) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        problems.push(Problem::new(kpath, format!("client key: {e}")));
+                        None
                     }
-                }
-                (Ok(_), Ok(_)) => {
-                    problems.push(Problem::new(
-                        cpath,
-                        format!("`{}` holds no PEM certificate", cert.display()),
-                    ));
-                    None
-                }
+                },
                 (Err(e), _) => {
-                    problems.push(Problem::new(cpath, format!("`{}`: {e}", cert.display())));
+                    problems.push(Problem::new(cpath, e));
                     None
                 }
                 (_, Err(e)) => {
-                    problems.push(Problem::new(kpath, format!("`{}`: {e}", key.display())));
+                    problems.push(Problem::new(kpath, e));
                     None
                 }
             }

@@ -37,14 +37,16 @@ type RequestBody = Either<
 /// cycle finds the previous cycle's connections.
 const IDLE: Duration = Duration::from_secs(90);
 
-/// A bollard client for `endpoint` over a pooled connection. `timeout` bounds connecting;
-/// `secs` is bollard's own deadline for a response head.
+/// A bollard client for `endpoint` over a pooled connection; `timeout` bounds connecting and
+/// is the request deadline the caller enforces on every call.
 pub fn connect(
     endpoint: &Endpoint,
     timeout: Duration,
-    secs: u64,
     version: &ClientVersion,
 ) -> Result<Docker, DockerError> {
+    // bollard's own deadline only covers the response head and is whole seconds; the
+    // caller's (on every call) covers the body too, so bollard's is set just beyond it.
+    let secs = timeout.as_secs() + 1;
     let built = match (&endpoint.address, &endpoint.tls) {
         (Address::Unix(path), _) => {
             // What bollard checks too: a clear "no such socket" rather than a connect error.
@@ -139,34 +141,14 @@ where
 /// The client side of mutual TLS: the CA that signed the daemon's certificate, and our
 /// certificate and key. Read at each connect, so renewed files are picked up on reconnect.
 fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, DockerError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let tls = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
-        DockerError::new(ErrorKind::Tls, format!("{what} {}: {e}", path.display()))
-    };
-    let certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, DockerError> {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| tls("cannot read certificates from", path, &e))?;
-        if certs.is_empty() {
-            return Err(tls("no certificate in", path, &"empty"));
-        }
-        Ok(certs)
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let (_, unusable) = roots.add_parsable_certificates(certs(&files.ca)?);
-    if roots.is_empty() {
-        return Err(tls("no usable CA certificate in", &files.ca, &unusable));
-    }
-    let chain = certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| tls("cannot read the private key from", &files.key, &e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls("TLS set-up for", &files.ca, &e))?
+    let tls = |message: String| DockerError::new(ErrorKind::Tls, message);
+    // Like bollard before: certificates of the bundle that cannot be used are skipped.
+    let (roots, _unusable) = crate::tls::roots(&files.ca).map_err(tls)?;
+    let chain = crate::tls::certificates(&files.cert).map_err(tls)?;
+    let key = crate::tls::private_key(&files.key).map_err(tls)?;
+    crate::tls::client_builder()
+        .map_err(|e| tls(format!("TLS set-up: {e}")))?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| tls("client certificate", &files.cert, &e))
+        .map_err(|e| tls(format!("client key {}: {e}", files.key.display())))
 }
