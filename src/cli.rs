@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::DockerClient;
 use crate::config::{Config, ConfigError, Validated};
+use crate::logging::{LogGuard, QueuedStderr};
+use crate::{errln, outln};
 
 /// Exit status for configuration errors.
 pub const EXIT_CONFIG: u8 = 2;
@@ -67,19 +69,23 @@ pub enum LogFormat {
     Json,
 }
 
-/// Sets up tracing to stderr.
-pub fn init_logging(format: LogFormat) {
+/// Sets up tracing to stderr through a queue that never blocks or panics (see
+/// [`crate::logging`]); keep the guard and flush it before exiting.
+pub fn init_logging(format: LogFormat) -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = QueuedStderr::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .log_internal_errors(false)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 /// Runs the parsed command to completion.
@@ -87,10 +93,10 @@ pub fn execute(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Metrics { markdown } => {
             if markdown {
-                print!("{}", crate::metrics::markdown_table());
+                crate::logging::out(format_args!("{}", crate::metrics::markdown_table()));
             } else {
                 for f in crate::metrics::FAMILIES {
-                    println!("{}", f.exposed_name());
+                    outln!("{}", f.exposed_name());
                 }
             }
             ExitCode::SUCCESS
@@ -103,7 +109,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::CheckConfig => match load(cli.config) {
             Ok(v) => {
                 let hosts: usize = v.clients.iter().map(|c| c.hosts.len()).sum();
-                println!(
+                outln!(
                     "{}: ok ({} client(s), {hosts} host(s))",
                     v.source.display(),
                     v.clients.len()
@@ -123,7 +129,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
+                    errln!("cannot start the async runtime: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -159,11 +165,11 @@ fn healthcheck(cfg: &Validated, timeout: Duration) -> ExitCode {
     match check() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("{addr}/healthz did not answer 200");
+            errln!("{addr}/healthz did not answer 200");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("{addr}/healthz: {e}");
+            errln!("{addr}/healthz: {e}");
             ExitCode::FAILURE
         }
     }
@@ -177,7 +183,7 @@ fn token(hash_stdin: bool) -> ExitCode {
     let token = if hash_stdin {
         let mut line = String::new();
         if let Err(e) = std::io::stdin().read_line(&mut line) {
-            eprintln!("cannot read the token from stdin: {e}");
+            errln!("cannot read the token from stdin: {e}");
             return ExitCode::FAILURE;
         }
         line.trim().to_string()
@@ -186,36 +192,36 @@ fn token(hash_stdin: bool) -> ExitCode {
         if let Err(e) = std::fs::File::open("/dev/urandom")
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))
         {
-            eprintln!("cannot read /dev/urandom: {e}");
+            errln!("cannot read /dev/urandom: {e}");
             return ExitCode::FAILURE;
         }
         hex(&raw)
     };
     if token.len() < 16 {
-        eprintln!("a token must be at least 16 characters");
+        errln!("a token must be at least 16 characters");
         return ExitCode::from(EXIT_CONFIG);
     }
     let digest = hex(&crate::config::token_hash(&token));
     if hash_stdin {
-        println!("{digest}");
+        outln!("{digest}");
     } else {
-        println!("token:  {token}");
-        println!("config: sha256: {digest}");
+        outln!("token:  {token}");
+        outln!("config: sha256: {digest}");
     }
     ExitCode::SUCCESS
 }
 
 fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
     let Some(path) = path else {
-        eprintln!("no configuration file: pass --config FILE or set DOCKSTAT_CONFIG");
+        errln!("no configuration file: pass --config FILE or set DOCKSTAT_CONFIG");
         return Err(ExitCode::from(EXIT_CONFIG));
     };
     Config::load(&path).map_err(|e| {
         match &e {
-            ConfigError::Read { .. } => eprintln!("{e}"),
+            ConfigError::Read { .. } => errln!("{e}"),
             ConfigError::Invalid(problems) => {
                 for p in problems {
-                    eprintln!("{p}");
+                    errln!("{p}");
                 }
             }
         }
@@ -284,8 +290,10 @@ pub async fn run(cfg: Validated) -> ExitCode {
     ));
     let signal = stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        let which = shutdown_signal().await;
+        // Stop first, log after: stopping must never depend on a log line being written.
         signal.cancel();
+        tracing::info!("{which}: shutting down");
     });
     // Either listener failing stops the process: half an exporter is worse than none.
     let mut failed = false;
@@ -318,7 +326,8 @@ pub async fn run(cfg: Validated) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT and says which.
+async fn shutdown_signal() -> &'static str {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -330,14 +339,14 @@ async fn shutdown_signal() {
             }
         }
     };
+    let int = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot watch SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
-        _ = term => tracing::info!("SIGTERM: shutting down"),
-        r = tokio::signal::ctrl_c() => match r {
-            Ok(()) => tracing::info!("SIGINT: shutting down"),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGINT");
-                std::future::pending::<()>().await;
-            }
-        },
+        _ = term => "SIGTERM",
+        _ = int => "SIGINT",
     }
 }

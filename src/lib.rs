@@ -24,7 +24,8 @@
 //! - [`serve`]: runs a listener over HTTP or TLS with a bounded graceful shutdown.
 //! - [`tls`]: PEM files into rustls client configurations (Docker hosts, OTLP).
 //! - [`client`]: [`DockerClient`], the library API over all of the above.
-//! - [`cli`]: command line, logging, process lifetime.
+//! - [`cli`]: command line, process lifetime.
+//! - [`logging`]: stderr logging that never blocks or panics.
 //! - [`process`]: the exporter's own CPU and memory from `/proc/self`.
 
 pub mod api;
@@ -38,6 +39,7 @@ pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod instruments;
+pub mod logging;
 pub mod metrics;
 pub mod otlp;
 pub mod pool;

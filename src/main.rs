@@ -7,6 +7,8 @@ use dockstat_exporter::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(cli.log_format);
-    cli::execute(cli)
+    let logs = cli::init_logging(cli.log_format);
+    let code = cli::execute(cli);
+    logs.flush(std::time::Duration::from_secs(1));
+    code
 }

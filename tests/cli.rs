@@ -286,3 +286,95 @@ fn healthcheck_follows_the_running_exporter() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `dockstat-exporter … 2>&1 | head -2`, then SIGTERM: the logger must neither panic nor
+/// block on the closed pipe, and the process stops cleanly. The same for a full pipe that
+/// nobody reads, and for `check-config` printing to a closed stdout.
+#[test]
+fn a_closed_or_stuck_stderr_does_not_stop_shutdown() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = temp_dir("closed-stderr");
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\ndatabase:\n  path: {}\n\
+             monitoring:\n  interval: 1s\n  retry_delay: 100ms\n  retry_max_delay: 200ms\n\
+             clients:\n  - name: gone\n    hosts:\n      - name: nosock\n        address: unix://{}\n",
+            dir.join("dockstat.db").display(),
+            dir.join("missing.sock").display()
+        ),
+    )
+    .expect("config");
+    for stuck in [false, true] {
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            // Trace level: many lines per scrape and retry, so the process keeps logging
+            // after the pipe closes, and fills it when nobody reads.
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr);
+        let mut line = String::new();
+        for _ in 0..2 {
+            line.clear();
+            lines.read_line(&mut line).expect("a log line");
+        }
+        // `head -2` exits: the read end closes. Or the reader stops reading, holding it open.
+        let held = if stuck {
+            Some(lines)
+        } else {
+            drop(lines);
+            None
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while http_get(port, "/healthz", None).map(|r| r.0).ok() != Some(200) {
+            assert!(std::time::Instant::now() < deadline, "not serving");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Keep it logging into the dead pipe for a while (retries every 100-200 ms), and
+        // check it still serves meanwhile.
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            let (status, _, _) = http_get(port, "/metrics", None).expect("scrape");
+            assert_eq!(status, 200);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("stuck={stuck}: no exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0), "stuck={stuck}");
+        drop(held);
+    }
+
+    // check-config into a closed stdout and stderr: exit 0 (valid), not a panic's 101.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} check-config --config {} >&- 2>&-; echo $?",
+            bin(),
+            config.display()
+        ))
+        .output()
+        .expect("sh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+}
