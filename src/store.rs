@@ -14,9 +14,19 @@ use serde::Serialize;
 
 use crate::config::{Address, Endpoint, TlsFiles, ValidClient};
 
+/// Rust run after a step's SQL, in the same transaction.
+type MigrationFn = fn(&rusqlite::Transaction) -> Result<(), StoreError>;
+
+/// One schema step: SQL, then (optionally) Rust for what SQL alone cannot do.
+struct Migration {
+    sql: &'static str,
+    then: Option<MigrationFn>,
+}
+
 /// Schema steps; step N brings `user_version` from N-1 to N. Append only.
-const MIGRATIONS: &[&str] = &[
-    "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: "
     CREATE TABLE clients (
         id          INTEGER PRIMARY KEY,
         name        TEXT NOT NULL UNIQUE,
@@ -39,7 +49,10 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (client_id, name)
     );
 ",
-    "
+        then: None,
+    },
+    Migration {
+        sql: "
     CREATE TABLE audit (
         id          INTEGER PRIMARY KEY,
         at          REAL NOT NULL,
@@ -54,14 +67,100 @@ const MIGRATIONS: &[&str] = &[
         error       TEXT
     );
 ",
-    "
+        then: None,
+    },
+    Migration {
+        sql: "
     CREATE TABLE event_state (
         host_id     INTEGER PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,
         state       TEXT NOT NULL,
         updated_at  INTEGER NOT NULL
     );
 ",
+        then: None,
+    },
+    // Ids are never reused (a plain INTEGER PRIMARY KEY hands out max(id)+1, so deleting
+    // the newest host gave its id to the next one, and a stale PATCH or DELETE, or an
+    // audit row, then named another host): AUTOINCREMENT, by SQLite's table rebuild.
+    Migration {
+        sql: "
+    CREATE TABLE clients_v4 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL UNIQUE,
+        source      TEXT NOT NULL CHECK (source IN ('config', 'api')),
+        monitoring  INTEGER NOT NULL DEFAULT 1,
+        created_at  INTEGER NOT NULL
+    );
+    INSERT INTO clients_v4 (id, name, source, monitoring, created_at)
+        SELECT id, name, source, monitoring, created_at FROM clients;
+    DROP TABLE clients;
+    ALTER TABLE clients_v4 RENAME TO clients;
+    CREATE TABLE hosts_v4 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id   INTEGER NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        tls_ca      TEXT,
+        tls_cert    TEXT,
+        tls_key     TEXT,
+        enabled     INTEGER NOT NULL DEFAULT 1,
+        source      TEXT NOT NULL CHECK (source IN ('config', 'api')),
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        UNIQUE (client_id, name)
+    );
+    INSERT INTO hosts_v4 SELECT id, client_id, name, address, tls_ca, tls_cert, tls_key, enabled,
+        source, created_at, updated_at FROM hosts;
+    DROP TABLE hosts;
+    ALTER TABLE hosts_v4 RENAME TO hosts;
+    CREATE TABLE meta (
+        key         TEXT PRIMARY KEY,
+        value       INTEGER NOT NULL
+    );
+",
+        then: Some(seed_sequences_from_audit),
+    },
 ];
+
+/// Ids deleted before AUTOINCREMENT was on are known only from the audit log (`client N`,
+/// `host N …` targets): the sequences start above them too, so none is handed out again.
+fn seed_sequences_from_audit(tx: &rusqlite::Transaction) -> Result<(), StoreError> {
+    let mut highest = [("clients", 0i64), ("hosts", 0i64)];
+    {
+        let mut st = tx.prepare("SELECT target FROM audit WHERE target IS NOT NULL")?;
+        let targets = st.query_map([], |r| r.get::<_, String>(0))?;
+        for target in targets {
+            let target = target?;
+            for (table, max) in highest.iter_mut() {
+                let word = if *table == "clients" {
+                    "client "
+                } else {
+                    "host "
+                };
+                if let Some(id) = target
+                    .strip_prefix(word)
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse::<i64>().ok())
+                {
+                    *max = (*max).max(id);
+                }
+            }
+        }
+    }
+    for (table, audited) in highest {
+        let current: i64 = tx.query_row(
+            &format!("SELECT COALESCE(MAX(id), 0) FROM {table}"),
+            [],
+            |r| r.get(0),
+        )?;
+        tx.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [table])?;
+        tx.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+            params![table, current.max(audited)],
+        )?;
+    }
+    Ok(())
+}
 
 /// Where a client or host was declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -401,6 +500,40 @@ impl Store {
         self.run(move |conn| get_client(conn, id)).await
     }
 
+    /// Claims the first stream message id of this process: above every id an earlier
+    /// process can have handed out, so a subscriber resuming with an id from before a
+    /// restart is told of the gap instead of waiting for the new ids to pass its old one.
+    /// The clock (unix microseconds) is the usual answer; the stored claim plus 2^32 when
+    /// the clock went backwards. Stays below 2^53, so JavaScript reads ids exactly.
+    pub async fn claim_stream_id_base(&self) -> Result<u64, StoreError> {
+        self.run(|conn| {
+            let tx = conn.transaction()?;
+            let last: Option<i64> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'stream_id_base'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let clock = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            let base = match last {
+                Some(last) => clock.max(last.saturating_add(1 << 32)),
+                None => clock.max(1),
+            };
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('stream_id_base', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [base],
+            )?;
+            tx.commit()?;
+            Ok(u64::try_from(base).unwrap_or(1))
+        })
+        .await
+    }
+
     /// Adds a run-time client.
     pub async fn insert_client(&self, name: String) -> Result<ClientRecord, StoreError> {
         self.run(move |conn| {
@@ -639,13 +772,36 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
-        tx.commit()?;
+    if version == MIGRATIONS.len() {
+        return Ok(());
     }
-    Ok(())
+    // A step may rebuild a table: with foreign keys on, dropping the old `clients` would
+    // cascade into `hosts`. The pragma is a no-op inside a transaction, so it is switched
+    // around them, and each step checks the keys itself before committing.
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    let result = (|| {
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(step.sql)?;
+            if let Some(then) = step.then {
+                then(&tx)?;
+            }
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(StoreError::Corrupt(format!(
+                    "schema step {} leaves a dangling reference in `{table}`",
+                    i + 1
+                )));
+            }
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    result
 }
 
 type Columns = (String, Option<String>, Option<String>, Option<String>);
@@ -876,6 +1032,102 @@ mod tests {
         ));
         store.set_monitoring(c.id, false).await.expect("monitoring");
         assert!(!store.client(c.id).await.expect("client").monitoring);
+    }
+
+    #[tokio::test]
+    async fn ids_are_never_reused() {
+        let store = Store::open(&temp_db("reuse")).await.expect("open");
+        let a = store.insert_client("reuse-a".into()).await.expect("a");
+        store.delete_client(a.id).await.expect("delete");
+        let b = store.insert_client("reuse-b".into()).await.expect("b");
+        assert!(b.id > a.id, "client id {} handed out again", a.id);
+        let h = store
+            .insert_host(b.id, "h".into(), host("h", "/h.sock").endpoint, true)
+            .await
+            .expect("host");
+        store.delete_host(h.id).await.expect("delete");
+        let h2 = store
+            .insert_host(b.id, "h2".into(), host("h2", "/h2.sock").endpoint, true)
+            .await
+            .expect("host");
+        assert!(h2.id > h.id, "host id {} handed out again", h.id);
+    }
+
+    /// A database made before AUTOINCREMENT: its newest host was deleted (so its id is free
+    /// again under the old schema); the migration keeps it taken, from the audit log too.
+    #[test]
+    fn migration_keeps_deleted_ids_taken() {
+        let path = temp_db("migrate-ids");
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            for (i, step) in MIGRATIONS[..3].iter().enumerate() {
+                let tx = conn.transaction().expect("tx");
+                tx.execute_batch(step.sql).expect("old schema");
+                tx.pragma_update(None, "user_version", i as i64 + 1)
+                    .expect("version");
+                tx.commit().expect("commit");
+            }
+            conn.execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 INSERT INTO clients VALUES (1, 'c', 'api', 1, 0), (2, 'gone', 'api', 1, 0);
+                 INSERT INTO hosts VALUES (1, 1, 'h1', '/a', NULL, NULL, NULL, 1, 'api', 0, 0),
+                                          (2, 1, 'h2', '/b', NULL, NULL, NULL, 1, 'api', 0, 0);
+                 INSERT INTO event_state VALUES (1, '{}', 0);
+                 DELETE FROM hosts WHERE id = 2;
+                 DELETE FROM clients WHERE id = 2;
+                 INSERT INTO audit (at, token, role, method, route, path, target, status, outcome)
+                     VALUES (0, 't', 'admin', 'DELETE', '/h', '/h', 'host 7 (h7)', 204, 'ok');",
+            )
+            .expect("old rows");
+        }
+        let store = Store::open_blocking(&path).expect("migrated");
+        let conn = store.conn.lock().expect("lock");
+        let hosts: i64 = conn
+            .query_row("SELECT COUNT(*) FROM hosts", [], |r| r.get(0))
+            .expect("count");
+        let states: i64 = conn
+            .query_row("SELECT COUNT(*) FROM event_state", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!((hosts, states), (1, 1), "rows survive the rebuild");
+        conn.execute(
+            "INSERT INTO clients (name, source, created_at) VALUES ('new', 'api', 0)",
+            [],
+        )
+        .expect("insert");
+        assert_eq!(conn.last_insert_rowid(), 2, "clients: max(1) + 1");
+        conn.execute(
+            "INSERT INTO hosts (client_id, name, address, source, created_at, updated_at)
+             VALUES (1, 'h8', '/c', 'api', 0, 0)",
+            [],
+        )
+        .expect("insert");
+        assert_eq!(conn.last_insert_rowid(), 8, "above the audited host 7");
+        // Foreign keys are back on, and still cascade.
+        conn.execute("DELETE FROM clients WHERE id = 1", [])
+            .expect("delete");
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM hosts", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn stream_id_bases_grow_across_restarts() {
+        let path = temp_db("stream-ids");
+        let first = Store::open(&path)
+            .await
+            .expect("open")
+            .claim_stream_id_base()
+            .await
+            .expect("claim");
+        let second = Store::open(&path)
+            .await
+            .expect("reopen")
+            .claim_stream_id_base()
+            .await
+            .expect("claim");
+        assert!(second >= first + (1 << 32), "{first} then {second}");
+        assert!(second < 1 << 53, "exact as a JavaScript number");
     }
 
     #[test]

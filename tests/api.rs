@@ -1102,3 +1102,48 @@ fn monitoring_stop_and_start_move_series_and_pool_figures() {
     assert_eq!(pool_hosts(&status, max_workers), BTreeSet::new());
     assert_eq!(status["totalWorkers"], 0);
 }
+
+/// A deleted host's or client's id is never handed out again, so a stale `PATCH` or
+/// `DELETE` cannot hit another host, and the audit row of a delete names what it deleted.
+#[test]
+fn ids_are_never_reused_and_deletes_are_audited_by_name() {
+    let e = env();
+    let exp = Exporter::start("reuse", &config("", "", &[]));
+    let api = Api::of(&exp);
+    let mut seen_hosts = Vec::new();
+    let mut seen_clients = Vec::new();
+    for round in 0..2 {
+        let name = format!("reuse-{round}");
+        let c = api.expect("POST", "/clients", Some(json!({"name": name})), 201);
+        let client = c["id"].as_i64().expect("client id");
+        let h = api.expect(
+            "POST",
+            &format!("/clients/{client}/hosts"),
+            Some(json!({"name": format!("h-{round}"), "address": unix(&e.b_socket), "enabled": false})),
+            201,
+        );
+        let host = h["id"].as_i64().expect("host id");
+        assert!(!seen_hosts.contains(&host), "host id {host} reused");
+        assert!(!seen_clients.contains(&client), "client id {client} reused");
+        seen_hosts.push(host);
+        seen_clients.push(client);
+        api.expect("DELETE", &format!("/hosts/{host}"), None, 204);
+        api.expect("DELETE", &format!("/clients/{client}"), None, 204);
+        // The stale id now answers 404, whatever was added since.
+        api.error("DELETE", &format!("/hosts/{host}"), None, 404, "not_found");
+    }
+    let page = api.ok("GET", "/audit?limit=100");
+    let targets: Vec<String> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["method"] == "DELETE" && e["status"] == 204)
+        .map(|e| e["target"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for (round, (host, client)) in seen_hosts.iter().zip(&seen_clients).enumerate() {
+        let host_row = format!("host {host} (reuse-{round}/h-{round})");
+        let client_row = format!("client {client} (reuse-{round})");
+        assert!(targets.contains(&host_row), "{host_row} in {targets:?}");
+        assert!(targets.contains(&client_row), "{client_row} in {targets:?}");
+    }
+}

@@ -101,10 +101,11 @@ pub async fn update_client(
     params(("client" = i64, Path, description = "Client id")),
     responses((status = 204, description = "Removed")))]
 pub async fn remove_client(State(s): Shared, Path(client): Path<i64>) -> ApiResult<Response> {
+    let c = s.client.client(client).await?;
     s.client.remove_client(client).await?;
     Ok(with_target(
         StatusCode::NO_CONTENT,
-        format!("client {client}"),
+        format!("client {client} ({})", c.name),
     ))
 }
 
@@ -259,8 +260,13 @@ pub async fn update_host(
     params(("host" = i64, Path, description = "Host id")),
     responses((status = 204, description = "Removed")))]
 pub async fn remove_host(State(s): Shared, Path(host): Path<i64>) -> ApiResult<Response> {
+    // Named in the audit row too: the id alone says little once the host is gone.
+    let h = s.client.host(host).await?;
     s.client.remove_host(host).await?;
-    Ok(with_target(StatusCode::NO_CONTENT, format!("host {host}")))
+    Ok(with_target(
+        StatusCode::NO_CONTENT,
+        format!("host {host} ({}/{})", h.client_name, h.name),
+    ))
 }
 
 /// Check a host now: ping latency, versions, and the collector's last error
