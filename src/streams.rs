@@ -140,8 +140,8 @@ pub enum Payload {
         /// Messages dropped for this subscriber.
         missed: u64,
     },
-    /// `Last-Event-ID` is older than the ring: messages after it up to `resumed_from`
-    /// (exclusive) are gone.
+    /// `Last-Event-ID` is older than the ring, or not an id of this process (it was
+    /// restarted since): messages after it up to `resumed_from` (exclusive) are gone.
     Gap {
         /// The id asked to resume after.
         requested: u64,
@@ -244,6 +244,8 @@ pub enum StreamError {
 /// The channels, their rings and the subscriber count.
 pub struct StreamManager {
     channels: Vec<ChannelState>,
+    /// This process's first message id.
+    first_id: u64,
     ring_size: usize,
     subscribers: Arc<AtomicUsize>,
     max_subscribers: usize,
@@ -267,16 +269,33 @@ impl Default for StreamManager {
 impl StreamManager {
     /// `ring_size` messages kept per channel for `Last-Event-ID`; `queue` messages a
     /// subscriber may fall behind before it lags; at most `max_subscribers` at once.
+    /// Message ids start at 1; see [`StreamManager::with_first_id`].
     pub fn new(ring_size: usize, queue: usize, max_subscribers: usize) -> StreamManager {
+        StreamManager::with_first_id(ring_size, queue, max_subscribers, 1)
+    }
+
+    /// Like [`StreamManager::new`], with message ids starting at `first_id`: a process
+    /// starts above every id an earlier one handed out
+    /// ([`crate::store::Store::claim_stream_id_base`]), so a subscriber resuming across a
+    /// restart is told of a gap rather than waiting for the ids to catch up.
+    pub fn with_first_id(
+        ring_size: usize,
+        queue: usize,
+        max_subscribers: usize,
+        first_id: u64,
+    ) -> StreamManager {
+        let first_id = first_id.max(1);
         StreamManager {
             channels: Channel::ALL
                 .iter()
                 .map(|_| ChannelState {
                     sender: broadcast::channel(queue.max(1)).0,
-                    ring: Mutex::new(VecDeque::with_capacity(ring_size)),
-                    next_id: AtomicU64::new(1),
+                    // Grows as messages come: a large ring costs nothing until it fills.
+                    ring: Mutex::new(VecDeque::new()),
+                    next_id: AtomicU64::new(first_id),
                 })
                 .collect(),
+            first_id,
             ring_size,
             subscribers: Arc::new(AtomicUsize::new(0)),
             max_subscribers,
@@ -318,7 +337,9 @@ impl StreamManager {
     }
 
     /// Subscribes to `channel`. With `last_event_id`, first replays what the ring holds
-    /// after it (a [`Payload::Gap`] first when some of it is gone).
+    /// after it (a [`Payload::Gap`] first when some of it is gone). An id this process never
+    /// handed out (from an earlier process, or made up) is a gap too: the whole ring is
+    /// replayed after the notice and live messages follow.
     pub fn subscribe(
         &self,
         channel: Channel,
@@ -331,28 +352,30 @@ impl StreamManager {
         // Subscribing under the lock: nothing published between replay and live.
         let receiver = ch.sender.subscribe();
         let mut backlog = VecDeque::new();
-        if let Some(last) = last_event_id {
-            let oldest = ring.front().map(|m| m.id);
-            let next = ch.next_id.load(Ordering::Relaxed);
-            let first_wanted = last.saturating_add(1);
-            match oldest {
-                Some(oldest) if first_wanted < oldest => backlog.push_back(Arc::new(notice(
+        let next = ch.next_id.load(Ordering::Relaxed);
+        let mut resume_after = 0;
+        if let Some(asked) = last_event_id {
+            let oldest = ring.front().map_or(next, |m| m.id);
+            // Ids this process never handed out count as unknown: replay all there is.
+            let last = if asked >= next { 0 } else { asked };
+            // 0 asks for everything this process published: a gap only once the ring lost
+            // its first messages. Any other id is one of ours, or an earlier process's.
+            let lost = if asked == 0 {
+                oldest > self.first_id
+            } else {
+                last.saturating_add(1) < oldest
+            };
+            if asked >= next || lost {
+                backlog.push_back(Arc::new(notice(
                     channel,
                     Payload::Gap {
-                        requested: last,
+                        requested: asked,
                         resumed_from: oldest,
                     },
-                ))),
-                None if first_wanted < next => backlog.push_back(Arc::new(notice(
-                    channel,
-                    Payload::Gap {
-                        requested: last,
-                        resumed_from: next,
-                    },
-                ))),
-                _ => {}
+                )));
             }
             backlog.extend(ring.iter().filter(|m| m.id > last).cloned());
+            resume_after = last;
         }
         drop(ring);
         Ok(Subscription {
@@ -360,7 +383,7 @@ impl StreamManager {
             filter,
             backlog,
             receiver: tokio_stream::wrappers::BroadcastStream::new(receiver),
-            last_id: last_event_id.unwrap_or(0),
+            last_id: resume_after,
             _slot: slot,
         })
     }
@@ -543,6 +566,35 @@ mod tests {
             matches!(lag.payload, Payload::Lagged { missed } if missed > 0),
             "{lag:?}"
         );
+    }
+
+    /// A process started after another: its ids start above the old ones, and a resume
+    /// with an id of the old process, or one never handed out, gets a gap notice and then
+    /// every live message.
+    #[tokio::test]
+    async fn resume_across_a_restart_or_with_an_unknown_id_is_a_gap() {
+        let m = StreamManager::with_first_id(8, 8, 10, 1_000);
+        m.publish(Channel::HostEvents, "a", "c", 0.0, ev("x", "1"));
+        // 0 asks for everything this process has: nothing was lost, no notice.
+        let mut all = m
+            .subscribe(Channel::HostEvents, Filter::default(), Some(0))
+            .expect("slot");
+        assert_eq!(all.id_now(), 1_000);
+        drop(all);
+        for asked in [17, 5_000] {
+            let mut s = m
+                .subscribe(Channel::HostEvents, Filter::default(), Some(asked))
+                .expect("slot");
+            let gap = s.next().await.expect("gap");
+            assert!(
+                matches!(gap.payload, Payload::Gap { requested, resumed_from: 1_000 } if requested == asked),
+                "{gap:?}"
+            );
+            assert_eq!(s.id_now(), 1_000, "the ring after the notice");
+            m.publish(Channel::HostEvents, "a", "c", 0.0, ev("y", "2"));
+            let live = s.next().await.expect("live");
+            assert!(live.id > 1_000, "live messages flow: {live:?}");
+        }
     }
 
     #[test]

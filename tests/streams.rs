@@ -961,3 +961,60 @@ fn a_stalled_subscriber_lags_alone_and_the_cap_answers_503() {
         "{delivered} delivered, {missed_total} missed"
     );
 }
+
+/// Message ids stay meaningful across a restart of the exporter: a subscriber that comes
+/// back with the last id it saw from the previous process (an EventSource does so by itself
+/// after a deploy) is told of the gap and then gets every new message, over SSE and over the
+/// WebSocket's `lastEventId`.
+#[test]
+fn resuming_after_an_exporter_restart_gets_a_gap_then_live_messages() {
+    let a = Docker::a();
+    let mut exp = exporter_a("restart-resume", "");
+    let port = exp.admin_port;
+    let path = "/api/v1/streams/container_events";
+    let mut sub = Sse::subscribe(port, path, "");
+    let c = created(&a, "restart-resume");
+    let got = sub.until(Duration::from_secs(15), "create", |g| {
+        has(g, &c.id, "create")
+    });
+    let last = got
+        .iter()
+        .find(|e| e.actor() == c.id)
+        .and_then(|e| e.id)
+        .expect("id of the create");
+    drop(sub);
+    let status = exp.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+
+    let dir = exp.dir.clone();
+    let exp = Exporter::start_in(dir, &config_a(""));
+    exp.wait_for(Duration::from_secs(15), "host a up again", |s| {
+        s.value("dockstat_host_up", &[("host", "a")]) == Some(1.0)
+    });
+    let port = exp.admin_port;
+    let mut again = Sse::subscribe(port, path, &format!("Last-Event-ID: {last}\r\n"));
+    let mut ws = ws::Ws::connect(port);
+    ws.send(json!({"op": "subscribe", "channel": "container_events", "lastEventId": last}));
+    a.run(&["rename", &c.id, &unique("restart-renamed")]);
+
+    let first = again.next(Duration::from_secs(10)).expect("a first event");
+    assert_eq!(first.event, "gap", "{first:?}");
+    assert_eq!(first.data["requested"].as_u64(), Some(last));
+    let from = first.data["resumed_from"].as_u64().expect("resumed_from");
+    assert!(from > last, "new ids start above the old ones: {first:?}");
+    let got = again.until(Duration::from_secs(15), "the rename, live", |g| {
+        has(g, &c.id, "rename")
+    });
+    assert!(ids(&got).iter().all(|id| *id >= from), "{:?}", ids(&got));
+
+    let got = ws.until(
+        Duration::from_secs(15),
+        "the rename over the WebSocket",
+        |v| v["op"] == "message" && v["action"] == "rename" && v["actor_id"] == c.id.as_str(),
+    );
+    assert!(
+        got.iter()
+            .any(|v| v["kind"] == "gap" && v["requested"] == last),
+        "a gap notice first: {got:?}"
+    );
+}

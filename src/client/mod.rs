@@ -296,10 +296,12 @@ impl DockerClient {
             "configuration synced into the database");
         let mut settings = Settings::from_config(cfg);
         let sc = &cfg.config.streams;
-        settings.streams = Arc::new(crate::streams::StreamManager::new(
+        let first_id = store.claim_stream_id_base().await?;
+        settings.streams = Arc::new(crate::streams::StreamManager::with_first_id(
             sc.ring,
             sc.queue.get(),
             sc.max_subscribers,
+            first_id,
         ));
         settings.store = Some(store.clone());
         let snapshots = Arc::new(SnapshotStore::default());
