@@ -9,10 +9,36 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, ConfigBuilder, RootCertStore, WantsVerifier};
 
+/// Largest PEM file read: a system CA bundle is ~200 KB.
+const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A PEM file's bytes. Only a regular file is opened: opening a FIFO blocks until someone
+/// writes to it, and a device can be endless.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("`{}` is not a regular file", path.display()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("`{}`: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(format!(
+            "`{}` is larger than {} MiB: not a PEM file",
+            path.display(),
+            MAX_PEM_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Every certificate of a PEM file; an error when it cannot be read or holds none.
 pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+    let bytes = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("`{}`: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("`{}` holds no PEM certificate", path.display()));
@@ -36,7 +62,8 @@ pub fn roots(path: &Path) -> Result<(RootCertStore, usize), String> {
 
 /// The private key of a PEM file.
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("`{}`: {e}", path.display()))
+    PrivateKeyDer::from_pem_slice(&read_pem(path)?)
+        .map_err(|e| format!("`{}`: {e}", path.display()))
 }
 
 /// A client configuration on the ring provider with rustls' safe protocol versions, to be

@@ -1147,3 +1147,58 @@ fn ids_are_never_reused_and_deletes_are_audited_by_name() {
         assert!(targets.contains(&client_row), "{client_row} in {targets:?}");
     }
 }
+
+/// TLS files that are FIFOs: the host is refused at once (400, naming the file), without
+/// opening them, and nothing else waits meanwhile. It used to block a runtime thread in
+/// open() until something wrote to the FIFO.
+#[test]
+fn fifo_tls_files_are_refused_without_blocking_anything() {
+    let exp = Exporter::start("fifo-tls", &config("", "", &[]));
+    let api = Api::of(&exp);
+    let c = api.expect("POST", "/clients", Some(json!({"name": "fifo"})), 201);
+    let client = c["id"].as_i64().expect("id");
+    let dir = temp_dir("fifo-files");
+    for f in ["ca.pem", "cert.pem", "key.pem"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.join(f))
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+    }
+    let file = |f: &str| dir.join(f).display().to_string();
+    let body = json!({"name": "w", "address": "tcp://127.0.0.1:1",
+        "tls": {"ca": file("ca.pem"), "cert": file("cert.pem"), "key": file("key.pem")}});
+    // Scrapes and status go on while (and after) the host is checked, from other threads.
+    let port = exp.port;
+    let scraper = std::thread::spawn(move || {
+        let mut worst = Duration::ZERO;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            let (status, _, _) = http_get(port, "/metrics", None).expect("scrape");
+            assert_eq!(status, 200);
+            worst = worst.max(started.elapsed());
+        }
+        worst
+    });
+    let started = std::time::Instant::now();
+    let err = api.error(
+        "POST",
+        &format!("/clients/{client}/hosts"),
+        Some(body),
+        400,
+        "invalid",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("not a regular file") && text.contains("ca.pem"),
+        "{text}"
+    );
+    api.ok("GET", "/status");
+    let worst = scraper.join().expect("scraper");
+    assert!(worst < Duration::from_secs(3), "a scrape took {worst:?}");
+}

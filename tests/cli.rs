@@ -378,3 +378,165 @@ fn a_closed_or_stuck_stderr_does_not_stop_shutdown() {
         .expect("sh");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
 }
+
+/// Runs the binary with a deadline: a hang is a failure, not a stuck suite.
+fn run_within(args: &[&str], within: Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(bin())
+        .args(args)
+        .env_remove("DOCKSTAT_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run binary");
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Like [`assert_rejected`] for raw bytes, with a deadline on each run.
+fn assert_rejected_bytes(tag: &str, bytes: &[u8], expected: &str) {
+    let dir = temp_dir(tag);
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, bytes).expect("write");
+    let p = path.display().to_string();
+    for args in [vec!["check-config", "--config", &p], vec!["--config", &p]] {
+        let out = run_within(&args, Duration::from_secs(10));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let want = format!("{p}:{expected}");
+        assert!(
+            stderr(&out).contains(&want),
+            "{args:?}\nwant: {want}\ngot:  {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// Values that pass the types but would crash or cripple the run are refused, each at its
+/// key, by check-config and by the run alike.
+#[test]
+fn values_out_of_range_are_rejected_with_their_position() {
+    assert_rejected(
+        "cfg-queue",
+        "streams:\n  queue: 9223372036854775807\n",
+        "2:10: streams.queue: 9223372036854775807 is out of range: allowed 1 to 65536",
+    );
+    assert_rejected(
+        "cfg-ring",
+        "streams:\n  ring: 100000000\n",
+        "2:9: streams.ring: 100000000 is out of range: allowed 0 to 100000",
+    );
+    assert_rejected(
+        "cfg-interval",
+        "monitoring:\n  interval: 1ns\n",
+        "2:13: monitoring.interval: 1ns is out of range: allowed 500ms to 1h",
+    );
+    assert_rejected(
+        "cfg-timeout",
+        "monitoring:\n  request_timeout: 1ns\n",
+        "2:20: monitoring.request_timeout: 1ns is out of range: allowed 250ms to 10m",
+    );
+    assert_rejected(
+        "cfg-workers",
+        "monitoring:\n  stats_concurrency: 100000\n",
+        "2:22: monitoring.stats_concurrency: 100000 is out of range: allowed 1 to 256",
+    );
+    assert_rejected(
+        "cfg-otlp-points",
+        "otlp:\n  enabled: true\n  max_points_per_request: 1\n",
+        "3:27: otlp.max_points_per_request: 1 is out of range: allowed 100 to 100000",
+    );
+    assert_rejected(
+        "cfg-db-empty",
+        "database:\n  path: \"\"\n",
+        "2:9: database.path: must not be empty",
+    );
+    assert_rejected(
+        "cfg-db-nul",
+        "database:\n  path: \"/tmp/a\\0b.db\"\n",
+        "2:9: database.path: must not contain a NUL character",
+    );
+    assert_rejected(
+        "cfg-db-dir",
+        "database:\n  path: /tmp\n",
+        "2:9: database.path: `/tmp` is a directory",
+    );
+    // A standard variable out of range is named at the section it falls back for.
+    let dir = temp_dir("cfg-otlp-env-range");
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, "otlp:\n  enabled: true\n").expect("write");
+    let out = Command::new(bin())
+        .args(["check-config", "--config", &path.display().to_string()])
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "1")
+        .output()
+        .expect("run binary");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2:3: otlp: OTEL_METRIC_EXPORT_INTERVAL: 1ms is out of range"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Files that are not text, too big or too deep are refused before parsing, with a
+/// position; a FIFO or directory where a file belongs is refused without opening it.
+#[test]
+fn unreadable_shapes_of_files_are_refused_quickly() {
+    assert_rejected_bytes(
+        "cfg-latin1",
+        b"monitoring:\n  interval: 5s\n# caf\xe9\n",
+        "3:6: not UTF-8 text (invalid byte at offset 32)",
+    );
+    let mut big = b"# padding\n".repeat(110_000);
+    big.extend_from_slice(b"monitoring: {}\n");
+    assert_rejected_bytes("cfg-big", &big, "1:1: the file is larger than 1024 KiB");
+    let deep = format!("a: {}{}\n", "[".repeat(40_000), "]".repeat(40_000));
+    assert_rejected_bytes(
+        "cfg-deep-flow",
+        deep.as_bytes(),
+        "1:67: nested deeper than 64",
+    );
+    let block: String = (0..1_000)
+        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+        .collect();
+    assert_rejected_bytes(
+        "cfg-deep-block",
+        block.as_bytes(),
+        "65:65: nested deeper than 64",
+    );
+
+    // A FIFO as a TLS file: check-config used to block in open() forever.
+    let dir = temp_dir("cfg-fifo");
+    let fifo = dir.join("ca.pem");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let text = format!(
+        "clients:\n  - name: prod\n    hosts:\n      - name: web\n        address: tcp://web:2376\n        tls:\n          ca: {f}\n          cert: {f}\n          key: {f}\n",
+        f = fifo.display()
+    );
+    assert_rejected_bytes(
+        "cfg-fifo-tls",
+        text.as_bytes(),
+        &format!(
+            "7:15: clients[0].hosts[0].tls.ca: `{}` is not a regular file",
+            fifo.display()
+        ),
+    );
+    // And the configuration itself as a FIFO.
+    let out = run_within(
+        &["check-config", "--config", &fifo.display().to_string()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -258,6 +258,9 @@ pub struct ContainerQuery<'a> {
     pub host: Option<&'a str>,
 }
 
+/// How long checking a host's TLS files at run time may take.
+const FILE_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The library entry point. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DockerClient {
@@ -472,7 +475,7 @@ impl DockerClient {
         if name.is_empty() {
             return Err(invalid("name", "must not be empty"));
         }
-        let endpoint = self.endpoint(&host.address, host.tls.as_ref())?;
+        let endpoint = self.endpoint(host.address, host.tls).await?;
         self.check_unique(&endpoint, None).await?;
         let record = self
             .inner
@@ -503,7 +506,7 @@ impl DockerClient {
                     key: t.key.display().to_string(),
                 }),
             };
-            let e = self.endpoint(&address, tls.as_ref())?;
+            let e = self.endpoint(address, tls).await?;
             self.check_unique(&e, Some(host_id)).await?;
             Some(e)
         } else {
@@ -613,18 +616,40 @@ impl DockerClient {
         })
     }
 
-    fn endpoint(&self, address: &str, tls: Option<&TlsConfig>) -> Result<Endpoint, ClientError> {
-        Endpoint::from_user(address, tls, &self.inner.base_dir).map_err(|problems| {
-            ClientError::Invalid(
-                problems
-                    .into_iter()
-                    .map(|p| FieldError {
-                        field: crate::config::locate_display(&p.path),
-                        message: p.message,
-                    })
-                    .collect(),
-            )
-        })
+    /// Validates an address and TLS files given at run time. Checking the files touches
+    /// the file system, which may hang (a slow network mount): it runs on the blocking pool
+    /// under [`FILE_CHECK_DEADLINE`], so the runtime, scrapes and other calls never wait on it.
+    async fn endpoint(
+        &self,
+        address: String,
+        tls: Option<TlsConfig>,
+    ) -> Result<Endpoint, ClientError> {
+        let base = self.inner.base_dir.clone();
+        let check =
+            tokio::task::spawn_blocking(move || Endpoint::from_user(&address, tls.as_ref(), &base));
+        let problems = match tokio::time::timeout(FILE_CHECK_DEADLINE, check).await {
+            Ok(Ok(Ok(endpoint))) => return Ok(endpoint),
+            Ok(Ok(Err(problems))) => problems,
+            Ok(Err(e)) => return Err(invalid("tls", &format!("cannot check the files: {e}"))),
+            Err(_) => {
+                return Err(invalid(
+                    "tls",
+                    &format!(
+                        "the files could not be checked within {FILE_CHECK_DEADLINE:?} \
+                         (a hung or very slow file system?)"
+                    ),
+                ));
+            }
+        };
+        Err(ClientError::Invalid(
+            problems
+                .into_iter()
+                .map(|p| FieldError {
+                    field: crate::config::locate_display(&p.path),
+                    message: p.message,
+                })
+                .collect(),
+        ))
     }
 
     async fn check_unique(

@@ -12,6 +12,7 @@
 
 mod locate;
 mod otlp;
+pub mod ranges;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -80,13 +81,13 @@ pub struct ApiConfig {
     /// Bearer tokens and their roles. Empty (the default) means no authentication, which is
     /// only allowed while `listen.admin` is a loopback address; every caller is then `admin`.
     pub tokens: Vec<TokenConfig>,
-    /// Largest request body accepted, bytes. Default 65536.
+    /// Largest request body accepted, bytes. Default 65536. Range: 1024 to 16777216.
     pub max_body_bytes: usize,
     /// Deadline of one API request until its response starts (a followed log stream then
-    /// runs until the caller leaves). Default `30s`.
+    /// runs until the caller leaves). Default `30s`. Range: 1s to 1h.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
-    /// Log streams with `follow=true` open at once; more get 429. Default 16.
+    /// Log streams with `follow=true` open at once; more get 429. Default 16. Range: 1 to 1024.
     pub max_log_follows: NonZeroUsize,
 }
 
@@ -94,13 +95,13 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamsConfig {
-    /// Subscribers at once over all channels and transports; beyond it 503. Default 100.
+    /// Subscribers at once over all channels and transports; beyond it 503. Default 100. Range: 0 to 10000 (0: no live channels).
     pub max_subscribers: usize,
     /// Messages one subscriber may fall behind before it is told it lagged (and misses
-    /// them). Default 256.
+    /// them). Default 256. Range: 1 to 65536.
     pub queue: NonZeroUsize,
     /// Messages kept per channel so a reconnecting subscriber can resume with
-    /// `Last-Event-ID`. Default 1024.
+    /// `Last-Event-ID`. Default 1024. Range: 0 to 100000.
     pub ring: usize,
 }
 
@@ -172,26 +173,26 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitoringConfig {
-    /// Time between two stats samples of a container. Default `5s`.
+    /// Time between two stats samples of a container. Default `5s`. Range: 500ms to 1h.
     #[serde(deserialize_with = "duration")]
     pub interval: Duration,
-    /// Most worker tasks; beyond it hosts share the least-loaded worker. Default 200.
+    /// Most worker tasks; beyond it hosts share the least-loaded worker. Default 200. Range: 1 to 10000.
     pub max_workers: NonZeroUsize,
-    /// Connection attempts at `retry_delay` before the slower retry. Default 3.
+    /// Connection attempts at `retry_delay` before the slower retry. Default 3. Range: 0 to 1000.
     pub max_retries: u32,
-    /// Delay between the first `max_retries` connection attempts. Default `1s`.
+    /// Delay between the first `max_retries` connection attempts. Default `1s`. Range: 10ms to 1h.
     #[serde(deserialize_with = "duration")]
     pub retry_delay: Duration,
-    /// After `max_retries`, the delay doubles up to this cap and stays there. Default `30s`.
+    /// After `max_retries`, the delay doubles up to this cap and stays there. Default `30s`. Range: 10ms to 1day.
     #[serde(deserialize_with = "duration")]
     pub retry_max_delay: Duration,
-    /// Deadline of one Docker API call, reading its body included. Default `10s`.
+    /// Deadline of one Docker API call, reading its body included. Default `10s`. Range: 250ms to 10m.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
-    /// Full re-list of containers, the safety net behind the events stream. Default `60s`.
+    /// Full re-list of containers, the safety net behind the events stream. Default `60s`. Range: 1s to 1day.
     #[serde(deserialize_with = "duration")]
     pub relist_interval: Duration,
-    /// Stats calls in flight at once per host. Default 8.
+    /// Stats calls in flight at once per host. Default 8. Range: 1 to 256.
     pub stats_concurrency: NonZeroUsize,
     /// Where container figures come from: `api` (Docker's one-shot stats), `cgroup` (the
     /// kernel's cgroup and /proc files, the ones dockerd itself reads: no load on dockerd)
@@ -234,7 +235,7 @@ pub struct DatabaseConfig {
 pub struct MetricsConfig {
     /// Docker label keys copied onto container series as `container_label_<key>` (key with
     /// every character outside `[a-zA-Z0-9_]` replaced by `_`). Empty by default: every label
-    /// is a new series dimension, so cardinality is your choice.
+    /// is a new series dimension, so cardinality is your choice. Range: 0 to 64 keys.
     pub label_allowlist: Vec<String>,
     /// Compress `/metrics` with gzip (fastest level) when the scraper accepts it, as
     /// Prometheus always does. Default true: the text shrinks about tenfold on the wire.
@@ -522,23 +523,37 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// Checks that `p` is a regular file we may open. It is looked at (stat) before it is
+/// opened: opening a FIFO blocks until something writes to it, which froze `check-config`
+/// and, through the admin API, the runtime thread that validated a host.
 fn readable_file(p: &Path) -> Result<PathBuf, String> {
-    match std::fs::File::open(p) {
-        Ok(f) => match f.metadata() {
-            Ok(m) if m.is_file() => Ok(p.to_path_buf()),
-            Ok(_) => Err(format!("`{}` is not a file", p.display())),
-            Err(e) => Err(format!("cannot read `{}`: {e}", p.display())),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("file `{}` does not exist", p.display()))
+    let not_found = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("file `{}` does not exist", p.display())
+        } else {
+            format!("cannot read `{}`: {e}", p.display())
         }
-        Err(e) => Err(format!("cannot read `{}`: {e}", p.display())),
+    };
+    let meta = std::fs::metadata(p).map_err(not_found)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        return Err(format!("`{}` is {what}", p.display()));
     }
+    std::fs::File::open(p).map_err(not_found)?;
+    Ok(p.to_path_buf())
 }
 
 /// Replaces `${NAME}` with the environment variable NAME; `$${` stays a literal `${`.
 /// An unset variable is an error, so a missing secret never turns into an empty string.
 pub fn expand_env(s: &str) -> Result<String, String> {
+    // No path, address or token can hold one; the OS would refuse it later, less clearly.
+    if s.contains('\0') {
+        return Err("must not contain a NUL character".to_string());
+    }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -557,6 +572,11 @@ pub fn expand_env(s: &str) -> Result<String, String> {
             }
             let value = std::env::var(name)
                 .map_err(|_| format!("environment variable `{name}` is not set"))?;
+            if value.contains('\0') {
+                return Err(format!(
+                    "environment variable `{name}` holds a NUL character"
+                ));
+            }
             out.push_str(&value);
             rest = &after[end + 1..];
         } else {
@@ -712,19 +732,81 @@ impl fmt::Display for Located {
 }
 
 impl Config {
-    /// Reads, parses and validates a configuration file.
+    /// Reads, parses and validates a configuration file. Only a regular file of at most
+    /// [`MAX_FILE_BYTES`] is read (a FIFO would block, `/dev/zero` would never end).
     pub fn load(path: &Path) -> Result<Validated, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::Read;
+        let read = |source: std::io::Error| ConfigError::Read {
             path: path.display().to_string(),
             source,
+        };
+        let meta = std::fs::metadata(path).map_err(read)?;
+        if !meta.is_file() {
+            return Err(read(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read)?;
+        Config::parse_bytes(&bytes, path)
+    }
+
+    /// Like [`Config::parse`] for raw bytes: refuses more than [`MAX_FILE_BYTES`] and text
+    /// that is not UTF-8, with the position of the first bad byte.
+    pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Validated, ConfigError> {
+        let file = path.display().to_string();
+        let at = |line: usize, column: usize, message: String| {
+            ConfigError::Invalid(vec![Located {
+                file: file.clone(),
+                line,
+                column,
+                message,
+            }])
+        };
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(at(
+                1,
+                1,
+                format!(
+                    "the file is larger than {} KiB; a configuration is a few KiB",
+                    MAX_FILE_BYTES >> 10
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            at(
+                line,
+                column,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {}); save the file as UTF-8",
+                    e.valid_up_to()
+                ),
+            )
         })?;
-        Config::parse(&text, path)
+        Config::parse(text, path)
     }
 
     /// Parses and validates configuration text; `path` names it in errors and is the base
     /// for relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Validated, ConfigError> {
         let file = path.display().to_string();
+        if let Some((line, column)) = too_deep(text, MAX_DEPTH) {
+            return Err(ConfigError::Invalid(vec![Located {
+                file,
+                line,
+                column,
+                message: format!(
+                    "nested deeper than {MAX_DEPTH} levels; a configuration needs fewer than ten"
+                ),
+            }]));
+        }
         let config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
@@ -768,9 +850,24 @@ impl Config {
         let mut problems = Vec::new();
 
         let database_path = match expand_env(&self.database.path) {
+            Ok(p) if p.trim().is_empty() => {
+                problems.push(Problem::new(
+                    path!["database", "path"],
+                    "must not be empty (default ./dockstat.db)",
+                ));
+                PathBuf::new()
+            }
             Ok(p) => {
                 let p = resolve(base, &p);
                 match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    _ if p.is_dir() => problems.push(Problem::new(
+                        path!["database", "path"],
+                        format!(
+                            "`{}` is a directory; name the database file in it, e.g. {}",
+                            p.display(),
+                            p.join("dockstat.db").display()
+                        ),
+                    )),
                     Some(dir) if !dir.is_dir() => problems.push(Problem::new(
                         path!["database", "path"],
                         format!("directory `{}` does not exist", dir.display()),
@@ -785,6 +882,18 @@ impl Config {
             }
         };
 
+        ranges::check(&self, &mut problems);
+        for (key, p) in [
+            ("cgroup_root", &self.monitoring.cgroup_root),
+            ("proc_root", &self.monitoring.proc_root),
+        ] {
+            if p.as_os_str().is_empty() || p.as_os_str().as_encoded_bytes().contains(&0) {
+                problems.push(Problem::new(
+                    path!["monitoring", key],
+                    "must be a directory path without NUL characters",
+                ));
+            }
+        }
         if self.monitoring.retry_max_delay < self.monitoring.retry_delay {
             problems.push(Problem::new(
                 path!["monitoring", "retry_max_delay"],
@@ -894,12 +1003,6 @@ impl Config {
                 "must differ from listen.metrics: container actions are never served on the metrics port",
             ));
         }
-        if self.api.max_body_bytes == 0 {
-            problems.push(Problem::new(
-                path!["api", "max_body_bytes"],
-                "must be greater than zero",
-            ));
-        }
         let listen_tls = self.listen.tls.as_ref().map(|t| {
             let mut file = |key: &str, value: &str| match expand_env(value)
                 .and_then(|v| readable_file(&resolve(base, &v)))
@@ -933,6 +1036,71 @@ impl Config {
             Err(problems)
         }
     }
+}
+
+/// Largest configuration file read: a configuration with a thousand hosts is ~100 KiB.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Deepest nesting accepted before parsing: ours needs 6 (`clients[].hosts[].tls.ca`), and
+/// libyaml's time grows steeply with depth (7 s at 40,000 levels).
+pub const MAX_DEPTH: usize = 64;
+
+/// Where the text first nests deeper than `max` levels, by a scan that costs nothing next
+/// to parsing: block nesting by indentation (and `- ` items opening on the same line), flow
+/// nesting by brackets outside quotes and comments. It over-counts at worst (a `- ` inside a
+/// plain scalar), which only matters beyond `max`. None when it stays within.
+fn too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        if flow == 0 {
+            if body.is_empty() || body.starts_with('#') {
+                continue;
+            }
+            let mut indent = line.len() - body.len();
+            // Each `- ` opens a level at the column after it.
+            let mut rest = body;
+            while let Some(after) = rest
+                .strip_prefix("- ")
+                .or(rest.strip_prefix('-').filter(|r| r.is_empty()))
+            {
+                while indents.last().is_some_and(|top| *top > indent) {
+                    indents.pop();
+                }
+                indents.push(indent + 1);
+                let trimmed = after.trim_start_matches(' ');
+                indent += 1 + (after.len() - trimmed.len()) + 1;
+                rest = trimmed;
+            }
+            while indents.last().is_some_and(|top| *top > indent) {
+                indents.pop();
+            }
+            if indents.last() != Some(&indent) {
+                indents.push(indent);
+            }
+            if indents.len() > max {
+                return Some((n + 1, indent + 1));
+            }
+        }
+        let (mut single, mut double) = (false, false);
+        for (col, c) in line.char_indices() {
+            match c {
+                '\'' if !double => single = !single,
+                '"' if !single => double = !double,
+                '#' if !single && !double => break,
+                '[' | '{' if !single && !double => {
+                    flow += 1;
+                    if indents.len() + flow > max {
+                        return Some((n + 1, col + 1));
+                    }
+                }
+                ']' | '}' if !single && !double => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// serde_yaml puts " at line L column C" into its messages; we print the position in front,

@@ -26,10 +26,10 @@ pub struct OtlpConfig {
     pub endpoint: Option<String>,
     /// `grpc` (default) or `http/protobuf`.
     pub protocol: Option<Protocol>,
-    /// Time between exports. Default `15s`.
+    /// Time between exports. Default `15s`. Range: 1s to 1day.
     #[serde(deserialize_with = "opt_duration")]
     pub interval: Option<Duration>,
-    /// Deadline of one export, connecting included. Default `10s`.
+    /// Deadline of one export, connecting included. Default `10s`. Range: 100ms to 10m.
     #[serde(deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
     /// Headers (gRPC metadata) sent with every export, e.g. `authorization`. Values may use
@@ -45,7 +45,7 @@ pub struct OtlpConfig {
     pub tls: Option<OtlpTlsConfig>,
     /// Most data points in one request; a bigger export is sent as several requests, one
     /// after the other. Receivers cap message sizes (the OpenTelemetry Collector at 4 MiB by
-    /// default); a point is ~300 bytes before compression. Default 5000.
+    /// default); a point is ~300 bytes before compression. Default 5000. Range: 100 to 100000.
     pub max_points_per_request: Option<std::num::NonZeroUsize>,
     /// Extra resource attributes, e.g. `deployment.environment.name: prod`. They add to
     /// `OTEL_RESOURCE_ATTRIBUTES`, winning on equal keys. `service.name` defaults to
@@ -229,26 +229,43 @@ pub(super) fn validate(
             }
         },
     };
+    // (value, the variable it came from when not from the file)
     let interval = match cfg.interval {
-        Some(d) => d,
+        Some(d) => (d, None),
         None => match env("OTEL_METRIC_EXPORT_INTERVAL") {
-            None => DEFAULT_INTERVAL,
-            Some(v) => millis("OTEL_METRIC_EXPORT_INTERVAL", &v).unwrap_or_else(|e| {
-                env_problem(problems, e);
-                DEFAULT_INTERVAL
-            }),
+            None => (DEFAULT_INTERVAL, None),
+            Some(v) => match millis("OTEL_METRIC_EXPORT_INTERVAL", &v) {
+                Ok(d) => (d, Some("OTEL_METRIC_EXPORT_INTERVAL".to_string())),
+                Err(e) => {
+                    env_problem(problems, e);
+                    (DEFAULT_INTERVAL, None)
+                }
+            },
         },
     };
     let timeout = match cfg.timeout {
-        Some(d) => d,
+        Some(d) => (d, None),
         None => match otel_var(env, "TIMEOUT") {
-            None => DEFAULT_TIMEOUT,
-            Some((var, v)) => millis(&var, &v).unwrap_or_else(|e| {
-                env_problem(problems, e);
-                DEFAULT_TIMEOUT
-            }),
+            None => (DEFAULT_TIMEOUT, None),
+            Some((var, v)) => match millis(&var, &v) {
+                Ok(d) => (d, Some(var)),
+                Err(e) => {
+                    env_problem(problems, e);
+                    (DEFAULT_TIMEOUT, None)
+                }
+            },
         },
     };
+    let max_points = cfg
+        .max_points_per_request
+        .map_or(DEFAULT_MAX_POINTS, |n| n.get());
+    super::ranges::check_otlp(
+        problems,
+        (interval.0, interval.1.as_deref()),
+        (timeout.0, timeout.1.as_deref()),
+        max_points,
+    );
+    let (interval, timeout) = (interval.0, timeout.0);
     let gzip = match cfg.compression {
         Some(c) => c == Compression::Gzip,
         None => match otel_var(env, "COMPRESSION") {
@@ -350,9 +367,7 @@ pub(super) fn validate(
             gzip,
             tls: Arc::new(tls),
             resource: resource.into_iter().collect(),
-            max_points: cfg
-                .max_points_per_request
-                .map_or(DEFAULT_MAX_POINTS, |n| n.get()),
+            max_points,
         }),
         _ => None,
     }

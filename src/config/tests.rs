@@ -209,3 +209,33 @@ fn positions_are_cut_out_of_yaml_messages() {
     );
     assert_eq!(strip_location("look at line items"), "look at line items");
 }
+
+/// config.example.yaml gives each ranged key's range in the comment line right above it,
+/// exactly as `config::ranges` checks it.
+#[test]
+fn the_example_documents_every_range() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+        .expect("example");
+    let lines: Vec<&str> = text.lines().collect();
+    for (key, range) in super::ranges::documented() {
+        let (section, name) = key.split_once('.').expect("section.key");
+        let start = lines
+            .iter()
+            .position(|l| *l == format!("{section}:"))
+            .unwrap_or_else(|| panic!("no section {section}"));
+        let at = lines[start..]
+            .iter()
+            .position(|l| l.starts_with(&format!("  {name}:")))
+            .map(|i| i + start)
+            .unwrap_or_else(|| panic!("no key {key} in the example"));
+        let comment = lines[..at]
+            .iter()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with('#'))
+            .any(|l| l.contains(&format!("Range: {range}.")));
+        assert!(
+            comment,
+            "{key}: the comment above it should say `Range: {range}.`"
+        );
+    }
+}
