@@ -756,11 +756,11 @@ impl Collector {
         }
     }
 
-    /// Running containers with their cgroup files where readable.
+    /// Running and paused containers with their cgroup files where readable.
     fn running_targets(&self) -> Vec<Target> {
         self.inventory
             .iter()
-            .filter(|(_, e)| e.meta.state == ContainerState::Running)
+            .filter(|(_, e)| e.meta.state.is_live())
             .map(|(id, e)| Target {
                 id: id.clone(),
                 cgroup: e.cgroup.clone(),
@@ -837,9 +837,10 @@ impl Collector {
         };
         let key = ListKey::from_meta(&meta);
         let id = meta.id.clone();
-        let pid = match meta.state {
-            ContainerState::Running => i.state.as_ref().and_then(|s| s.pid).unwrap_or(0),
-            _ => 0,
+        let pid = if meta.state.is_live() {
+            i.state.as_ref().and_then(|s| s.pid).unwrap_or(0)
+        } else {
+            0
         };
         let locate = |entry_pid: i64, current: &Option<Arc<CgroupPaths>>| {
             if pid == entry_pid {
@@ -863,7 +864,7 @@ impl Collector {
         };
         match self.inventory.get_mut(&id) {
             Some(e) => {
-                if e.started_raw != started_raw || meta.state != ContainerState::Running {
+                if e.started_raw != started_raw || !meta.state.is_live() {
                     e.prev = None;
                     e.stats = None;
                 }
@@ -1046,7 +1047,7 @@ impl Collector {
         }
         let mut stats_sources = StatsSources::default();
         for e in self.inventory.values() {
-            if e.meta.state == ContainerState::Running {
+            if e.meta.state.is_live() {
                 if e.cgroup.is_some() {
                     stats_sources.cgroup += 1;
                 } else {

@@ -64,6 +64,13 @@ impl ContainerState {
         }
     }
 
+    /// Whether the container has processes, so figures to read: running or paused. A paused
+    /// container keeps its memory and counters (its CPU counter just stops), and `docker
+    /// stats` and cAdvisor keep reporting it.
+    pub fn is_live(self) -> bool {
+        matches!(self, ContainerState::Running | ContainerState::Paused)
+    }
+
     /// From Docker's spelling (list `State` or inspect `State.Status`).
     pub fn parse(s: &str) -> ContainerState {
         match s {

@@ -459,3 +459,97 @@ fn metrics_are_gzipped_for_scrapers_that_accept_it_unless_switched_off() {
         &String::from_utf8(body).expect("utf-8")
     )));
 }
+
+/// A paused container keeps every figure, from both stats sources: its memory stays, its
+/// network and block I/O counters stay, and its CPU counter stops where the frozen cgroup's
+/// stops. Unpaused, the counter moves again.
+#[test]
+fn a_paused_container_keeps_its_figures_and_its_cpu_counter_stops() {
+    let d = Docker::a();
+    let root = d.run(&["info", "--format", "{{.DockerRootDir}}"]);
+    let (_, devpath) = block_device_of(std::path::Path::new(&root));
+    // A throttle rule far above what is written turns blkio accounting on (see
+    // a_direct_write_shows_in_fs_writes).
+    let limit = format!("{devpath}:10gb");
+    for source in ["cgroup", "api"] {
+        let c = d.start(
+            &format!("paused-{source}"),
+            &["--cpus", "0.2", "--device-write-bps", &limit],
+            "dd if=/dev/zero of=/dev/shm/fill bs=1M count=24 2>/dev/null; \
+             dd if=/dev/zero of=/blk.out bs=1M count=4 oflag=direct 2>/dev/null; \
+             while true; do :; done",
+        );
+        let exp = Exporter::start(
+            &format!("paused-{source}"),
+            &config_a("1s").replace(
+                "  relist_interval: 60s\n",
+                &format!("  relist_interval: 60s\n  stats_source: {source}\n"),
+            ),
+        );
+        let f = [("name", c.name.as_str())];
+        let figures = [
+            "container_cpu_usage_seconds_total",
+            "container_memory_usage_bytes",
+            "container_memory_working_set_bytes",
+            "container_network_receive_bytes_total",
+            "container_fs_writes_bytes_total",
+            "dockstat_container_pids",
+            "container_last_seen",
+        ];
+        exp.wait_for(
+            Duration::from_secs(20),
+            "figures of the running container",
+            |s| {
+                s.value("container_memory_usage_bytes", &f)
+                    .is_some_and(|m| m > 20.0 * MIB)
+                    && s.find("container_fs_writes_bytes_total", &f)
+                        .next()
+                        .is_some()
+            },
+        );
+        d.run(&["pause", &c.id]);
+        let frozen = cgroup_cpu_seconds(c.pid());
+        let paused = exp.wait_for(Duration::from_secs(10), "state paused", |s| {
+            s.value(
+                "dockstat_container_state",
+                &[("name", c.name.as_str()), ("state", "paused")],
+            ) == Some(1.0)
+        });
+        let seen = paused
+            .value("container_last_seen", &f)
+            .expect("last seen while paused");
+        // Two samples taken while paused, seconds apart.
+        let later = exp.wait_for(Duration::from_secs(10), "samples while paused", |s| {
+            s.value("container_last_seen", &f)
+                .is_some_and(|t| t >= seen + 2.0)
+        });
+        for family in figures {
+            assert!(
+                later.find(family, &f).next().is_some(),
+                "{source}: {family} of the paused container is gone"
+            );
+        }
+        let cpu = later
+            .value("container_cpu_usage_seconds_total", &f)
+            .expect("cpu");
+        assert!(
+            (cpu - frozen).abs() < 1e-3,
+            "{source}: CPU counter {cpu} while the frozen cgroup says {frozen}"
+        );
+        assert!(
+            later
+                .value("container_memory_usage_bytes", &f)
+                .is_some_and(|m| m > 20.0 * MIB),
+            "{source}: memory kept"
+        );
+        d.run(&["unpause", &c.id]);
+        exp.wait_for(
+            Duration::from_secs(10),
+            "the CPU counter moving again",
+            |s| {
+                s.value("container_cpu_usage_seconds_total", &f)
+                    .is_some_and(|v| v > frozen + 0.05)
+            },
+        );
+    }
+}

@@ -195,7 +195,9 @@ impl Family {
     /// Scope for the documentation: what one series describes.
     pub fn scope(&self) -> &'static str {
         match self.source {
-            Source::Stat(_) | Source::Network(_) | Source::Blkio(_) => "running container",
+            Source::Stat(_) | Source::Network(_) | Source::Blkio(_) => {
+                "running or paused container"
+            }
             Source::Meta(_)
             | Source::ContainerInfo
             | Source::ContainerState

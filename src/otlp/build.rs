@@ -18,7 +18,6 @@ use crate::instruments::{BUCKETS, HistogramFigures};
 use crate::metrics::{
     ContainerRow, FAMILIES, Family, Kind, Otlp, OtlpValue, Reading, Sink, Source, Subject, walk,
 };
-use crate::snapshot::ContainerState;
 
 /// Attributes whose values are integers in the semantic conventions.
 const INT_ATTRIBUTES: [&str; 2] = ["process.exit.code", "http.response.status_code"];
@@ -260,7 +259,7 @@ impl Sink for PointSink<'_> {
                     Subject::Container(i) => self
                         .rows
                         .get(i)
-                        .is_some_and(|(_, c)| c.meta.state == ContainerState::Running),
+                        .is_some_and(|(_, c)| c.meta.state.is_live()),
                     _ => false,
                 };
                 let now = nanos(self.now) as f64 / 1e9;
@@ -426,6 +425,7 @@ mod tests {
     use super::*;
     use crate::instruments::{ApiCall, HostInstruments, Instruments};
     use crate::metrics::{Exposition, Format, PoolFigures, PoolSource};
+    use crate::snapshot::ContainerState;
     use crate::snapshot::SnapshotStore;
 
     #[derive(Debug)]
@@ -560,13 +560,13 @@ mod tests {
                 let mut expected: Vec<f64> = match o.value {
                     OtlpValue::Same => prom.clone(),
                     OtlpValue::Scale(k) => prom.iter().map(|v| v * k).collect(),
-                    // Running containers only.
+                    // Running and paused containers only.
                     OtlpValue::Uptime => {
                         let now = nanos(reading.now) as f64 / 1e9;
                         reading
                             .containers()
                             .iter()
-                            .filter(|(_, c)| c.meta.state == ContainerState::Running)
+                            .filter(|(_, c)| c.meta.state.is_live())
                             .filter_map(|(_, c)| c.meta.started_at)
                             .map(|v| now - v)
                             .collect()
