@@ -1076,6 +1076,8 @@ impl Collector {
             collection_success: success,
             events: self.events.clone(),
             stats_sources,
+            monitored: true,
+            attempted: true,
         });
     }
 }

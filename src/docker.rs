@@ -87,6 +87,11 @@ pub struct DockerError {
 }
 
 impl DockerError {
+    /// What a host that has not been tried yet reports.
+    pub fn pending() -> DockerError {
+        DockerError::new(ErrorKind::Other, "not collected yet")
+    }
+
     fn new(kind: ErrorKind, message: impl Into<String>) -> DockerError {
         DockerError {
             kind,

@@ -94,6 +94,8 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
                 cgroup: per_host as u64,
                 api: 0,
             },
+            monitored: true,
+            attempted: true,
         });
     }
 }

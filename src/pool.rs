@@ -214,6 +214,13 @@ impl Pool {
         let Some(worker) = st.workers.get_mut(index) else {
             return;
         };
+        // Visible as down from the first scrape on, until the collector's first answer.
+        self.snapshots
+            .publish(crate::snapshot::HostSnapshot::pending(
+                spec.id,
+                spec.name.clone(),
+                spec.client.clone(),
+            ));
         let task = self.spawn(spec.clone(), worker.inflight.clone());
         tracing::info!(host = %spec.name, client = %spec.client, worker = worker.id, "collecting host");
         worker.hosts.insert(spec.id, task);

@@ -248,6 +248,13 @@ pub struct HostSnapshot {
     pub events: Arc<EventCounts>,
     /// Running containers sampled from cgroup files and through the API.
     pub stats_sources: StatsSources,
+    /// A collector runs for the host. False for a host whose client's monitoring is
+    /// stopped: it stays in the snapshot (`dockstat_host_monitoring 0`) so it can be alerted
+    /// on, with nothing else known.
+    pub monitored: bool,
+    /// The collector has finished at least one attempt (up or down). Until then the host
+    /// shows `dockstat_host_up 0` and `/readyz` waits for it.
+    pub attempted: bool,
 }
 
 /// How many running containers each stats source samples on a host.
@@ -260,7 +267,33 @@ pub struct StatsSources {
 }
 
 impl HostSnapshot {
-    /// A snapshot with no containers, for a host not reached (yet).
+    /// A host whose collector has just started: down until its first answer, so an alert on
+    /// `dockstat_host_up == 0` also fires for a host that never comes up.
+    pub fn pending(id: i64, name: Arc<str>, client: Arc<str>) -> HostSnapshot {
+        HostSnapshot {
+            attempted: false,
+            error: None,
+            ..HostSnapshot::down(
+                id,
+                name,
+                client,
+                None,
+                DockerError::pending(),
+                Duration::ZERO,
+                Arc::default(),
+            )
+        }
+    }
+
+    /// A host that is not collected: its client's monitoring is stopped.
+    pub fn idle(id: i64, name: Arc<str>, client: Arc<str>) -> HostSnapshot {
+        HostSnapshot {
+            monitored: false,
+            ..HostSnapshot::pending(id, name, client)
+        }
+    }
+
+    /// A snapshot with no containers, for a host not reached.
     pub fn down(
         id: i64,
         name: Arc<str>,
@@ -284,6 +317,8 @@ impl HostSnapshot {
             collection_success: false,
             events,
             stats_sources: StatsSources::default(),
+            monitored: true,
+            attempted: true,
         }
     }
 }
@@ -333,6 +368,22 @@ impl SnapshotStore {
     /// Drops a host (removed, or its monitoring stopped): its series leave the next scrape.
     pub fn remove(&self, host_id: i64) {
         self.update(|hosts| hosts.retain(|h| h.id != host_id));
+    }
+
+    /// Makes the hosts that are not collected exactly `idle`: publishes each one that is not
+    /// in the snapshot (or that a collector left), drops idle entries not in the list.
+    /// Collected hosts are left alone.
+    pub fn set_idle(&self, idle: Vec<HostSnapshot>) {
+        self.update(|hosts| {
+            hosts.retain(|h| h.monitored || idle.iter().any(|i| i.id == h.id));
+            for i in idle {
+                match hosts.iter_mut().find(|h| h.id == i.id) {
+                    Some(slot) if slot.monitored => {}
+                    Some(slot) => *slot = Arc::new(i),
+                    None => hosts.push(Arc::new(i)),
+                }
+            }
+        });
     }
 
     fn update(&self, f: impl FnOnce(&mut Vec<Arc<HostSnapshot>>)) {

@@ -275,3 +275,76 @@ fn host_that_hangs_mid_run_is_marked_down_within_a_deadline_and_a_ping() {
         eprintln!("stats_source {source}: back up");
     }
 }
+
+/// Every enabled host has `dockstat_host_up` from the first scrape on, 0 until its first
+/// answer (a hung host never gives one), so an alert on `== 0` fires for a host that never
+/// came up; `/readyz` waits for it meanwhile. A host whose client's monitoring is stopped
+/// stays visible as `dockstat_host_monitoring 0`, and comes back when it is started.
+#[test]
+fn every_host_is_visible_from_the_first_scrape_and_a_stopped_one_stays_visible() {
+    let hung = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hung_addr = hung.local_addr().expect("addr");
+    let cfg = format!(
+        "monitoring:\n  interval: 1s\n  request_timeout: 5s\n\
+         clients:\n  - name: lab\n    hosts:\n      - name: hung\n        address: tcp://{hung_addr}\n\
+         \x20 - name: other\n    hosts:\n      - name: a\n        address: unix://{}\n",
+        env().a_socket
+    );
+    let exp = Exporter::start("first-scrape", &cfg);
+    // The very first scrape, while the hung host's first call has not timed out yet.
+    let s = exp.scrape();
+    assert_eq!(
+        s.value("dockstat_host_up", &[("host", "hung")]),
+        Some(0.0),
+        "{}",
+        s.text
+    );
+    assert_eq!(
+        s.value("dockstat_host_monitoring", &[("host", "hung")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("dockstat_collection_success", &[("host", "hung")]),
+        Some(0.0)
+    );
+    let (status, body) = exp.get("/readyz");
+    assert_eq!(status, 503, "the hung host has not been tried yet: {body}");
+    assert!(body.contains("lab/hung"), "{body}");
+
+    // Stop client `other` through the API: its host stays, as not monitored.
+    let other = exp.wait_for(Duration::from_secs(15), "host a up", |s| {
+        s.value("dockstat_host_up", &[("host", "a")]) == Some(1.0)
+    });
+    assert_eq!(
+        other.value("dockstat_host_monitoring", &[("host", "a")]),
+        Some(1.0)
+    );
+    let (status, clients) = api(exp.admin_port, "GET", "/api/v1/clients", None, None);
+    assert_eq!(status, 200, "{clients}");
+    let id = clients
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "other"))
+        .and_then(|c| c["id"].as_i64())
+        .expect("client other");
+    let path = format!("/api/v1/clients/{id}/monitoring/stop");
+    let (status, body) = api(exp.admin_port, "POST", &path, None, None);
+    assert_eq!(status, 200, "{body}");
+    let s = exp.wait_for(Duration::from_secs(10), "a not monitored", |s| {
+        s.value("dockstat_host_monitoring", &[("host", "a")]) == Some(0.0)
+    });
+    assert_eq!(s.value("dockstat_host_up", &[("host", "a")]), None);
+    assert!(
+        s.find("container_cpu_usage_seconds_total", &[("host", "a")])
+            .next()
+            .is_none(),
+        "no figures of a host not collected"
+    );
+    let path = format!("/api/v1/clients/{id}/monitoring/start");
+    let (status, body) = api(exp.admin_port, "POST", &path, None, None);
+    assert_eq!(status, 200, "{body}");
+    exp.wait_for(Duration::from_secs(15), "a collected again", |s| {
+        s.value("dockstat_host_monitoring", &[("host", "a")]) == Some(1.0)
+            && s.value("dockstat_host_up", &[("host", "a")]) == Some(1.0)
+    });
+    drop(hung);
+}

@@ -380,7 +380,7 @@ impl DockerClient {
             .pool
             .collecting()
             .into_iter()
-            .filter(|s| snap.host(s.id).is_none())
+            .filter(|s| snap.host(s.id).is_none_or(|h| !h.attempted))
             .map(|s| format!("{}/{}", s.client, s.name))
             .collect()
     }
@@ -394,6 +394,27 @@ impl DockerClient {
             .map(spec)
             .collect();
         self.inner.pool.reconcile(desired).await;
+        self.publish_idle().await
+    }
+
+    /// Keeps the hosts that are not collected because their client's monitoring is stopped
+    /// in the snapshot (`dockstat_host_monitoring 0`), so that stopping can be alerted on.
+    /// Disabled hosts are left out: the file or the API declared them off on purpose.
+    async fn publish_idle(&self) -> Result<(), ClientError> {
+        let clients = self.inner.store.clients().await?;
+        let hosts = self.inner.store.hosts(None).await?;
+        let idle = hosts
+            .iter()
+            .filter(|h| h.enabled && clients.iter().any(|c| c.id == h.client_id && !c.monitoring))
+            .map(|h| {
+                crate::snapshot::HostSnapshot::idle(
+                    h.id,
+                    Arc::from(h.name.as_str()),
+                    Arc::from(h.client_name.as_str()),
+                )
+            })
+            .collect();
+        self.inner.snapshots.set_idle(idle);
         Ok(())
     }
 
@@ -420,7 +441,8 @@ impl DockerClient {
         for h in self.inner.store.hosts(Some(client_id)).await? {
             self.inner.pool.stop(h.id).await;
         }
-        Ok(self.inner.store.delete_client(client_id).await?)
+        self.inner.store.delete_client(client_id).await?;
+        self.publish_idle().await
     }
 
     /// All clients. `getClients`.
@@ -459,6 +481,7 @@ impl DockerClient {
                 }
             }
         }
+        self.publish_idle().await?;
         Ok(record)
     }
 
@@ -532,7 +555,8 @@ impl DockerClient {
         let current = self.inner.store.host(host_id).await?;
         read_only(&current)?;
         self.inner.pool.stop(host_id).await;
-        Ok(self.inner.store.delete_host(host_id).await?)
+        self.inner.store.delete_host(host_id).await?;
+        self.publish_idle().await
     }
 
     /// Hosts of a client. `getHosts`.
@@ -555,7 +579,8 @@ impl DockerClient {
             .into_iter()
             .map(|h| {
                 let status = self.inner.pool.host_status(h.id);
-                let host_snap = snap.host(h.id);
+                // Only what a collector found: not a pending or idle placeholder.
+                let host_snap = snap.host(h.id).filter(|s| s.monitored && s.attempted);
                 let info = host_snap.and_then(|s| s.info.as_deref());
                 HostHealth {
                     collecting: status.is_some(),
@@ -678,7 +703,7 @@ impl DockerClient {
         } else {
             self.inner.pool.stop(record.id).await;
         }
-        Ok(())
+        self.publish_idle().await
     }
 
     // ---- monitoring ----
@@ -691,7 +716,7 @@ impl DockerClient {
                 self.inner.pool.ensure(spec(&h)).await;
             }
         }
-        Ok(())
+        self.publish_idle().await
     }
 
     /// Stops collecting a client's hosts; their series leave `/metrics`. `stopMonitoring`.
@@ -700,7 +725,7 @@ impl DockerClient {
         for h in self.inner.store.hosts(Some(client_id)).await? {
             self.inner.pool.stop(h.id).await;
         }
-        Ok(())
+        self.publish_idle().await
     }
 
     /// Stops collecting every client. `stopAllMonitoring`.
@@ -709,7 +734,7 @@ impl DockerClient {
             self.inner.store.set_monitoring(c.id, false).await?;
         }
         self.inner.pool.reconcile(Vec::new()).await;
-        Ok(())
+        self.publish_idle().await
     }
 
     /// Whether a client is monitored. `isMonitoring`.

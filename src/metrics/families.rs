@@ -65,6 +65,8 @@ pub enum Source {
     Machine(fn(&HostInfo) -> Option<u64>),
     /// `dockstat_host_up`.
     HostUp,
+    /// `dockstat_host_monitoring`.
+    HostMonitoring,
     /// `dockstat_host_info`: 1, daemon facts in labels.
     HostInfo,
     /// `dockstat_host_containers` per `state`.
@@ -207,6 +209,7 @@ impl Family {
             | Source::ContainerLastExit => "container",
             Source::Machine(_)
             | Source::HostUp
+            | Source::HostMonitoring
             | Source::HostInfo
             | Source::HostContainers
             | Source::StatsSources
@@ -838,10 +841,25 @@ pub static FAMILIES: &[Family] = &[
         "dockstat_host_up",
         N,
         Gauge,
-        "1 when the Docker host answered at the last attempt, else 0.",
+        "1 when the Docker host answered at the last attempt, else 0 (also before the first answer).",
         "",
         Source::HostUp,
         &[otlp("dockstat.host.up", "1", &[], &[], OtlpValue::Same)],
+    ),
+    family(
+        "dockstat_host_monitoring",
+        N,
+        Gauge,
+        "1 while the host is collected, 0 while its client's monitoring is stopped (nothing else is known of it then).",
+        "",
+        Source::HostMonitoring,
+        &[otlp(
+            "dockstat.host.monitoring",
+            "1",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
     ),
     family(
         "dockstat_host_info",

@@ -935,11 +935,17 @@ pub(crate) fn walk(
                 }
             }
         }
+        Source::HostMonitoring => {
+            for h in &snap.hosts {
+                sink.point(Subject::of(h), &[], f64::from(u8::from(h.monitored)))?;
+            }
+        }
         Source::HostUp
         | Source::CollectionDuration
         | Source::CollectionSuccess
         | Source::SnapshotAge => {
-            for h in &snap.hosts {
+            // A host that is not collected has no such figures: only its monitoring 0.
+            for h in snap.hosts.iter().filter(|h| h.monitored) {
                 let v = match f.source {
                     Source::HostUp => f64::from(u8::from(h.up)),
                     Source::CollectionDuration => h.collection_duration.as_secs_f64(),
