@@ -6,7 +6,7 @@
 //! are no locks on the hot path. Sampling runs in its own task so that events are handled
 //! while a slow stats call is still pending.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -233,6 +233,8 @@ struct Entry {
     cgroup: Option<Arc<CgroupPaths>>,
     /// The init pid `cgroup` was looked up for; a new run has a new pid.
     located_pid: i64,
+    /// When an inspect answer last updated it: a re-list asked before keeps it.
+    updated: Instant,
 }
 
 /// How late (in event time) an event may arrive after a newer one and still count. Docker
@@ -396,8 +398,91 @@ pub struct Collector {
     saver: Option<tokio::sync::watch::Sender<String>>,
     /// Whether the last cycle succeeded, for `health_changed` host events.
     healthy: Option<bool>,
-    /// How long the last full cycle took; publishes between cycles (events) repeat it.
-    last_cycle: Duration,
+    /// How long the last full cycle took and whether it succeeded; publishes between
+    /// cycles (events) repeat it. None until the first cycle on a connection.
+    last_cycle: Option<(Duration, bool)>,
+    /// Whether every call since the current cycle began succeeded (inspects and re-lists
+    /// answer in the background, between samples).
+    cycle_ok: bool,
+    /// Containers with an inspect in flight.
+    inspecting: HashMap<String, Inspecting>,
+    /// Bounds the background inspects of this host (`stats_concurrency`): a re-list that
+    /// finds thousands of new containers does not open thousands of calls.
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// A container with an inspect in flight, and what happened since it was asked.
+#[derive(Debug, Default)]
+struct Inspecting {
+    /// More events came: inspect once more when the answer is in.
+    again: bool,
+    /// Destroyed meanwhile: the answer is stale.
+    gone: bool,
+    /// Sample it as soon as it is running (it was just started).
+    first_sample: bool,
+}
+
+/// Docker calls the collector started and whose answers the loop applies as they come.
+enum Job {
+    /// A full list, and `/info`, asked at `asked`.
+    Relist {
+        asked: Instant,
+        list: Result<Vec<ContainerSummary>, DockerError>,
+        info: Option<Box<bollard::models::SystemInfo>>,
+    },
+    /// One container's inspect; `down` when it failed as if the host were down and a ping
+    /// failed too.
+    Inspect {
+        id: String,
+        result: Result<Box<ContainerInspectResponse>, DockerError>,
+        down: Option<DockerError>,
+    },
+    /// A ping.
+    Ping {
+        after: PingFor,
+        result: Result<(), DockerError>,
+    },
+}
+
+/// Why a ping was made.
+#[derive(Debug, Clone, Copy)]
+enum PingFor {
+    /// The events stream ended: is the daemon still there?
+    EventsEnded,
+    /// A cycle with nothing to sample.
+    EmptyCycle,
+}
+
+async fn relist_job(conn: Arc<Connection>) -> Job {
+    let asked = Instant::now();
+    let list = conn.list_containers(true).await;
+    let info = match &list {
+        Ok(_) => conn.info().await.ok().map(Box::new),
+        Err(_) => None,
+    };
+    Job::Relist { asked, list, info }
+}
+
+async fn inspect_job(
+    conn: Arc<Connection>,
+    permits: Arc<tokio::sync::Semaphore>,
+    id: String,
+) -> Job {
+    // The semaphore is never closed; without a permit the call just goes ahead.
+    let _permit = permits.acquire_owned().await.ok();
+    let result = conn.inspect(&id).await.map(Box::new);
+    let down = match &result {
+        Err(e) if e.kind.is_host_down() => conn.ping().await.err(),
+        _ => None,
+    };
+    Job::Inspect { id, result, down }
+}
+
+async fn ping_job(conn: Arc<Connection>, after: PingFor) -> Job {
+    Job::Ping {
+        after,
+        result: conn.ping().await,
+    }
 }
 
 impl Collector {
@@ -409,6 +494,7 @@ impl Collector {
         snapshots: Arc<SnapshotStore>,
         instruments: Arc<HostInstruments>,
     ) -> Collector {
+        let settings_concurrency = settings.concurrency.max(1);
         Collector {
             spec,
             settings,
@@ -422,7 +508,10 @@ impl Collector {
             lifecycle: BTreeMap::new(),
             saver: None,
             healthy: None,
-            last_cycle: Duration::ZERO,
+            last_cycle: None,
+            cycle_ok: true,
+            inspecting: HashMap::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
         }
     }
 
@@ -619,6 +708,9 @@ impl Collector {
                 }
             };
             self.healthy = None;
+            self.last_cycle = None;
+            // The connection's background calls ended with it.
+            self.inspecting.clear();
             failures = failures.saturating_add(1);
             let delay = self.settings.backoff(failures);
             tracing::warn!(host = %self.spec.name, client = %self.spec.client, kind = %err.kind, error = %err.message,
@@ -639,6 +731,11 @@ impl Collector {
     }
 
     /// Collects over one connection; returns the failure that ended it.
+    ///
+    /// The loop only ever waits for the next thing to happen: an event, a tick, or the
+    /// answer of work it started (a sampling cycle, an inspect, a re-list, a ping). Docker
+    /// calls run as tasks of their own, so an event is recorded and published the moment it
+    /// arrives, whatever the calls it triggers take.
     async fn monitor(&mut self, conn: &Arc<Connection>) -> DockerError {
         // Subscribe before listing so that nothing happening in between is missed.
         let mut events = Box::pin(conn.events(self.cursor.since()));
@@ -646,21 +743,24 @@ impl Collector {
         let mut events_retry: Option<tokio::time::Instant> = None;
 
         let cycle_start = Instant::now();
-        let mut ok = match self.relist(conn).await {
+        self.cycle_ok = match self.relist(conn).await {
             Ok(ok) => ok,
             Err(e) => return e,
         };
         let mut next_relist = Instant::now() + self.settings.relist_interval;
         let mut sampling: JoinSet<Cycle> = JoinSet::new();
-        // First samples of containers just started (see `on_event`).
+        // First samples of containers just started (see `inspected`).
         let mut first_samples: JoinSet<Cycle> = JoinSet::new();
+        let mut jobs: JoinSet<Job> = JoinSet::new();
+        let mut relisting = false;
+        let mut cycle_ping = false;
         sampling.spawn(sample_task(
             conn.clone(),
             self.running_targets(),
             self.settings.concurrency,
             self.settings.cgroup.clone(),
         ));
-        let mut cycle = Some((cycle_start, ok));
+        let mut cycle_started = cycle_start;
 
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + self.settings.interval,
@@ -670,24 +770,19 @@ impl Collector {
 
         loop {
             tokio::select! {
-                _ = tick.tick(), if sampling.is_empty() => {
-                    let start = Instant::now();
-                    ok = true;
-                    if Instant::now() >= next_relist {
+                _ = tick.tick(), if sampling.is_empty() && !cycle_ping => {
+                    cycle_started = Instant::now();
+                    self.cycle_ok = true;
+                    if Instant::now() >= next_relist && !relisting {
                         next_relist = Instant::now() + self.settings.relist_interval;
-                        match self.relist(conn).await {
-                            Ok(r) => ok = r,
-                            Err(e) if e.kind.is_host_down() => return e,
-                            Err(_) => ok = false,
-                        }
+                        relisting = true;
+                        jobs.spawn(relist_job(conn.clone()));
                     }
                     let targets = self.running_targets();
                     if targets.is_empty() {
                         // Nothing to sample: make sure the host is still there.
-                        if let Err(e) = conn.ping().await {
-                            return e;
-                        }
-                        self.publish(Some(start.elapsed()), ok);
+                        cycle_ping = true;
+                        jobs.spawn(ping_job(conn.clone(), PingFor::EmptyCycle));
                     } else {
                         sampling.spawn(sample_task(
                             conn.clone(),
@@ -695,29 +790,74 @@ impl Collector {
                             self.settings.concurrency,
                             self.settings.cgroup.clone(),
                         ));
-                        cycle = Some((start, ok));
                     }
                 }
                 Some(done) = sampling.join_next(), if !sampling.is_empty() => {
-                    let (start, relist_ok) = cycle.take().unwrap_or((Instant::now(), true));
                     let results = match done {
                         Ok(r) => r,
                         Err(e) => {
-                            tracing::error!(host = %self.spec.name, error = %e, "sampling task failed");
+                            tracing::error!(error = %e, "sampling task failed");
                             Cycle::default()
                         }
                     };
-                    match self.apply_samples(conn, results).await {
-                        Ok(samples_ok) => self.publish(Some(start.elapsed()), relist_ok && samples_ok),
+                    match self.apply_samples(conn, &mut jobs, results) {
+                        Ok(samples_ok) => {
+                            let ok = self.cycle_ok && samples_ok;
+                            self.publish(Some((cycle_started.elapsed(), ok)));
+                        }
                         Err(e) => return e,
                     }
                 }
                 Some(done) = first_samples.join_next(), if !first_samples.is_empty() => {
                     let Ok(results) = done else { continue };
-                    match self.apply_samples(conn, results).await {
-                        Ok(_) => self.publish(None, true),
-                        Err(e) if e.kind.is_host_down() => return e,
-                        Err(e) => tracing::debug!(host = %self.spec.name, error = %e, "first sample failed"),
+                    match self.apply_samples(conn, &mut jobs, results) {
+                        Ok(_) => self.publish(None),
+                        Err(e) => return e,
+                    }
+                }
+                Some(done) = jobs.join_next(), if !jobs.is_empty() => {
+                    let job = match done {
+                        Ok(job) => job,
+                        Err(e) => {
+                            tracing::error!(error = %e, "collection task failed");
+                            continue;
+                        }
+                    };
+                    match job {
+                        Job::Relist { asked, list, info } => {
+                            relisting = false;
+                            match self.relisted(conn, &mut jobs, asked, list, info) {
+                                Ok(changed) => {
+                                    if changed {
+                                        self.publish(None);
+                                    }
+                                }
+                                Err(e) => return e,
+                            }
+                        }
+                        Job::Inspect { id, result, down } => {
+                            if let Some(e) = down {
+                                return e;
+                            }
+                            if let Some(first) = self.inspected(conn, &mut jobs, id, result) {
+                                first_samples.spawn(first);
+                            }
+                            self.publish(None);
+                        }
+                        Job::Ping { after, result } => match (after, result) {
+                            (_, Err(e)) => return e,
+                            (PingFor::EmptyCycle, Ok(())) => {
+                                cycle_ping = false;
+                                let ok = self.cycle_ok;
+                                self.publish(Some((cycle_started.elapsed(), ok)));
+                            }
+                            (PingFor::EventsEnded, Ok(())) => {
+                                // The daemon is there but the stream ended: reopen it shortly.
+                                events_retry = Some(
+                                    tokio::time::Instant::now() + self.settings.retry_delay,
+                                );
+                            }
+                        },
                     }
                 }
                 ev = events.next(), if events_open.is_some() => match ev {
@@ -726,23 +866,16 @@ impl Collector {
                             continue;
                         }
                         self.record_event(&ev);
-                        match self.on_event(conn, &ev, &mut first_samples).await {
-                            Ok(true) => self.publish(None, true),
-                            Ok(false) => {}
-                            Err(e) if e.kind.is_host_down() => return e,
-                            Err(e) => tracing::debug!(host = %self.spec.name, error = %e, "event follow-up failed"),
+                        if self.on_event(conn, &mut jobs, &ev) {
+                            self.publish(None);
                         }
                     }
                     end => {
                         events_open = None;
                         if let Some(Err(e)) = &end {
-                            tracing::warn!(host = %self.spec.name, error = %e, "events stream failed");
+                            tracing::warn!(error = %e, "events stream failed");
                         }
-                        if let Err(e) = conn.ping().await {
-                            return e;
-                        }
-                        // The daemon is there but the stream ended: reopen it shortly.
-                        events_retry = Some(tokio::time::Instant::now() + self.settings.retry_delay);
+                        jobs.spawn(ping_job(conn.clone(), PingFor::EventsEnded));
                     }
                 },
                 _ = sleep_until(events_retry), if events_retry.is_some() => {
@@ -870,6 +1003,7 @@ impl Collector {
                 }
                 e.cgroup = locate(e.located_pid, &e.cgroup);
                 e.located_pid = pid;
+                e.updated = Instant::now();
                 e.started_raw = started_raw;
                 e.key = key;
                 if *e.meta != meta {
@@ -888,17 +1022,20 @@ impl Collector {
                         stats: None,
                         cgroup,
                         located_pid: pid,
+                        updated: Instant::now(),
                     },
                 );
             }
         }
     }
 
-    /// Applies one cycle's samples. Ok(false) when some call failed; Err when the host
-    /// turned out to be gone.
-    async fn apply_samples(
+    /// Applies one cycle's samples; containers whose answer says they stopped or went are
+    /// inspected again (in the background). Ok(false) when some call failed; Err when the
+    /// host turned out to be gone.
+    fn apply_samples(
         &mut self,
         conn: &Arc<Connection>,
+        jobs: &mut JoinSet<Job>,
         cycle: Cycle,
     ) -> Result<bool, DockerError> {
         let mut ok = true;
@@ -940,7 +1077,7 @@ impl Collector {
                     entry.stats = Some(s);
                 }
                 Answer::Failed(e) => {
-                    tracing::debug!(host = %self.spec.name, container = %id, error = %e, "stats failed");
+                    tracing::debug!(container = %id, error = %e, "stats failed");
                     ok = false;
                     last_err = Some(e);
                 }
@@ -952,71 +1089,171 @@ impl Collector {
         if let Some(e) = last_err {
             self.status.set_error(Some(e));
         }
-        if !recheck.is_empty() {
-            ok &= self.inspect_many(conn, recheck).await?;
+        for id in recheck {
+            self.request_inspect(conn, jobs, id, false);
         }
         Ok(ok)
     }
 
-    /// Keeps the inventory current from one event. Ok(true) when it changed.
-    async fn on_event(
+    /// Keeps the inventory current from one event, without waiting: a destroyed container
+    /// leaves at once, others are inspected in the background. True when it changed now.
+    fn on_event(
         &mut self,
         conn: &Arc<Connection>,
+        jobs: &mut JoinSet<Job>,
         ev: &EventMessage,
-        first_samples: &mut JoinSet<Cycle>,
-    ) -> Result<bool, DockerError> {
+    ) -> bool {
         if ev.typ != Some(EventMessageTypeEnum::CONTAINER) {
-            return Ok(false);
+            return false;
         }
         let (Some(action), Some(id)) = (
             ev.action.as_deref(),
             ev.actor.as_ref().and_then(|a| a.id.as_deref()),
         ) else {
-            return Ok(false);
+            return false;
         };
         let action = base_action(action);
-        tracing::debug!(host = %self.spec.name, container = %id, action, "container event");
+        tracing::debug!(container = %id, action, "container event");
         match action {
-            "destroy" => Ok(self.inventory.remove(id).is_some()),
+            "destroy" => {
+                // An inspect still running for it answers from before: drop that answer.
+                if let Some(p) = self.inspecting.get_mut(id) {
+                    p.gone = true;
+                }
+                self.inventory.remove(id).is_some()
+            }
             "create" | "start" | "restart" | "die" | "pause" | "unpause" | "oom" | "update"
             | "rename" | "health_status" => {
-                let id = id.to_string();
-                self.inspect_many(conn, vec![id.clone()]).await?;
-                let running = self
-                    .inventory
-                    .get(&id)
-                    .is_some_and(|e| e.meta.state == ContainerState::Running);
-                if running && matches!(action, "start" | "restart" | "unpause") {
-                    // Visible at once as running, then a first sample right away rather than
-                    // at the next tick: a loaded daemon can take a while to answer stats
-                    // (Docker 20.10 takes a second even one-shot), so it is taken on its own
-                    // task and events keep flowing meanwhile.
-                    self.publish(None, true);
-                    let (cgroup, prev) = self
-                        .inventory
-                        .get(&id)
-                        .map(|e| (e.cgroup.clone(), e.prev))
-                        .unwrap_or_default();
-                    first_samples.spawn(sample_task(
-                        conn.clone(),
-                        vec![Target { id, cgroup, prev }],
-                        1,
-                        self.settings.cgroup.clone(),
-                    ));
-                }
-                Ok(true)
+                // Visible as running at once after a start, with a first sample right away
+                // rather than at the next tick.
+                let first = matches!(action, "start" | "restart" | "unpause");
+                self.request_inspect(conn, jobs, id.to_string(), first);
+                false
             }
-            _ => Ok(false),
+            _ => false,
         }
     }
 
-    /// Publishes the inventory as the host's snapshot. `took` is a full cycle's duration;
-    /// None (an event changed something between cycles) repeats the last cycle's.
-    fn publish(&mut self, took: Option<Duration>, success: bool) {
-        if let Some(took) = took {
-            self.last_cycle = took;
+    /// Inspects a container in the background. While one inspect of it runs, more requests
+    /// only mark it to be inspected once more when that one answers: each container has at
+    /// most one call in flight, and the answer applied last always comes from a call made
+    /// after the last event. `first_sample` asks for a sample as soon as it is running.
+    fn request_inspect(
+        &mut self,
+        conn: &Arc<Connection>,
+        jobs: &mut JoinSet<Job>,
+        id: String,
+        first_sample: bool,
+    ) {
+        match self.inspecting.get_mut(&id) {
+            Some(p) => {
+                p.again = true;
+                p.first_sample |= first_sample;
+            }
+            None => {
+                self.inspecting.insert(
+                    id.clone(),
+                    Inspecting {
+                        first_sample,
+                        ..Inspecting::default()
+                    },
+                );
+                jobs.spawn(inspect_job(conn.clone(), self.permits.clone(), id));
+            }
         }
-        if self.healthy.is_some_and(|h| h != success) {
+    }
+
+    /// Applies a background inspect; returns a first-sample task to run when the container
+    /// was just started and is running.
+    fn inspected(
+        &mut self,
+        conn: &Arc<Connection>,
+        jobs: &mut JoinSet<Job>,
+        id: String,
+        result: Result<Box<ContainerInspectResponse>, DockerError>,
+    ) -> Option<impl Future<Output = Cycle> + use<>> {
+        let pending = self.inspecting.remove(&id).unwrap_or_default();
+        if pending.gone {
+            return None;
+        }
+        match result {
+            Ok(i) => self.upsert(&i),
+            Err(e) if e.status == Some(404) => {
+                self.inventory.remove(&id);
+            }
+            Err(e) => {
+                tracing::debug!(container = %id, error = %e, "inspect failed");
+                self.cycle_ok = false;
+            }
+        }
+        if pending.again {
+            self.request_inspect(conn, jobs, id.clone(), pending.first_sample);
+            return None;
+        }
+        let entry = self.inventory.get(&id)?;
+        (pending.first_sample && entry.meta.state == ContainerState::Running).then(|| {
+            sample_task(
+                conn.clone(),
+                vec![Target {
+                    id,
+                    cgroup: entry.cgroup.clone(),
+                    prev: entry.prev,
+                }],
+                1,
+                self.settings.cgroup.clone(),
+            )
+        })
+    }
+
+    /// Applies a background re-list asked at `asked`: containers not listed leave (unless
+    /// an answer newer than the list brought them), new and changed ones are inspected in
+    /// the background. Ok(true) when the inventory changed now.
+    fn relisted(
+        &mut self,
+        conn: &Arc<Connection>,
+        jobs: &mut JoinSet<Job>,
+        asked: Instant,
+        list: Result<Vec<ContainerSummary>, DockerError>,
+        info: Option<Box<bollard::models::SystemInfo>>,
+    ) -> Result<bool, DockerError> {
+        let list = match list {
+            Ok(l) => l,
+            Err(e) if e.kind.is_host_down() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "re-list failed");
+                self.cycle_ok = false;
+                return Ok(false);
+            }
+        };
+        if let Some(info) = info {
+            self.info = Some(Arc::new(host_info(conn, Some(&info))));
+        }
+        let mut seen = HashSet::with_capacity(list.len());
+        for s in &list {
+            let Some(id) = &s.id else { continue };
+            seen.insert(id.as_str());
+            let key = ListKey::from_summary(s);
+            if self.inventory.get(id).is_none_or(|e| e.key != key) {
+                self.request_inspect(conn, jobs, id.clone(), false);
+            }
+        }
+        let before = self.inventory.len();
+        self.inventory
+            .retain(|id, e| seen.contains(id.as_str()) || e.updated >= asked);
+        Ok(self.inventory.len() != before)
+    }
+
+    /// Publishes the inventory as the host's snapshot. `cycle` is a full cycle's duration
+    /// and success; None (an event changed something between cycles) repeats the last
+    /// cycle's.
+    fn publish(&mut self, cycle: Option<(Duration, bool)>) {
+        let Some((took, success)) = cycle.or(self.last_cycle) else {
+            // Nothing sampled yet on this connection: the first cycle publishes.
+            return;
+        };
+        let full_cycle = cycle.is_some();
+        self.last_cycle = Some((took, success));
+        if full_cycle && self.healthy.is_some_and(|h| h != success) {
             let detail = if success {
                 "healthy".to_string()
             } else {
@@ -1030,7 +1267,9 @@ impl Collector {
             };
             self.host_event("health_changed", Some(detail));
         }
-        self.healthy = Some(success);
+        if full_cycle {
+            self.healthy = Some(success);
+        }
         let mut containers: Vec<ContainerSnapshot> = self
             .inventory
             .values()
@@ -1055,7 +1294,7 @@ impl Collector {
                 }
             }
         }
-        if success {
+        if full_cycle && success {
             self.status.set_error(None);
         }
         self.snapshots.publish(HostSnapshot {
@@ -1072,7 +1311,7 @@ impl Collector {
             containers,
             container_counts: counts,
             built_at: SystemTime::now(),
-            collection_duration: self.last_cycle,
+            collection_duration: took,
             collection_success: success,
             events: self.events.clone(),
             stats_sources,

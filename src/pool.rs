@@ -16,6 +16,7 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::collect::{Collector, HostSpec, HostStatus, Settings};
 use crate::docker::Connection;
@@ -370,6 +371,8 @@ async fn supervise(
     instruments: Arc<HostInstruments>,
     cancel: CancellationToken,
 ) {
+    // Every line a collector logs names its host and client.
+    let span = tracing::info_span!("collector", host = %spec.name, client = %spec.client);
     loop {
         let collector = Collector::new(
             spec.clone(),
@@ -380,7 +383,7 @@ async fn supervise(
         );
         tokio::select! {
             _ = cancel.cancelled() => return,
-            result = AssertUnwindSafe(collector.run()).catch_unwind() => {
+            result = AssertUnwindSafe(collector.run().instrument(span.clone())).catch_unwind() => {
                 if result.is_err() {
                     tracing::error!(host = %spec.name, client = %spec.client, "collector panicked; restarting it");
                 }

@@ -1063,11 +1063,18 @@ fn monitoring_stop_and_start_move_series_and_pool_figures() {
         api.ok("GET", &format!("/clients/{mon}"))["monitoring"],
         false
     );
+    // Only `dockstat_host_monitoring 0` is left of its hosts, to alert on.
     let s = exp.wait_for(Duration::from_secs(5), "mon's series gone", |s| {
-        !s.samples
-            .iter()
-            .any(|x| x.labels.get("client").map(String::as_str) == Some("mon"))
+        !s.samples.iter().any(|x| {
+            x.labels.get("client").map(String::as_str) == Some("mon")
+                && x.name != "dockstat_host_monitoring"
+        })
     });
+    let idle: Vec<f64> = s
+        .find("dockstat_host_monitoring", &[("client", "mon")])
+        .map(|x| x.value)
+        .collect();
+    assert_eq!(idle, vec![0.0, 0.0], "both hosts of mon, not monitored");
     assert!(!s.has_container(&on_a.name), "A is only collected for mon");
     assert!(series(&s, &on_b, "keep"), "keep is still collected");
     let status = api.status();

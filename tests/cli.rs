@@ -450,7 +450,7 @@ fn values_out_of_range_are_rejected_with_their_position() {
     assert_rejected(
         "cfg-otlp-points",
         "otlp:\n  enabled: true\n  max_points_per_request: 1\n",
-        "3:27: otlp.max_points_per_request: 1 is out of range: allowed 100 to 100000",
+        "3:27: otlp.max_points_per_request: 1 is out of range: allowed 10 to 100000",
     );
     assert_rejected(
         "cfg-db-empty",

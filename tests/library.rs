@@ -230,9 +230,11 @@ async fn run_time_hosts_are_collected_persisted_and_removed() {
     })
     .await;
 
-    // Monitoring off: the client's series leave at once; on: they come back.
+    // Monitoring off: the client's series leave at once, the host stays known as not
+    // monitored; on: they come back.
     client.stop_monitoring(rt.id).await.expect("stop");
-    assert!(client.snapshot().host(hb.id).is_none());
+    let idle = client.snapshot().host(hb.id).cloned().expect("still known");
+    assert!(!idle.monitored && idle.containers.is_empty());
     assert!(!client.is_monitoring(rt.id).await.expect("is monitoring"));
     assert_eq!(client.status().total_hosts, 1);
     client.start_monitoring(rt.id).await.expect("start");

@@ -590,7 +590,7 @@ fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize 
     let mut compared = 0;
     for fam in FAMILIES
         .iter()
-        .filter(|f| matches!(f.scope(), "running container" | "container"))
+        .filter(|f| matches!(f.scope(), "running or paused container" | "container"))
     {
         let exposed = fam.exposed_name();
         for x in s.find(&exposed, &[("name", c.name.as_str())]) {

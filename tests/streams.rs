@@ -3,6 +3,8 @@
 //! ever hurts itself.
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -1016,5 +1018,49 @@ fn resuming_after_an_exporter_restart_gets_a_gap_then_live_messages() {
         got.iter()
             .any(|v| v["kind"] == "gap" && v["requested"] == last),
         "a gap notice first: {got:?}"
+    );
+}
+
+/// Events reach subscribers as soon as Docker publishes them, whatever the work they
+/// trigger costs: with a daemon that takes 2 s to answer each inspect (a proxy in front of
+/// daemon B holds those requests), five containers created in a row are all delivered
+/// within a second of Docker's event time. The collector used to inspect each one before
+/// reading the next event, so the fifth came 8 s late.
+#[test]
+fn events_are_delivered_without_waiting_for_the_inspects_they_trigger() {
+    let b = Docker::b();
+    let proxy = proxy::Proxy::start(&env().b_tcp);
+    let cfg = format!(
+        "monitoring:\n  interval: 1s\n  request_timeout: 5s\nclients:\n  - name: lab\n    hosts:\n      - name: b\n        address: tcp://127.0.0.1:{}\n",
+        proxy.port
+    );
+    let exp = Exporter::start("slow-inspect", &cfg);
+    exp.wait_for(Duration::from_secs(15), "host b up", |s| {
+        s.value("dockstat_host_up", &[("host", "b")]) == Some(1.0)
+    });
+    let mut sub = Sse::subscribe(
+        exp.admin_port,
+        "/api/v1/streams/container_events?action=create",
+        "",
+    );
+    proxy.slow_inspects(Some(Duration::from_secs(2)));
+    let made: Vec<Container> = (0..5).map(|_| created(&b, "slow-inspect")).collect();
+    let mut late = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while late.len() < made.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let e = sub
+            .next(left)
+            .unwrap_or_else(|| panic!("only {} of 5 creates delivered: {late:?}", late.len()));
+        if made.iter().any(|c| c.id == e.actor()) {
+            let event_time = e.data["time"].as_f64().expect("time");
+            late.push(now() - event_time);
+        }
+    }
+    proxy.slow_inspects(None);
+    eprintln!("delivery after Docker's event time, s: {late:?}");
+    assert!(
+        late.iter().all(|l| *l < 1.0),
+        "events waited for inspects: {late:?}"
     );
 }

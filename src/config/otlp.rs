@@ -45,7 +45,7 @@ pub struct OtlpConfig {
     pub tls: Option<OtlpTlsConfig>,
     /// Most data points in one request; a bigger export is sent as several requests, one
     /// after the other. Receivers cap message sizes (the OpenTelemetry Collector at 4 MiB by
-    /// default); a point is ~300 bytes before compression. Default 5000. Range: 100 to 100000.
+    /// default); a point is ~300 bytes before compression. Default 5000. Range: 10 to 100000.
     pub max_points_per_request: Option<std::num::NonZeroUsize>,
     /// Extra resource attributes, e.g. `deployment.environment.name: prod`. They add to
     /// `OTEL_RESOURCE_ATTRIBUTES`, winning on equal keys. `service.name` defaults to

@@ -89,8 +89,8 @@ pub const STREAM_RING: (usize, usize) = (0, 100_000);
 pub const OTLP_INTERVAL: (Duration, Duration) = (secs(1), secs(86_400));
 /// `otlp.timeout` (or `OTEL_EXPORTER_OTLP_*TIMEOUT`).
 pub const OTLP_TIMEOUT: (Duration, Duration) = (millis(100), secs(600));
-/// `otlp.max_points_per_request`: at ~300 bytes a point, 100 to ~30 MB per request.
-pub const OTLP_MAX_POINTS: (usize, usize) = (100, 100_000);
+/// `otlp.max_points_per_request`: at ~300 bytes a point, 3 KB to ~30 MB per request.
+pub const OTLP_MAX_POINTS: (usize, usize) = (10, 100_000);
 
 /// Every range as `(key path, "min to max")`, as the README and `config.example.yaml`
 /// write them (a test keeps the example in step).

@@ -24,6 +24,9 @@ struct ProxyShared {
     listening: AtomicBool,
     stop: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
+    /// Requests of a container inspect (`GET /…/containers/{id}/json`) are held this long
+    /// before they are forwarded: a daemon slow to inspect, fast at everything else.
+    slow_inspect: Mutex<Option<Duration>>,
 }
 
 impl Proxy {
@@ -36,6 +39,7 @@ impl Proxy {
             listening: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
+            slow_inspect: Mutex::new(None),
         });
         let (sh, upstream) = (shared.clone(), upstream.to_string());
         std::thread::spawn(move || {
@@ -77,8 +81,9 @@ impl Proxy {
                             client.try_clone().expect("clone"),
                             server.try_clone().expect("clone"),
                             sh.clone(),
+                            true,
                         );
-                        pump(server, client, sh.clone());
+                        pump(server, client, sh.clone(), false);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -122,6 +127,11 @@ impl Proxy {
     pub fn thaw(&self) {
         self.shared.frozen.store(false, Ordering::SeqCst);
     }
+
+    /// Holds every container inspect request for `delay` (None: no more).
+    pub fn slow_inspects(&self, delay: Option<Duration>) {
+        *self.shared.slow_inspect.lock().expect("lock") = delay;
+    }
 }
 
 impl Drop for Proxy {
@@ -132,9 +142,21 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies `from` to `to` on a thread, holding each read while frozen; shuts `to` down for
-/// writing at the end.
-fn pump(mut from: TcpStream, mut to: TcpStream, sh: Arc<ProxyShared>) {
+/// Whether a chunk read from a client starts a container inspect request.
+fn is_inspect(chunk: &[u8]) -> bool {
+    let line = chunk.split(|b| *b == b'\r').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let Some(path) = line.strip_prefix("GET ") else {
+        return false;
+    };
+    let path = path.split(['?', ' ']).next().unwrap_or("");
+    path.contains("/containers/") && path.ends_with("/json") && !path.ends_with("/containers/json")
+}
+
+/// Copies `from` to `to` on a thread, holding each read while frozen (and each inspect
+/// request while inspects are slow, when `requests` is the client's side); shuts `to` down
+/// for writing at the end.
+fn pump(mut from: TcpStream, mut to: TcpStream, sh: Arc<ProxyShared>, requests: bool) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -143,6 +165,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, sh: Arc<ProxyShared>) {
                 Ok(n) => {
                     while sh.frozen.load(Ordering::SeqCst) && !sh.stop.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let slow = *sh.slow_inspect.lock().expect("lock");
+                    if let (true, Some(delay)) = (requests, slow)
+                        && is_inspect(&buf[..n])
+                    {
+                        std::thread::sleep(delay);
                     }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
