@@ -394,11 +394,17 @@ impl Connection {
 
     /// `GET /containers/json?all=…`.
     pub async fn list_containers(&self, all: bool) -> Result<Vec<ContainerSummary>, DockerError> {
-        let path = format!("/containers/json?all={all}");
-        self.call(
-            ApiCall::ContainerList,
-            self.get_json(&path, limits::CONTAINER_LIST),
-        )
+        let path = self.versioned(&format!("/containers/json?all={all}"));
+        self.call(ApiCall::ContainerList, async {
+            let answer = request(&self.transport, Method::GET, &path).await?;
+            read::json_array(
+                answer.into_body(),
+                limits::CONTAINER_LIST_ENTRY,
+                limits::CONTAINER_LIST,
+                &path,
+            )
+            .await
+        })
         .await
     }
 

@@ -27,8 +27,12 @@ pub const INFO: usize = 4 * MIB;
 pub const INSPECT: usize = 4 * MIB;
 
 /// `GET /containers/json?all=true`: 1-3 KB per container (labels, mounts, ports,
-/// networks). 64 MiB holds ~20,000 containers, several times what one daemon runs.
+/// networks). 64 MiB holds ~20,000 containers, several times what one daemon runs. The
+/// list is decoded one container at a time as it arrives, so its text is never held whole.
 pub const CONTAINER_LIST: usize = 64 * MIB;
+
+/// One container of that list: 1-3 KB; its labels are what can grow.
+pub const CONTAINER_LIST_ENTRY: usize = 4 * MIB;
 
 /// One `GET /containers/{id}/stats?stream=false`: 2-5 KB; grows with networks and block
 /// devices, a few per container.

@@ -59,6 +59,188 @@ where
     })
 }
 
+/// Reads a body holding a JSON array and decodes its elements as they arrive: the text of
+/// one element at most `max_item` bytes, the answer at most `max_total`. Unlike [`whole`],
+/// a long list is never held as text in whole, only the current element.
+pub(super) async fn json_array<B, T>(
+    mut body: B,
+    max_item: usize,
+    max_total: usize,
+    what: &str,
+) -> Result<Vec<T>, DockerError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + 'static,
+    T: serde::de::DeserializeOwned,
+{
+    if body.size_hint().lower() > max_total as u64 {
+        return Err(too_large(what, max_total));
+    }
+    let mut split = ArraySplitter::new(max_item);
+    let mut items = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| DockerError::classify(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total += data.len();
+        if total > max_total {
+            return Err(too_large(what, max_total));
+        }
+        split
+            .push(&data, |item| {
+                let v = serde_json::from_slice(item)
+                    .map_err(|e| DockerError::new(ErrorKind::Decode, e.to_string()))?;
+                items.push(v);
+                Ok(())
+            })
+            .map_err(|e| DockerError {
+                message: format!("{what}: {}", e.message),
+                ..e
+            })?;
+    }
+    split
+        .finish()
+        .map_err(|e| DockerError::new(e.kind, format!("{what}: {}", e.message)))?;
+    Ok(items)
+}
+
+/// Where [`ArraySplitter`] is in the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Before the opening `[`.
+    Start,
+    /// Between elements: whitespace, `,` or the closing `]`.
+    Between,
+    /// Inside an element.
+    Item,
+    /// After the closing `]`.
+    End,
+}
+
+/// Cuts a JSON array into the text of its elements as the bytes come, tracking only nesting
+/// and strings (serde checks the rest when it decodes each element).
+#[derive(Debug)]
+pub(super) struct ArraySplitter {
+    at: At,
+    /// The current element's text so far.
+    item: Vec<u8>,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    max_item: usize,
+}
+
+impl ArraySplitter {
+    pub(super) fn new(max_item: usize) -> ArraySplitter {
+        ArraySplitter {
+            at: At::Start,
+            item: Vec::new(),
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            max_item,
+        }
+    }
+
+    /// Feeds the next piece of the answer; `each` gets the text of every element completed.
+    pub(super) fn push(
+        &mut self,
+        chunk: &[u8],
+        mut each: impl FnMut(&[u8]) -> Result<(), DockerError>,
+    ) -> Result<(), DockerError> {
+        let mut i = 0;
+        while let Some(&b) = chunk.get(i) {
+            match self.at {
+                At::Start | At::End if b.is_ascii_whitespace() => i += 1,
+                At::Start if b == b'[' => {
+                    self.at = At::Between;
+                    i += 1;
+                }
+                At::Start | At::End => return Err(not_a_list("something other than one list")),
+                At::Between if b.is_ascii_whitespace() || b == b',' => i += 1,
+                At::Between if b == b']' => {
+                    self.at = At::End;
+                    i += 1;
+                }
+                At::Between => {
+                    self.at = At::Item;
+                    (self.depth, self.in_string, self.escaped) = (0, false, false);
+                }
+                At::Item => {
+                    let (used, done) = self.scan(&chunk[i..])?;
+                    if self.item.len() + used > self.max_item {
+                        return Err(too_large("one element of the list", self.max_item));
+                    }
+                    self.item.extend_from_slice(&chunk[i..i + used]);
+                    i += used;
+                    if done {
+                        each(&self.item)?;
+                        self.item.clear();
+                        // The `,` or `]` that ended it is read as between elements.
+                        self.at = At::Between;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many bytes of `rest` belong to the current element, and whether it ends there.
+    fn scan(&mut self, rest: &[u8]) -> Result<(usize, bool), DockerError> {
+        let mut i = 0;
+        while i < rest.len() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                    i += 1;
+                    continue;
+                }
+                // The bulk of the text is inside strings: jump to what ends or escapes one.
+                match rest[i..].iter().position(|&c| c == b'"' || c == b'\\') {
+                    None => return Ok((rest.len(), false)),
+                    Some(k) => {
+                        i += k;
+                        if rest[i] == b'\\' {
+                            self.escaped = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                    }
+                }
+            } else {
+                match rest[i] {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' if self.depth > 0 => self.depth -= 1,
+                    b',' | b']' if self.depth == 0 => return Ok((i, true)),
+                    b'}' => return Err(not_a_list("an unbalanced `}`")),
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        Ok((rest.len(), false))
+    }
+
+    /// At the end of the answer: the list must have been closed.
+    pub(super) fn finish(&self) -> Result<(), DockerError> {
+        if self.at == At::End {
+            Ok(())
+        } else {
+            Err(not_a_list("an answer that ended inside the list"))
+        }
+    }
+}
+
+fn not_a_list(what: &str) -> DockerError {
+    DockerError::new(
+        ErrorKind::Decode,
+        format!("expected a JSON list, got {what}"),
+    )
+}
+
 /// Cuts a byte stream into lines of at most `max` bytes. Our own rather than a codec's: a
 /// line that never ends must fail at `max`, not grow a buffer until memory runs out.
 #[derive(Debug)]
@@ -430,5 +612,113 @@ mod tests {
             e.message,
             "containers list: answer larger than 1 MiB, the bound for this call"
         );
+    }
+
+    fn split_all(chunks: &[&[u8]], max_item: usize) -> Result<Vec<String>, DockerError> {
+        let mut sp = ArraySplitter::new(max_item);
+        let mut out = Vec::new();
+        for c in chunks {
+            sp.push(c, |item| {
+                out.push(String::from_utf8_lossy(item).trim().to_string());
+                Ok(())
+            })?;
+        }
+        sp.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn list_elements_are_cut_at_any_split() {
+        let text = br#" [ {"Id":"a","Names":["/x"],"Labels":{"k":"v ] } , \" ["}} ,
+            {"Id":"b","Ports":[{"PrivatePort":80}],"n":[1,[2]]}, 7, "s,]" ] "#;
+        let want = vec![
+            r#"{"Id":"a","Names":["/x"],"Labels":{"k":"v ] } , \" ["}}"#.to_string(),
+            r#"{"Id":"b","Ports":[{"PrivatePort":80}],"n":[1,[2]]}"#.to_string(),
+            "7".to_string(),
+            r#""s,]""#.to_string(),
+        ];
+        assert_eq!(
+            split_all(&[text], 1024).map_err(|e| e.message),
+            Ok(want.clone())
+        );
+        for cut in 0..text.len() {
+            let (a, b) = text.split_at(cut);
+            assert_eq!(
+                split_all(&[a, b], 1024).ok(),
+                Some(want.clone()),
+                "cut {cut}"
+            );
+        }
+        assert_eq!(split_all(&[b"[]"], 8).ok(), Some(vec![]));
+        assert_eq!(split_all(&[b" [ ", b" ] \n"], 8).ok(), Some(vec![]));
+    }
+
+    #[test]
+    fn a_list_element_over_the_bound_is_too_large() {
+        let e = split_all(&[br#"[{"Id":"aaaa"#, b"aaaaaaaa"], 12).expect_err("too large");
+        assert_eq!(e.kind, ErrorKind::TooLarge);
+        // Exactly the bound is fine.
+        assert_eq!(
+            split_all(&[br#"[{"Id":"aa"}]"#], 11).ok(),
+            Some(vec![r#"{"Id":"aa"}"#.to_string()])
+        );
+    }
+
+    #[test]
+    fn what_is_not_one_list_does_not_decode() {
+        for bad in [&b"{}"[..], b"[1] [2]", b"[{}}]", b"[{\"Id\":"] {
+            assert_eq!(
+                split_all(&[bad], 64).map_err(|e| e.kind),
+                Err(ErrorKind::Decode),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_are_decoded_element_by_element_within_their_bounds() {
+        use http_body_util::{Full, StreamBody};
+
+        let body = Full::new(Bytes::from_static(br#"[{"a":1},{"a":2}]"#));
+        let got: Vec<serde_json::Value> = json_array(body, 64, 1024, "list").await.expect("list");
+        assert_eq!(
+            got,
+            vec![serde_json::json!({"a":1}), serde_json::json!({"a":2})]
+        );
+
+        // `[{"Id":"aaa…` without end: refused once the element passes its bound, long before
+        // the bound of the whole answer.
+        let head = futures_util::stream::iter([Ok::<_, std::io::Error>(hyper::body::Frame::data(
+            Bytes::from_static(br#"[{"Id":""#),
+        ))]);
+        let rest = futures_util::stream::iter(
+            std::iter::repeat_with(|| {
+                Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from_static(&[b'a'; 1024])))
+            })
+            .take(64),
+        );
+        let body = StreamBody::new(futures_util::StreamExt::chain(head, rest));
+        let e = json_array::<_, serde_json::Value>(
+            body,
+            16 * 1024,
+            1024 * 1024,
+            "GET /containers/json",
+        )
+        .await
+        .expect_err("too large");
+        assert_eq!(e.kind, ErrorKind::TooLarge);
+        assert!(
+            e.message.starts_with("GET /containers/json: one element"),
+            "{}",
+            e.message
+        );
+
+        // A list element that is not what the caller expects.
+        let body = Full::new(Bytes::from_static(br#"[{"a":1},"x"]"#));
+        let e = json_array::<_, std::collections::HashMap<String, i32>>(body, 64, 1024, "list")
+            .await
+            .expect_err("decode");
+        assert_eq!(e.kind, ErrorKind::Decode);
     }
 }
