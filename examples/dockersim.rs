@@ -22,7 +22,7 @@
 //! default 1 so that the simulator leaves the CPU to the process being measured).
 //!
 //! What it answers, like Docker 20.10.24 (API 1.41, cgroup v1, cgroupfs), with or without a
-//! `/vX.Y` prefix (bollard negotiates on `/v1.5x/version`, then uses `/v1.41/...`):
+//! `/vX.Y` prefix (the exporter negotiates on `/version`, then uses `/v1.41/...`):
 //!
 //! - `GET|HEAD /_ping`: `OK`, with the `Api-Version` header.
 //! - `GET /version`: `ApiVersion` 1.41, `MinAPIVersion` 1.12, `Version` 20.10.24.

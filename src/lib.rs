@@ -9,8 +9,8 @@
 //!   time (source `api`).
 //! - [`pool`]: assigns hosts to workers; each host's collector is its own task.
 //! - [`collect`]: per host, the events stream, re-lists and one-shot stats sampling.
-//! - [`docker`]: bollard connections (pooled, reused across calls) with deadlines, timing and
-//!   classified errors.
+//! - [`docker`]: Docker Engine API calls over pooled connections, with deadlines, bounded
+//!   answers ([`docker::limits`]), timing and classified errors (bollard for the types).
 //! - [`stats`]: Docker stats answers into figures (cgroup v1 and v2).
 //! - [`cgroup`]: the `cgroup` stats source: the same answers read from the kernel's files
 //!   for containers on this machine, at no cost to dockerd.

@@ -121,12 +121,34 @@ pub struct LogLine {
 }
 
 /// Splits Docker's log frames into lines per stream. A frame may hold part of a line or
-/// several lines, so each stream keeps its unfinished tail until the newline comes.
-#[derive(Debug, Default)]
+/// several lines, so each stream keeps its unfinished tail until the newline comes; a tail
+/// that outgrows `max_line` is passed on in pieces of that size rather than kept growing
+/// (a TTY container's output is not framed, so nothing else bounds a line).
+#[derive(Debug)]
 struct LineSplitter {
     timestamps: bool,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    max_line: usize,
+    stdout: Partial,
+    stderr: Partial,
+}
+
+/// The unfinished tail of one stream.
+#[derive(Debug, Default)]
+struct Partial {
+    buf: Vec<u8>,
+    /// The line's start was already passed on (it outgrew the bound): no timestamp here.
+    continued: bool,
+}
+
+impl Default for LineSplitter {
+    fn default() -> LineSplitter {
+        LineSplitter {
+            timestamps: false,
+            max_line: crate::docker::limits::LOG_FRAME,
+            stdout: Partial::default(),
+            stderr: Partial::default(),
+        }
+    }
 }
 
 impl LineSplitter {
@@ -137,24 +159,33 @@ impl LineSplitter {
             | LogOutput::Console { message }
             | LogOutput::StdIn { message } => ("stdout", message),
         };
-        let buf = if stream == "stderr" {
+        let p = if stream == "stderr" {
             &mut self.stderr
         } else {
             &mut self.stdout
         };
-        buf.extend_from_slice(&bytes);
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            out.push_back(make_line(stream, &line[..i], self.timestamps));
+        p.buf.extend_from_slice(&bytes);
+        while let Some(i) = p.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = p.buf.drain(..=i).collect();
+            let ts = self.timestamps && !p.continued;
+            out.push_back(make_line(stream, &line[..i], ts));
+            p.continued = false;
+        }
+        while p.buf.len() >= self.max_line.max(1) {
+            let piece: Vec<u8> = p.buf.drain(..self.max_line.max(1)).collect();
+            let ts = self.timestamps && !p.continued;
+            out.push_back(make_line(stream, &piece, ts));
+            p.continued = true;
         }
     }
 
     fn finish(&mut self, out: &mut VecDeque<LogLine>) {
-        for (stream, buf) in [("stdout", &mut self.stdout), ("stderr", &mut self.stderr)] {
-            if !buf.is_empty() {
-                out.push_back(make_line(stream, buf, self.timestamps));
-                buf.clear();
+        for (stream, p) in [("stdout", &mut self.stdout), ("stderr", &mut self.stderr)] {
+            if !p.buf.is_empty() {
+                out.push_back(make_line(stream, &p.buf, self.timestamps && !p.continued));
+                p.buf.clear();
             }
+            p.continued = false;
         }
     }
 }
@@ -544,6 +575,38 @@ mod tests {
                 ("stderr", "e1".to_string()),
                 ("stdout", "two".to_string()),
                 ("stdout", "three".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_without_end_is_passed_on_in_bounded_pieces() {
+        let lines = |timestamps: bool, frames: &[&str]| {
+            let mut sp = LineSplitter {
+                timestamps,
+                max_line: 8,
+                ..Default::default()
+            };
+            let mut q = VecDeque::new();
+            for f in frames {
+                sp.push(out(f), &mut q);
+            }
+            sp.finish(&mut q);
+            q.into_iter()
+                .map(|l| (l.timestamp, l.line))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines(false, &["abcdefghijkl", "m\n"]),
+            vec![(None, "abcdefgh".to_string()), (None, "ijklm".to_string())]
+        );
+        // Only the start of a line carries its timestamp.
+        assert_eq!(
+            lines(true, &["2026 abcdefgh", "\n2027 x\n"]),
+            vec![
+                (Some("2026".to_string()), "abc".to_string()),
+                (None, "defgh".to_string()),
+                (Some("2027".to_string()), "x".to_string()),
             ]
         );
     }

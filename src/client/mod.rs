@@ -216,7 +216,8 @@ pub struct HostCheck {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DockerErrorView {
     /// `socket_not_found`, `permission_denied`, `connection_refused`, `timeout`, `tls`,
-    /// `api_error`, `decode`, `connection` or `other`.
+    /// `api_error`, `decode`, `too_large` (an answer over its bound), `connection` or
+    /// `other`.
     pub kind: String,
     /// HTTP status of an `api_error`.
     pub status: Option<u16>,

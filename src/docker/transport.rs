@@ -1,23 +1,24 @@
-//! The HTTP client under bollard, with connection reuse.
+//! The HTTP clients to Docker hosts, with connection reuse.
 //!
-//! bollard's own constructors switch reuse off (`pool_max_idle_per_host(0)`), so every call
-//! opens a new connection: on a unix socket that is ~15 % of the collector's CPU at scale,
-//! and on a TLS host a full mutual-TLS handshake per stats call, for the exporter and for
-//! dockerd alike. Here the same hyper client is built with its pool on and handed to bollard
-//! as a custom transport; idle connections are kept for [`IDLE`]. A call that times out drops
-//! its connection rather than returning it, so a hung connection is never reused.
+//! Why our own rather than bollard's: bollard reads every body without limit (a whole answer
+//! before decoding it, a stream until a newline, an error answer whole), and its custom
+//! transports must hand back hyper's own body type, so no bound can be put beneath it. Its
+//! own constructors also switch connection reuse off (`pool_max_idle_per_host(0)`), so every
+//! call opens a new connection: on a unix socket that is ~15 % of the collector's CPU at
+//! scale, and on a TLS host a full mutual-TLS handshake per stats call, for the exporter and
+//! for dockerd alike. Here one pooled hyper client per host keeps idle connections for
+//! [`IDLE`]; a call that times out or stops reading drops its connection rather than
+//! returning it, so a hung connection is never reused.
 
-use std::io;
+use std::fmt;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::{BollardRequest, ClientVersion, Docker};
 use bytes::Bytes;
-use futures_util::Stream;
-use http_body_util::{Either, Full, StreamBody};
-use hyper::body::Frame;
+use http::{Method, Request, Response, header};
+use http_body_util::Empty;
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
@@ -27,82 +28,125 @@ use hyperlocal::UnixConnector;
 use super::{DockerError, ErrorKind};
 use crate::config::{Address, Endpoint, TlsFiles};
 
-/// bollard's request body (its `BodyType`, spelled out: bollard does not export the name).
-type RequestBody = Either<
-    Full<Bytes>,
-    StreamBody<Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, io::Error>> + Send>>>,
->;
+/// Our requests carry no body.
+type RequestBody = Empty<Bytes>;
 
 /// How long an idle connection is kept: longer than the usual collection interval, so each
 /// cycle finds the previous cycle's connections.
 const IDLE: Duration = Duration::from_secs(90);
 
-/// A bollard client for `endpoint` over a pooled connection; `timeout` bounds connecting and
-/// is the request deadline the caller enforces on every call.
-pub fn connect(
-    endpoint: &Endpoint,
-    timeout: Duration,
-    version: &ClientVersion,
-) -> Result<Docker, DockerError> {
-    // bollard's own deadline only covers the response head and is whole seconds; the
-    // caller's (on every call) covers the body too, so bollard's is set just beyond it.
-    let secs = timeout.as_secs() + 1;
-    let built = match (&endpoint.address, &endpoint.tls) {
-        (Address::Unix(path), _) => {
-            // What bollard checks too: a clear "no such socket" rather than a connect error.
-            if !path.exists() {
-                return Err(DockerError::new(
-                    ErrorKind::SocketNotFound,
-                    format!("socket not found: {}", path.display()),
-                ));
-            }
-            let client = pooled(UnixConnector);
-            let socket: Arc<Path> = Arc::from(path.as_path());
-            Docker::connect_with_custom_transport(
-                move |req: BollardRequest| {
-                    let (client, socket) = (client.clone(), socket.clone());
-                    async move {
-                        let (mut parts, body) = req.into_parts();
-                        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-                        parts.uri = hyperlocal::Uri::new(&*socket, path).into();
-                        let req = BollardRequest::from_parts(parts, body);
-                        client
-                            .request(req)
-                            .await
-                            .map_err(bollard::errors::Error::from)
-                    }
-                },
-                Some("http://localhost"),
-                secs,
-                version,
-            )
+/// Sent with every request, so daemon logs and proxies can tell who asks.
+const USER_AGENT: &str = concat!("dockstat-exporter/", env!("CARGO_PKG_VERSION"));
+
+/// One host's pooled HTTP client, by kind of address. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub(super) enum Transport {
+    /// A unix socket (hyperlocal).
+    Unix {
+        client: Client<UnixConnector, RequestBody>,
+        socket: Arc<Path>,
+    },
+    /// Plain TCP; `base` is `http://host:port`.
+    Tcp {
+        client: Client<HttpConnector, RequestBody>,
+        base: Arc<str>,
+    },
+    /// Mutual TLS (hyper-rustls); `base` is `https://host:port`.
+    Tls {
+        client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+        base: Arc<str>,
+    },
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Unix { socket, .. } => write!(f, "unix://{}", socket.display()),
+            Transport::Tcp { base, .. } | Transport::Tls { base, .. } => f.write_str(base),
         }
-        (Address::Tcp { host, port }, tls) => {
-            let mut http = HttpConnector::new();
-            http.set_connect_timeout(Some(timeout));
-            http.set_nodelay(true);
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.clone()
-            };
-            match tls {
-                None => transport(pooled(http), format!("http://{host}:{port}"), secs, version),
-                Some(files) => {
-                    http.enforce_http(false);
-                    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                        .with_tls_config(tls_config(files)?)
-                        .https_only()
-                        .enable_http1()
-                        .wrap_connector(http);
-                    let client: Client<HttpsConnector<HttpConnector>, RequestBody> =
-                        pooled(connector);
-                    transport(client, format!("https://{host}:{port}"), secs, version)
+    }
+}
+
+impl Transport {
+    /// A client for `endpoint`; `timeout` bounds connecting (the caller's deadline on every
+    /// call covers the rest). Nothing is sent yet.
+    pub(super) fn connect(
+        endpoint: &Endpoint,
+        timeout: Duration,
+    ) -> Result<Transport, DockerError> {
+        match (&endpoint.address, &endpoint.tls) {
+            (Address::Unix(path), _) => {
+                // A clear "no such socket" rather than a connect error on the first call.
+                if !path.exists() {
+                    return Err(DockerError::new(
+                        ErrorKind::SocketNotFound,
+                        format!("socket not found: {}", path.display()),
+                    ));
+                }
+                Ok(Transport::Unix {
+                    client: pooled(UnixConnector),
+                    socket: Arc::from(path.as_path()),
+                })
+            }
+            (Address::Tcp { host, port }, tls) => {
+                let mut http = HttpConnector::new();
+                http.set_connect_timeout(Some(timeout));
+                http.set_nodelay(true);
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                match tls {
+                    None => Ok(Transport::Tcp {
+                        client: pooled(http),
+                        base: Arc::from(format!("http://{host}:{port}")),
+                    }),
+                    Some(files) => {
+                        http.enforce_http(false);
+                        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                            .with_tls_config(tls_config(files)?)
+                            .https_only()
+                            .enable_http1()
+                            .wrap_connector(http);
+                        Ok(Transport::Tls {
+                            client: pooled(connector),
+                            base: Arc::from(format!("https://{host}:{port}")),
+                        })
+                    }
                 }
             }
         }
-    };
-    built.map_err(|e| DockerError::classify(&e))
+    }
+
+    /// Sends one request for `path` (path and query, already encoded) and returns the
+    /// answer's head; the body is the caller's to read, within its bound.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<Response<Incoming>, DockerError> {
+        let uri: http::Uri = match self {
+            Transport::Unix { socket, .. } => hyperlocal::Uri::new(socket, path).into(),
+            Transport::Tcp { base, .. } | Transport::Tls { base, .. } => {
+                format!("{base}{path}").parse().map_err(|e| {
+                    DockerError::new(ErrorKind::Other, format!("request for {path}: {e}"))
+                })?
+            }
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::USER_AGENT, USER_AGENT)
+            .body(Empty::new())
+            .map_err(|e| DockerError::new(ErrorKind::Other, format!("request for {path}: {e}")))?;
+        let sent = match self {
+            Transport::Unix { client, .. } => client.request(req).await,
+            Transport::Tcp { client, .. } => client.request(req).await,
+            Transport::Tls { client, .. } => client.request(req).await,
+        };
+        sent.map_err(|e| DockerError::classify(&e))
+    }
 }
 
 /// A hyper client keeping idle connections for [`IDLE`].
@@ -112,37 +156,11 @@ fn pooled<C: Connect + Clone>(connector: C) -> Client<C, RequestBody> {
         .build(connector)
 }
 
-/// bollard over `client`, whose requests bollard addresses to `base`.
-fn transport<C>(
-    client: Client<C, RequestBody>,
-    base: String,
-    secs: u64,
-    version: &ClientVersion,
-) -> Result<Docker, bollard::errors::Error>
-where
-    C: Connect + Clone + Send + Sync + 'static,
-{
-    Docker::connect_with_custom_transport(
-        move |req: BollardRequest| {
-            let client = client.clone();
-            async move {
-                client
-                    .request(req)
-                    .await
-                    .map_err(bollard::errors::Error::from)
-            }
-        },
-        Some(base),
-        secs,
-        version,
-    )
-}
-
 /// The client side of mutual TLS: the CA that signed the daemon's certificate, and our
 /// certificate and key. Read at each connect, so renewed files are picked up on reconnect.
 fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, DockerError> {
     let tls = |message: String| DockerError::new(ErrorKind::Tls, message);
-    // Like bollard before: certificates of the bundle that cannot be used are skipped.
+    // Certificates of the bundle that cannot be used are skipped.
     let (roots, _unusable) = crate::tls::roots(&files.ca).map_err(tls)?;
     let chain = crate::tls::certificates(&files.cert).map_err(tls)?;
     let key = crate::tls::private_key(&files.key).map_err(tls)?;

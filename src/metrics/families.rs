@@ -998,7 +998,7 @@ pub static FAMILIES: &[Family] = &[
         "dockstat_docker_errors",
         N,
         Counter,
-        "Failed Docker Engine API calls by kind (socket_not_found, permission_denied, connection_refused, timeout, tls, api_error, decode, connection, other).",
+        "Failed Docker Engine API calls by kind (socket_not_found, permission_denied, connection_refused, timeout, tls, api_error, decode, too_large, connection, other).",
         "kind, status (api_error only)",
         Source::DockerErrors,
         &[otlp(

@@ -275,6 +275,18 @@ impl Exporter {
         (status, body)
     }
 
+    /// The exporter's process id, to read its `/proc/<pid>` figures from outside.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether the exporter process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Scrapes until `pred` holds; panics with `what` and the last scrape after `timeout`.
     pub fn wait_for(
         &self,
