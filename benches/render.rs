@@ -58,6 +58,7 @@ impl PoolSource for FixedPool {
             hosts: 20,
             active_streams: 20,
             inflight: 0,
+            tasks: 100,
         }
     }
 }

@@ -745,7 +745,13 @@ impl Collector {
         let cycle_start = Instant::now();
         self.cycle_ok = match self.relist(conn).await {
             Ok(ok) => ok,
-            Err(e) => return e,
+            Err(e) if e.kind.is_host_down() => return e,
+            // The daemon answers, the list failed (too large, say): events and the next
+            // re-list carry on, the cycle counts as failed.
+            Err(e) => {
+                tracing::warn!(kind = %e.kind, error = %e.message, "container list failed");
+                false
+            }
         };
         let mut next_relist = Instant::now() + self.settings.relist_interval;
         let mut sampling: JoinSet<Cycle> = JoinSet::new();

@@ -248,7 +248,22 @@ impl Connection {
         timeout: Duration,
         instruments: Arc<HostInstruments>,
     ) -> Result<Connection, DockerError> {
-        let transport = match Transport::connect(endpoint, timeout) {
+        // Looking at the socket path and reading TLS files touches the file system, which
+        // can hang (a stale network mount): off the runtime, under the deadline.
+        let target = endpoint.clone();
+        let prepared = tokio::task::spawn_blocking(move || Transport::connect(&target, timeout));
+        let transport = match tokio::time::timeout(timeout, prepared).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(DockerError::new(
+                ErrorKind::Other,
+                format!("connection set-up failed: {e}"),
+            )),
+            Err(_) => Err(DockerError::new(
+                ErrorKind::Timeout,
+                format!("the socket path or TLS files could not be read within {timeout:?}"),
+            )),
+        };
+        let transport = match transport {
             Ok(t) => t,
             Err(err) => {
                 instruments.count_error(err.kind.as_str(), err.status);

@@ -286,6 +286,9 @@ impl PoolSource for Pool {
             hosts: s.total_hosts,
             active_streams: s.active_streams,
             inflight: s.inflight_requests,
+            tasks: tokio::runtime::Handle::try_current()
+                .map(|h| h.metrics().num_alive_tasks())
+                .unwrap_or(0),
         }
     }
 }

@@ -159,6 +159,8 @@ pub struct PoolFigures {
     pub active_streams: usize,
     /// Docker calls in flight.
     pub inflight: i64,
+    /// Tokio tasks alive in the process.
+    pub tasks: usize,
 }
 
 /// One metric family.
@@ -1067,6 +1069,21 @@ pub static FAMILIES: &[Family] = &[
         &[otlp(
             "dockstat.pool.inflight_requests",
             "{request}",
+            &[],
+            &[],
+            OtlpValue::Same,
+        )],
+    ),
+    family(
+        "dockstat_runtime_tasks",
+        N,
+        Gauge,
+        "Async tasks alive in the exporter (collectors and their calls, connections, subscriptions); one that keeps growing is a leak.",
+        "",
+        Source::Pool(|p| p.tasks as f64),
+        &[otlp(
+            "dockstat.runtime.tasks",
+            "{task}",
             &[],
             &[],
             OtlpValue::Same,

@@ -14,6 +14,7 @@ impl PoolSource for NoPool {
             hosts: 4,
             active_streams: 2,
             inflight: 1,
+            tasks: 7,
         }
     }
 }

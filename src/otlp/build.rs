@@ -438,6 +438,7 @@ mod tests {
                 hosts: 3,
                 active_streams: 1,
                 inflight: 0,
+                tasks: 7,
             }
         }
     }
