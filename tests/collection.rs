@@ -114,13 +114,15 @@ fn memory_working_set_matches_dockers_figure() {
     );
     let exp = Exporter::start("mem", &config_a("1s"));
     let f = [("name", c.name.as_str())];
-    exp.wait_for(Duration::from_secs(20), "working set above 40 MiB", |s| {
+    let s = exp.wait_for(Duration::from_secs(20), "working set above 40 MiB", |s| {
         s.value("container_memory_working_set_bytes", &f)
             .is_some_and(|v| v > 40.0 * MIB)
     });
-    // Let a fresh sample land, then compare with the daemon's figure taken right after it.
-    std::thread::sleep(Duration::from_secs(2));
-    let s = exp.scrape();
+    // Wait for a fresh sample, then compare with the daemon's figure taken right after it.
+    let seen = s.value("container_last_seen", &f).expect("last seen");
+    let s = exp.wait_for(Duration::from_secs(10), "a fresh sample", |s| {
+        s.value("container_last_seen", &f).is_some_and(|t| t > seen)
+    });
     let ours = s
         .value("container_memory_working_set_bytes", &f)
         .expect("working set");

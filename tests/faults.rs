@@ -303,8 +303,6 @@ fn endless_answers_are_too_large_on_that_host_only() {
         "peak {:.0} MB",
         watch.peak_mb()
     );
-    assert!(
-        exp.log_text().contains("too_large"),
-        "the oversized answers are logged"
-    );
+    // The oversized answers are logged.
+    exp.wait_for_log(Duration::from_secs(5), "too_large");
 }

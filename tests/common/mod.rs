@@ -264,6 +264,23 @@ impl Exporter {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the log holds `needle` (lines are written by a thread of their own, a
+    /// moment after what they tell); returns the log then, panics with it after `timeout`.
+    pub fn wait_for_log(&self, timeout: Duration, needle: &str) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the log within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn scrape(&self) -> Scrape {
         let (status, _, body) = http_get(self.port, "/metrics", None).expect("scrape");
         assert_eq!(status, 200, "{body}");
