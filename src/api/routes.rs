@@ -40,6 +40,7 @@ fn with_target(r: impl IntoResponse, target: String) -> Response {
 #[serde(deny_unknown_fields)]
 pub struct NewClientBody {
     /// Unique name; the `client` label of its hosts' series.
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: String,
 }
 
@@ -48,6 +49,7 @@ pub struct NewClientBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateClientBody {
     /// New unique name.
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: String,
 }
 
@@ -116,10 +118,13 @@ pub async fn remove_client(State(s): Shared, Path(client): Path<i64>) -> ApiResu
 #[serde(deny_unknown_fields)]
 pub struct TlsBody {
     /// CA that signed the daemon's certificate.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub ca: String,
     /// Client certificate.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub cert: String,
     /// Client key.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub key: String,
 }
 
@@ -138,8 +143,10 @@ impl From<TlsBody> for TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct NewHostBody {
     /// Unique within the client; the `host` label.
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: String,
     /// `unix:///path`, `tcp://host:port` or `host:port`.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub address: String,
     /// Mutual TLS for a TCP address.
     #[serde(default)]
@@ -155,9 +162,11 @@ pub struct NewHostBody {
 pub struct UpdateHostBody {
     /// New name.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: Option<String>,
     /// New address.
     #[serde(default)]
+    #[schema(min_length = 1, pattern = r"\S")]
     pub address: Option<String>,
     /// New TLS files, or null to remove TLS.
     #[serde(default, deserialize_with = "present")]
@@ -345,8 +354,10 @@ pub async fn stop_all_monitoring(State(s): Shared) -> ApiResult<Response> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `all` (default) or `running`.
+    #[param(pattern = r"^(all|running)$")]
     pub state: Option<String>,
     /// `key` or `key=value`: only containers carrying that Docker label.
+    #[param(pattern = r"^[^=]+(=.*)?$")]
     pub label: Option<String>,
     /// Only this host (name or id).
     pub host: Option<String>,
@@ -417,7 +428,7 @@ pub struct Inspected {
 /// prefix or a name.
 #[utoipa::path(get, path = "/api/v1/clients/{client}/containers/{container}", tag = "containers",
     params(("client" = i64, Path, description = "Client id"),
-        ("container" = String, Path, description = "Container id, unique id prefix or name"),
+        ("container" = String, Path, description = "Container id, unique id prefix or name", pattern = r"^[a-zA-Z0-9_.-]{1,256}$"),
         HostQuery),
     responses((status = 200, body = Inspected)))]
 pub async fn inspect_container(
@@ -458,7 +469,7 @@ fn action_response(
 /// Refused (403) when the container is labelled `dockstat.actions=deny`.
 #[utoipa::path(post, path = "/api/v1/clients/{client}/containers/{container}/start", tag = "containers",
     params(("client" = i64, Path, description = "Client id"),
-        ("container" = String, Path, description = "Container id, unique id prefix or name"),
+        ("container" = String, Path, description = "Container id, unique id prefix or name", pattern = r"^[a-zA-Z0-9_.-]{1,256}$"),
         HostQuery),
     responses((status = 200, body = ActionOutcome)))]
 pub async fn start_container(
@@ -487,7 +498,7 @@ pub struct StopQuery {
 /// Stop a container (`stopContainer`). `changed` is false when it was not running.
 #[utoipa::path(post, path = "/api/v1/clients/{client}/containers/{container}/stop", tag = "containers",
     params(("client" = i64, Path, description = "Client id"),
-        ("container" = String, Path, description = "Container id, unique id prefix or name"),
+        ("container" = String, Path, description = "Container id, unique id prefix or name", pattern = r"^[a-zA-Z0-9_.-]{1,256}$"),
         StopQuery),
     responses((status = 200, body = ActionOutcome)))]
 pub async fn stop_container(
@@ -505,7 +516,7 @@ pub async fn stop_container(
 /// Restart a container (`restartContainer`).
 #[utoipa::path(post, path = "/api/v1/clients/{client}/containers/{container}/restart", tag = "containers",
     params(("client" = i64, Path, description = "Client id"),
-        ("container" = String, Path, description = "Container id, unique id prefix or name"),
+        ("container" = String, Path, description = "Container id, unique id prefix or name", pattern = r"^[a-zA-Z0-9_.-]{1,256}$"),
         StopQuery),
     responses((status = 200, body = ActionOutcome)))]
 pub async fn restart_container(
@@ -538,7 +549,7 @@ pub struct RemoveQuery {
 /// Remove a container (`removeContainer`).
 #[utoipa::path(delete, path = "/api/v1/clients/{client}/containers/{container}", tag = "containers",
     params(("client" = i64, Path, description = "Client id"),
-        ("container" = String, Path, description = "Container id, unique id prefix or name"),
+        ("container" = String, Path, description = "Container id, unique id prefix or name", pattern = r"^[a-zA-Z0-9_.-]{1,256}$"),
         RemoveQuery),
     responses((status = 200, body = ActionOutcome)))]
 pub async fn remove_container(
@@ -559,10 +570,18 @@ pub async fn remove_container(
 #[into_params(parameter_in = Query)]
 pub struct LogsParams {
     /// Last N lines (N ≥ 0) or `all` (default).
+    #[param(pattern = r"^(all|[0-9]{1,18})$")]
     pub tail: Option<String>,
-    /// Lines at or after this time: unix seconds or RFC 3339.
+    /// Lines at or after this time: unix seconds or RFC 3339 (the pattern admits dates up
+    /// to the 28th, which every month has, so it admits no impossible date).
+    #[param(
+        pattern = r"^([0-9]{1,12}(\.[0-9]{1,9})?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+    )]
     pub since: Option<String>,
     /// Lines before this time: unix seconds or RFC 3339.
+    #[param(
+        pattern = r"^([0-9]{1,12}(\.[0-9]{1,9})?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+    )]
     pub until: Option<String>,
     /// Return Docker's timestamp of each line. Default false.
     #[serde(default)]
@@ -620,7 +639,7 @@ fn rfc3339(v: &str) -> Option<f64> {
 /// once; beyond, 429).
 #[utoipa::path(get, path = "/api/v1/clients/{client}/containers/{container}/logs", tag = "containers",
     params(("client" = i64, Path, description = "Client id"),
-        ("container" = String, Path, description = "Container id, unique id prefix or name"),
+        ("container" = String, Path, description = "Container id, unique id prefix or name", pattern = r"^[a-zA-Z0-9_.-]{1,256}$"),
         LogsParams),
     responses((status = 200, body = LogsResponse,
         description = "JSON, or NDJSON of LogLine objects with follow=true")))]
@@ -741,6 +760,7 @@ pub async fn pool_stats(State(s): Shared) -> axum::Json<PoolStatus> {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries per page, 1–1000. Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only entries with an id below this (the previous page's `nextBefore`).
     pub before: Option<i64>,

@@ -85,7 +85,7 @@ fn kind(m: &Message) -> &'static str {
 /// for). Channels: container_stats, container_events, docker_events, image_events,
 /// network_events, volume_events, host_events.
 #[utoipa::path(get, path = "/api/v1/streams/{channel}", tag = "streams",
-    params(("channel" = String, Path, description = "Channel name"), FilterParams,
+    params(("channel" = Channel, Path, description = "Channel name"), FilterParams,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id")),
     responses((status = 200, content_type = "text/event-stream", body = Message,
         description = "A stream of messages")))]
