@@ -4,7 +4,7 @@
 //!
 //! One accept loop serves either listener, plain or TLS. Each connection gets a task: the
 //! TLS handshake (ALPN `h2` and `http/1.1`), then hyper's automatic HTTP/1.1 or HTTP/2
-//! server over the app, with upgrades for the WebSocket. The listener's [`Registry`] keeps
+//! server over the app, with upgrades for the WebSocket. The listener's registry keeps
 //! a slow or idle client from holding a socket for long, and a crowd of them from locking
 //! anyone out:
 //!
@@ -14,9 +14,10 @@
 //! - a connection with no request in flight for `listen.idle_timeout` after its last
 //!   answer is closed (HTTP/1.1 keep-alive and HTTP/2 alike); streamed `/metrics` answers,
 //!   SSE streams and WebSockets are in flight for as long as they last;
-//! - at `listen.max_connections` (lowered to fit the open-file limit, see [`nofile`]) a new
-//!   connection makes the longest-idle one close; when every connection is busy the new
-//!   one is closed at once. Idle sockets can never lock a scraper out;
+//! - at `listen.max_connections` (lowered to fit the open-file limit, see
+//!   [`connection_cap`]) a new connection makes the longest-idle one close; when every
+//!   connection is busy the new one is closed at once. Idle sockets can never lock a
+//!   scraper out;
 //! - when `accept` fails for want of files or memory, an idle connection is closed and the
 //!   accept retried a few milliseconds later; such failures are logged once per
 //!   [`LOG_EVERY`] at most.
@@ -186,7 +187,7 @@ fn exhausted(e: &io::Error) -> bool {
     )
 }
 
-/// Binds a listener (SO_REUSEADDR, as std does) with a [`BACKLOG`] of pending connections.
+/// Binds a listener (SO_REUSEADDR, as std does) with a backlog of 1024 pending connections.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -198,7 +199,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves `app` on `listener` until `stop` fires (plus at most [`DRAIN`]).
+/// Serves `app` on `listener` until `stop` fires, then drains for at most 5 s.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -244,7 +245,8 @@ pub async fn serve(
                     drop(tcp);
                     if let Some(suppressed) = refused.ready() {
                         tracing::warn!(%addr, cap = registry.cap(), suppressed,
-                            "every connection is busy: new connections are closed (listen.max_connections)");
+                            "every connection is busy: new connections are closed \
+                             (listen.max_connections)");
                     }
                 }
             },
@@ -265,7 +267,8 @@ pub async fn serve(
     drop(listener);
     tasks.close();
     if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
-        tracing::debug!(%addr, open = registry.open(), "closing what is still open after the drain");
+        tracing::debug!(%addr, open = registry.open(),
+            "closing what is still open after the drain");
         shared.drop_all.cancel();
     }
     Ok(())
@@ -324,7 +327,8 @@ where
             () = sleep_until(deadline) => {
                 // Re-read: a request may have begun since the deadline was taken.
                 if conn.deadline(shared.timeouts).is_some_and(|d| d <= Instant::now()) {
-                    tracing::debug!("closing a slow or idle connection (listen.header_timeout, listen.idle_timeout)");
+                    tracing::debug!("closing a slow or idle connection \
+                        (listen.header_timeout, listen.idle_timeout)");
                     return;
                 }
             }
