@@ -233,7 +233,7 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
 /// to stop.
 pub async fn run(cfg: Validated) -> ExitCode {
     let bind = |what: &str, addr: std::net::SocketAddr| {
-        std::net::TcpListener::bind(addr).map_err(|e| {
+        crate::serve::bind(addr).map_err(|e| {
             tracing::error!(%addr, error = %e, "cannot listen for {what}");
         })
     };
@@ -245,7 +245,7 @@ pub async fn run(cfg: Validated) -> ExitCode {
     };
     let tls = match &cfg.listen_tls {
         None => None,
-        Some(files) => match crate::serve::tls_config(&files.cert, &files.key).await {
+        Some(files) => match crate::serve::tls_config(&files.cert, &files.key) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!(cert = %files.cert.display(), key = %files.key.display(), error = %e,
@@ -254,6 +254,7 @@ pub async fn run(cfg: Validated) -> ExitCode {
             }
         },
     };
+    let limits = listener_limits(&cfg.config.listen);
     let client = match DockerClient::start(&cfg).await {
         Ok(c) => c,
         Err(e) => {
@@ -280,12 +281,14 @@ pub async fn run(cfg: Validated) -> ExitCode {
         metrics_listener,
         crate::http::router(client.clone(), cfg.config.metrics.gzip),
         tls.clone(),
+        limits,
         stop.clone(),
     ));
     let admin = tokio::spawn(crate::serve::serve(
         admin_listener,
         admin_app,
         tls,
+        limits,
         stop.clone(),
     ));
     let signal = stop.clone();
@@ -324,6 +327,35 @@ pub async fn run(cfg: Validated) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     }
+}
+
+/// Raises the open-file limit and sizes the listeners' connection caps to fit it.
+fn listener_limits(listen: &crate::config::ListenConfig) -> crate::serve::Limits {
+    let open_files = match crate::serve::raise_open_file_limit() {
+        Ok(l) => {
+            let (soft, hard) = (l.soft, l.hard);
+            tracing::info!(soft, hard, raised_from = ?l.raised_from, "open-file limit");
+            soft
+        }
+        Err(e) => {
+            // Assume systemd's default: the caps then err on the low side.
+            tracing::warn!(error = %e, "assuming an open-file limit of 1024");
+            1024
+        }
+    };
+    let limits = crate::serve::Limits::new(listen, open_files);
+    if limits.max_connections < listen.max_connections {
+        tracing::warn!(
+            configured = listen.max_connections,
+            max_connections = limits.max_connections,
+            open_files,
+            "listen.max_connections lowered to fit the open-file limit"
+        );
+    }
+    tracing::info!(max_connections = limits.max_connections,
+        header_timeout = ?limits.timeouts.header, idle_timeout = ?limits.timeouts.idle,
+        "connection limits of each listener");
+    limits
 }
 
 /// Waits for SIGTERM or SIGINT and says which.

@@ -21,7 +21,8 @@
 //! - [`otlp`]: pushes the same families over OTLP (gRPC or HTTP) on an interval.
 //! - [`http`]: the metrics listener (`/metrics` streamed as rendered, `/healthz`, `/readyz`).
 //! - [`api`]: the admin API (`/api/v1`) on its own listener: tokens, roles, audit, OpenAPI.
-//! - [`serve`]: runs a listener over HTTP or TLS with a bounded graceful shutdown.
+//! - [`serve`]: runs a listener over HTTP or TLS: header and idle timeouts, a connection cap
+//!   that evicts the longest-idle connection, bounded graceful shutdown.
 //! - [`tls`]: PEM files into rustls client configurations (Docker hosts, OTLP).
 //! - [`client`]: [`DockerClient`], the library API over all of the above.
 //! - [`cli`]: command line, process lifetime.

@@ -218,7 +218,7 @@ fn wait(
     loop {
         watch.check();
         assert!(
-            exp.alive(),
+            exp.is_running(),
             "exporter died (peak {:.0} MB): {}",
             watch.peak_mb(),
             exp.log_text()
@@ -252,7 +252,7 @@ fn endless_answers_are_too_large_on_that_host_only() {
         fake.port
     );
     let mut exp = Exporter::start("faults", &config);
-    let watch = Watchdog::start(exp.pid());
+    let watch = Watchdog::start(exp.pid().expect("running"));
 
     let too_large = |s: &Scrape| {
         s.value(
@@ -276,7 +276,7 @@ fn endless_answers_are_too_large_on_that_host_only() {
     let under_fire = Instant::now() + Duration::from_secs(10);
     while Instant::now() < under_fire {
         watch.check();
-        assert!(exp.alive(), "exporter died: {}", exp.log_text());
+        assert!(exp.is_running(), "exporter died: {}", exp.log_text());
         std::thread::sleep(Duration::from_millis(250));
     }
 
@@ -290,7 +290,7 @@ fn endless_answers_are_too_large_on_that_host_only() {
         },
     );
     watch.check();
-    assert!(exp.alive(), "exporter died: {}", exp.log_text());
+    assert!(exp.is_running(), "exporter died: {}", exp.log_text());
     let rss = s.value("process_resident_memory_bytes", &[]).unwrap_or(0.0) / MIB as f64;
     eprintln!(
         "too_large errors {errors1} -> {}; daemon A last seen advanced {:.1} s; exporter RSS now {rss:.1} MB, peak {:.1} MB",

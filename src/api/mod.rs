@@ -40,6 +40,10 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Slots for followed log streams.
     pub follows: Arc<Semaphore>,
+    /// Slots for WebSocket sessions (`streams.max_subscribers`), taken before the upgrade
+    /// and held for the session's life: an upgraded socket costs a file and a task even
+    /// with no subscription in it.
+    pub ws_sessions: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -50,6 +54,7 @@ impl AppState {
             tokens: cfg.tokens.clone(),
             request_timeout: cfg.config.api.request_timeout,
             follows: Arc::new(Semaphore::new(cfg.config.api.max_log_follows.get())),
+            ws_sessions: Arc::new(Semaphore::new(cfg.config.streams.max_subscribers)),
         }
     }
 }

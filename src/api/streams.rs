@@ -18,7 +18,7 @@ use tokio_stream::StreamMap;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
 use crate::streams::{Channel, Filter, Message, Payload, StreamError};
 
@@ -155,20 +155,37 @@ struct WsFilter {
 /// "filter":{"host","client","container","action"},"lastEventId":N}`,
 /// `{"op":"unsubscribe","channel":"…"}` or `{"op":"ping"}`; receive
 /// `{"op":"subscribed"|"unsubscribed"|"pong"|"error"|"message", …}` where a `message`
-/// carries the channel message (`lagged` and `gap` notices included).
+/// carries the channel message (`lagged` and `gap` notices included). At most
+/// `streams.max_subscribers` sessions are open at once; one more gets 503 before the
+/// upgrade.
 #[utoipa::path(get, path = "/api/v1/ws", tag = "streams",
-    responses((status = 101, description = "Switching to the WebSocket protocol")))]
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 503, description = "`too_many_subscribers`: streams.max_subscribers \
+            WebSocket sessions are open", body = ErrorBody)))]
 pub async fn ws(
     State(s): State<Arc<AppState>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match upgrade {
-        Ok(upgrade) => upgrade
-            .max_message_size(64 * 1024)
-            .on_upgrade(move |socket| session(s, socket)),
+    let upgrade = match upgrade {
+        Ok(u) => u,
         // Not a WebSocket handshake: the same JSON error shape as the rest of the API.
-        Err(r) => ApiError::new(r.status(), "invalid", r.body_text()).into_response(),
-    }
+        Err(r) => return ApiError::new(r.status(), "invalid", r.body_text()).into_response(),
+    };
+    // Refused before the upgrade, while the answer can still be an HTTP error.
+    let Ok(slot) = s.ws_sessions.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscribers",
+            "all WebSocket sessions are taken (streams.max_subscribers); try again later",
+        )
+        .into_response();
+    };
+    upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            session(s, socket).await;
+            drop(slot);
+        })
 }
 
 async fn session(state: Arc<AppState>, socket: WebSocket) {

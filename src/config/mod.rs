@@ -49,7 +49,7 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
 }
 
-/// Listener addresses.
+/// Listener addresses, and what each listener allows its clients.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
@@ -62,6 +62,22 @@ pub struct ListenConfig {
     /// Relative paths are taken from the directory of the configuration file. `${ENV}`
     /// allowed. Default: plain HTTP.
     pub tls: Option<ServerTlsConfig>,
+    /// Open connections per listener (1 to 65536). At the cap a new connection makes the
+    /// longest-idle one close; when every connection is busy the new one is closed at
+    /// once, so idle clients can never lock a scraper out. Lowered at start to fit the
+    /// open-file limit (each listener gets at most half of what is left after a quarter of
+    /// the limit is kept for Docker connections and the rest). Default 512.
+    pub max_connections: usize,
+    /// Time for a request's head to arrive (1s to 5m): from the accept (TLS handshake
+    /// included) or, on a kept-alive connection, from the first byte of the next request.
+    /// Slower clients are disconnected. Default `10s`.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight this long after its last answer is closed
+    /// (1s to 1h), HTTP/1.1 keep-alive and HTTP/2 alike. Streamed answers, SSE streams and
+    /// WebSockets are in flight while they last. Default `60s`.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 /// Certificate and key of the listeners.
@@ -308,6 +324,15 @@ impl Default for ListenConfig {
             metrics: SocketAddr::from(([0, 0, 0, 0], 9487)),
             admin: SocketAddr::from(([127, 0, 0, 1], 9488)),
             tls: None,
+            // Far above what Prometheus and a few API clients need, far below the 1024
+            // files of a default systemd service (and lowered to fit it anyway).
+            max_connections: 512,
+            // nginx gives a head 60s; a scraper's head is one packet, and every second
+            // allowed is a second a slowloris client holds a socket.
+            header_timeout: Duration::from_secs(10),
+            // Longer than the usual 15s-30s scrape interval, so Prometheus reuses its
+            // connection (and a TLS session) from one scrape to the next.
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -52,6 +52,14 @@ const fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// `listen.max_connections`: one at least; 65536 is beyond any open-file limit a service
+/// is given.
+pub const MAX_CONNECTIONS: (usize, usize) = (1, 65_536);
+/// `listen.header_timeout`: a request head takes one round trip; five minutes is already a
+/// slowloris client's dream.
+pub const HEADER_TIMEOUT: (Duration, Duration) = (secs(1), secs(300));
+/// `listen.idle_timeout`: up to an hour, past any scrape interval.
+pub const IDLE_TIMEOUT: (Duration, Duration) = (secs(1), secs(3600));
 /// `monitoring.interval`: below half a second the exporter (and dockerd, with the API
 /// source) spends its time sampling; above an hour rates mean little.
 pub const INTERVAL: (Duration, Duration) = (millis(500), secs(3600));
@@ -100,6 +108,9 @@ pub fn documented() -> Vec<(&'static str, String)> {
     };
     let n = |(min, max): (usize, usize)| format!("{min} to {max}");
     vec![
+        ("listen.max_connections", n(MAX_CONNECTIONS)),
+        ("listen.header_timeout", d(HEADER_TIMEOUT)),
+        ("listen.idle_timeout", d(IDLE_TIMEOUT)),
         ("monitoring.interval", d(INTERVAL)),
         ("monitoring.request_timeout", d(REQUEST_TIMEOUT)),
         ("monitoring.retry_delay", d(RETRY_DELAY)),
@@ -166,6 +177,25 @@ fn number<T: PartialOrd + Copy + Display>(
 /// Checks every key of the file that has a range (the OTLP keys that may also come from
 /// the environment are checked where they are merged, [`check_otlp`]).
 pub(super) fn check(cfg: &Config, problems: &mut Vec<Problem>) {
+    let l = &cfg.listen;
+    number(
+        problems,
+        &["listen", "max_connections"],
+        l.max_connections,
+        MAX_CONNECTIONS,
+    );
+    duration(
+        problems,
+        &["listen", "header_timeout"],
+        l.header_timeout,
+        HEADER_TIMEOUT,
+    );
+    duration(
+        problems,
+        &["listen", "idle_timeout"],
+        l.idle_timeout,
+        IDLE_TIMEOUT,
+    );
     let m = &cfg.monitoring;
     duration(problems, &["monitoring", "interval"], m.interval, INTERVAL);
     duration(

@@ -239,3 +239,25 @@ fn the_example_documents_every_range() {
         );
     }
 }
+
+#[test]
+fn listener_limits_have_defaults_and_ranges() {
+    let v = parse("").expect("defaults");
+    assert_eq!(v.config.listen.max_connections, 512);
+    assert_eq!(v.config.listen.header_timeout, Duration::from_secs(10));
+    assert_eq!(v.config.listen.idle_timeout, Duration::from_secs(60));
+    let v = parse("listen:\n  max_connections: 65536\n  header_timeout: 5m\n  idle_timeout: 1h\n")
+        .expect("the largest values");
+    assert_eq!(v.config.listen.max_connections, 65536);
+
+    let e = errors("listen:\n  max_connections: 0\n  header_timeout: 10m\n  idle_timeout: 500ms\n");
+    assert_eq!(
+        e,
+        [
+            "/tmp/dockstat-test.yaml:2:20: listen.max_connections: 0 is out of range: allowed 1 to 65536",
+            "/tmp/dockstat-test.yaml:3:19: listen.header_timeout: 10m is out of range: allowed 1s to 5m",
+            "/tmp/dockstat-test.yaml:4:17: listen.idle_timeout: 500ms is out of range: allowed 1s to 1h",
+        ],
+        "{e:?}"
+    );
+}

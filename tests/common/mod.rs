@@ -182,6 +182,15 @@ pub struct Exporter {
     pub log: PathBuf,
 }
 
+/// What [`Exporter::start_with`] adds to a plain start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Launch<'a> {
+    /// Lines under `listen:`, indented by two spaces: `"  header_timeout: 2s\n"`.
+    pub listen: &'a str,
+    /// A command that runs the exporter: `&["prlimit", "--nofile=1024:1024", "--"]`.
+    pub wrapper: &'a [&'a str],
+}
+
 /// A port free now and never handed out before in this process: the kernel may give the
 /// same ephemeral port to two quick binds in a row (it once gave one exporter the same
 /// metrics and admin port).
@@ -218,16 +227,34 @@ impl Exporter {
 
     /// Like [`Exporter::start`] in an existing directory (to reuse its database).
     pub fn start_in(dir: PathBuf, rest: &str) -> Exporter {
+        Exporter::start_in_with(dir, Launch::default(), rest)
+    }
+
+    /// Like [`Exporter::start`], with more under `listen:` or a wrapper command.
+    pub fn start_with(tag: &str, launch: Launch, rest: &str) -> Exporter {
+        Exporter::start_in_with(temp_dir(tag), launch, rest)
+    }
+
+    fn start_in_with(dir: PathBuf, launch: Launch, rest: &str) -> Exporter {
         let port = free_port();
         let admin_port = free_port();
         let config = dir.join("config.yaml");
         let text = format!(
-            "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin_port}\ndatabase:\n  path: {}\n{rest}",
+            "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin_port}\n{}database:\n  path: {}\n{rest}",
+            launch.listen,
             dir.join("dockstat.db").display()
         );
         std::fs::write(&config, text).expect("write config");
         let log = dir.join("exporter.log");
-        let child = Command::new(bin())
+        let mut command = match launch.wrapper.split_first() {
+            None => Command::new(bin()),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info,dockstat_exporter=debug")
@@ -281,6 +308,16 @@ impl Exporter {
         }
     }
 
+    /// Process id while it runs (a wrapper command execs the exporter under its own).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
     pub fn scrape(&self) -> Scrape {
         let (status, _, body) = http_get(self.port, "/metrics", None).expect("scrape");
         assert_eq!(status, 200, "{body}");
@@ -290,18 +327,6 @@ impl Exporter {
     pub fn get(&self, path: &str) -> (u16, String) {
         let (status, _, body) = http_get(self.port, path, None).expect("GET");
         (status, body)
-    }
-
-    /// The exporter's process id, to read its `/proc/<pid>` figures from outside.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// Whether the exporter process is still running.
-    pub fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Scrapes until `pred` holds; panics with `what` and the last scrape after `timeout`.
