@@ -10,6 +10,7 @@
 #
 #   sudo scripts/fuzz-api.sh [max examples per operation (100)] [extra schemathesis args]
 #
+# A followed log never ends: each request has 5 s, then the next comes.
 # Needs the test environment (`sudo scripts/test-env.sh up`). Installs schemathesis with
 # pip when missing.
 set -euo pipefail
@@ -68,15 +69,34 @@ RUST_LOG=warn "$BIN" --config "$WORK/config.yaml" 2>"$WORK/exporter.log" &
 PID=$!
 until curl -sf --max-time 2 "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.2; done
 
+# Two passes. Hosts the fuzzer adds point nowhere, and every container call on their
+# client then answers 502 (the documented answer for a host that fails): so the first pass
+# covers everything but adding and changing hosts, on the healthy fixture, and the second
+# pass only those two operations, which call no Docker host. The WebSocket is left out:
+# schemathesis speaks HTTP, and a correct handshake switches protocols.
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
+run() {
+  schemathesis run \
+    "http://127.0.0.1:$ADMIN/api/v1/openapi.json" \
+    --url "http://127.0.0.1:$ADMIN" \
+    -H "Authorization: Bearer $TOKEN" \
+    --checks "$checks" \
+    --max-examples "$EXAMPLES" \
+    --request-timeout 5 \
+    --generation-deterministic \
+    --exclude-path /api/v1/ws \
+    "$@"
+}
 status=0
-schemathesis run "http://127.0.0.1:$ADMIN/api/v1/openapi.json" \
-  --url "http://127.0.0.1:$ADMIN" \
-  -H "Authorization: Bearer $TOKEN" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,positive_data_acceptance \
-  --max-examples "$EXAMPLES" \
-  --request-timeout 30 \
-  --generation-deterministic \
-  "$@" || status=$?
+echo "== pass 1: every operation but adding and changing hosts"
+checks=$CHECKS,positive_data_acceptance
+run --exclude-operation-id add_host --exclude-operation-id update_host "$@" || status=$?
+# Adding or changing a host checks its TLS files on this machine: generated paths do not
+# exist, so a schema-valid body with `tls` is refused (400, naming the file), as the
+# document says on `tls`. Every other check still runs on these two operations.
+echo "== pass 2: adding and changing hosts"
+checks=$CHECKS
+run --include-operation-id add_host --include-operation-id update_host "$@" || status=$?
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "the exporter died during the run; its log:" >&2
   cat "$WORK/exporter.log" >&2

@@ -83,6 +83,11 @@ impl Channel {
     }
 }
 
+/// The largest message id there can be: ids stay below 2^53 so that JavaScript reads them
+/// exactly (see [`crate::store::Store::claim_stream_id_base`]); a resume asking for more is
+/// refused.
+pub const MAX_MESSAGE_ID: u64 = (1 << 53) - 1;
+
 /// One message of a channel.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Message {

@@ -84,6 +84,7 @@ struct Conventions;
 
 impl Modify for Conventions {
     fn modify(&self, api: &mut OpenApi) {
+        sse_events(api);
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -120,6 +121,14 @@ impl Modify for Conventions {
                 &mut item.delete,
             ];
             for op in ops.into_iter().flatten() {
+                // An optional parameter is left out to say "none": its value is never
+                // `null` (a header or query string cannot carry one), so the schema says
+                // so too.
+                for p in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(p) = p {
+                        not_null(p);
+                    }
+                }
                 // OpenAPI requires a description on every response; utoipa leaves it out
                 // when the `responses(...)` entry gives none.
                 for (code, response) in op.responses.responses.iter_mut() {
@@ -154,6 +163,65 @@ impl Modify for Conventions {
                         .or_insert(RefOr::T(response));
                 }
             }
+        }
+    }
+}
+
+/// An SSE answer is a stream of events, and its schema describes one event (as OpenAPI
+/// 3.2 and schemathesis read it): `event` is `message`, `lagged` or `gap`, `id` the message
+/// id, `data` a JSON [`crate::streams::Message`].
+fn sse_events(api: &mut OpenApi) {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let event = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .required("event")
+        .required("data")
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["message", "lagged", "gap"])),
+        )
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+$")),
+        )
+        .property(
+            "data",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .content_schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "Message",
+                )))),
+        )
+        .build();
+    let Some(item) = api.paths.paths.get_mut("/api/v1/streams/{channel}") else {
+        return;
+    };
+    let Some(op) = item.get.as_mut() else { return };
+    if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200")
+        && let Some(RefOr::T(content)) = ok.content.get_mut("text/event-stream")
+    {
+        content.schema = Some(RefOr::T(event.into()));
+    }
+}
+
+/// Drops `null` from an optional parameter's type (utoipa derives it from `Option`).
+fn not_null(p: &mut utoipa::openapi::path::Parameter) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    if let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut()
+        && let SchemaType::Array(types) = &o.schema_type
+    {
+        let kept: Vec<Type> = types
+            .iter()
+            .filter(|t| **t != Type::Null)
+            .cloned()
+            .collect();
+        if let [only] = kept.as_slice() {
+            o.schema_type = SchemaType::Type(only.clone());
         }
     }
 }

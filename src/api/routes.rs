@@ -146,9 +146,13 @@ pub struct NewHostBody {
     #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: String,
     /// `unix:///path`, `tcp://host:port` or `host:port`.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        pattern = r"^(unix:///[A-Za-z0-9._/-]+|/[A-Za-z0-9._/-]+|(tcp://)?[A-Za-z0-9][A-Za-z0-9.-]{0,62}:[1-9][0-9]{0,3})$"
+    )]
     pub address: String,
-    /// Mutual TLS for a TCP address.
+    /// Mutual TLS for a TCP address (not with a unix socket). The files must exist on the
+    /// exporter's machine and be regular files.
     #[serde(default)]
     pub tls: Option<TlsBody>,
     /// Collected when the client is monitored. Default true.
@@ -166,7 +170,10 @@ pub struct UpdateHostBody {
     pub name: Option<String>,
     /// New address.
     #[serde(default)]
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        pattern = r"^(unix:///[A-Za-z0-9._/-]+|/[A-Za-z0-9._/-]+|(tcp://)?[A-Za-z0-9][A-Za-z0-9.-]{0,62}:[1-9][0-9]{0,3})$"
+    )]
     pub address: Option<String>,
     /// New TLS files, or null to remove TLS.
     #[serde(default, deserialize_with = "present")]
@@ -572,15 +579,15 @@ pub struct LogsParams {
     /// Last N lines (N ≥ 0) or `all` (default).
     #[param(pattern = r"^(all|[0-9]{1,18})$")]
     pub tail: Option<String>,
-    /// Lines at or after this time: unix seconds or RFC 3339 (the pattern admits dates up
-    /// to the 28th, which every month has, so it admits no impossible date).
+    /// Lines at or after this time: unix seconds or RFC 3339 (the pattern admits days up
+    /// to the 28th, which every month has, and years from 1970, so no impossible date).
     #[param(
-        pattern = r"^([0-9]{1,12}(\.[0-9]{1,9})?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+        pattern = r"^([0-9]{1,12}(\.[0-9]{1,9})?|(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
     )]
     pub since: Option<String>,
     /// Lines before this time: unix seconds or RFC 3339.
     #[param(
-        pattern = r"^([0-9]{1,12}(\.[0-9]{1,9})?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+        pattern = r"^([0-9]{1,12}(\.[0-9]{1,9})?|(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
     )]
     pub until: Option<String>,
     /// Return Docker's timestamp of each line. Default false.

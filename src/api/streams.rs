@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Path, Query};
-use crate::streams::{Channel, Filter, Message, Payload, StreamError};
+use crate::streams::{Channel, Filter, MAX_MESSAGE_ID, Message, Payload, StreamError};
 
 /// Filters of a subscription; absent fields match everything.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -37,6 +37,7 @@ pub struct FilterParams {
     /// `health_changed`).
     pub action: Option<String>,
     /// Resume after this message id (same as the `Last-Event-ID` header).
+    #[param(maximum = 9_007_199_254_740_991_u64)]
     pub last_event_id: Option<u64>,
 }
 
@@ -86,7 +87,7 @@ fn kind(m: &Message) -> &'static str {
 /// network_events, volume_events, host_events.
 #[utoipa::path(get, path = "/api/v1/streams/{channel}", tag = "streams",
     params(("channel" = Channel, Path, description = "Channel name"), FilterParams,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id")),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id", maximum = 9_007_199_254_740_991_u64)),
     responses((status = 200, content_type = "text/event-stream", body = Message,
         description = "A stream of messages")))]
 pub async fn sse(
@@ -96,15 +97,21 @@ pub async fn sse(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let channel = channel(&name)?;
+    let not_an_id = || ApiError::invalid("Last-Event-ID", "must be a message id");
     let header_id = match headers.get("last-event-id").map(|v| v.to_str()) {
         None => None,
-        Some(Ok(v)) => Some(
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| ApiError::invalid("Last-Event-ID", "must be a message id"))?,
-        ),
-        Some(Err(_)) => return Err(ApiError::invalid("Last-Event-ID", "must be a message id")),
+        Some(Ok(v)) => Some(v.trim().parse::<u64>().map_err(|_| not_an_id())?),
+        Some(Err(_)) => return Err(not_an_id()),
     };
+    if header_id
+        .or(q.last_event_id)
+        .is_some_and(|id| id > MAX_MESSAGE_ID)
+    {
+        return Err(ApiError::invalid(
+            "Last-Event-ID",
+            format!("message ids are at most {MAX_MESSAGE_ID}"),
+        ));
+    }
     let sub = s
         .client
         .streams()
@@ -159,6 +166,12 @@ struct WsFilter {
 /// `streams.max_subscribers` sessions are open at once; one more gets 503 before the
 /// upgrade.
 #[utoipa::path(get, path = "/api/v1/ws", tag = "streams",
+    params(
+        ("Connection" = String, Header, description = "The WebSocket handshake", pattern = r"^[Uu]pgrade$"),
+        ("Upgrade" = String, Header, description = "The WebSocket handshake", pattern = r"^websocket$"),
+        ("Sec-WebSocket-Version" = String, Header, description = "The WebSocket handshake", pattern = r"^13$"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The WebSocket handshake: 16 random bytes in base64",
+            pattern = r"^[A-Za-z0-9+/]{21}[AQgw]==$")),
     responses((status = 101, description = "Switching to the WebSocket protocol"),
         (status = 503, description = "`too_many_subscribers`: streams.max_subscribers \
             WebSocket sessions are open", body = ErrorBody)))]
@@ -239,6 +252,12 @@ fn reply(
                 json!({"op": "error", "code": "invalid", "message": format!("unknown channel `{channel}`")})
             }
         },
+        ClientOp::Subscribe {
+            last_event_id: Some(id),
+            ..
+        } if id > MAX_MESSAGE_ID => {
+            json!({"op": "error", "code": "invalid", "message": format!("message ids are at most {MAX_MESSAGE_ID}")})
+        }
         ClientOp::Subscribe {
             channel,
             filter,
