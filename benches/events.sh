@@ -6,6 +6,9 @@
 #
 #   sudo benches/events.sh [running containers (50)] [ops per minute (200)] [seconds (180)]
 #
+# STRESS=1 keeps every core busy with stress-ng meanwhile (Debian's package), the loaded
+# machine the target is stated for.
+#
 # Needs daemon A with the test image (`sudo scripts/test-env.sh up`). Both run on this
 # machine, so Docker's event clock and the subscriber's are the same clock.
 set -euo pipefail
@@ -26,9 +29,9 @@ docker version --format '{{.Server.Version}}' >/dev/null || {
 if [ -z "${DOCKSTAT_BIN:-}" ]; then cargo build --release --locked --quiet; fi
 BIN=${DOCKSTAT_BIN:-target/release/dockstat-exporter}
 WORK=$(mktemp -d)
-PID=; READER=; LOAD=
+PID=; READER=; LOAD=; STRESS_PID=
 cleanup() {
-  for p in $LOAD $READER; do kill "$p" 2>/dev/null || true; done
+  for p in $LOAD $READER $STRESS_PID; do kill "$p" 2>/dev/null || true; done
   [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
   docker ps -aq --filter "label=$LABEL" | xargs -r /usr/bin/docker -H unix:///var/run/docker.sock rm -f >/dev/null
   rm -rf "$WORK"
@@ -85,6 +88,12 @@ PY
 READER=$!
 sleep 1
 
+if [ "${STRESS:-0}" = 1 ]; then
+  command -v stress-ng >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng >/dev/null
+  stress-ng --cpu "$(nproc)" --cpu-load 100 --timeout 0 --quiet &
+  STRESS_PID=$!
+fi
+
 # The load: one create/start/stop/remove cycle (4 operations) every 4*60/OPS seconds.
 PERIOD=$(awk -v o="$OPS" 'BEGIN {printf "%.3f", 4 * 60 / o}')
 (
@@ -105,13 +114,14 @@ sleep "$SECONDS_RUN"
 kill "$LOAD"; LOAD=
 sleep 2
 
-sort -n "$WORK/latencies" | awk -v n="$N" -v ops="$OPS" -v secs="$SECONDS_RUN" '
+sort -n "$WORK/latencies" | awk -v n="$N" -v ops="$OPS" -v secs="$SECONDS_RUN" \
+    -v stress="$([ "${STRESS:-0}" = 1 ] && echo "all (stress-ng)" || echo no)" '
   { v[NR] = $1 * 1000 }
   END {
     if (NR == 0) { print "no events received" > "/dev/stderr"; exit 1 }
     i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
     i99 = int(NR * 0.99 + 0.999); if (i99 > NR) i99 = NR
-    print "| running containers | lifecycle ops/min | events | p50 | p99 | max |"
-    print "|---:|---:|---:|---:|---:|---:|"
-    printf "| %d | %d | %d | %.1f ms | %.1f ms | %.1f ms |\n", n, ops, NR, v[i50], v[i99], v[NR]
+    print "| running containers | lifecycle ops/min | cores loaded | events | p50 | p99 | max |"
+    print "|---:|---:|---|---:|---:|---:|---:|"
+    printf "| %d | %d | %s | %d | %.1f ms | %.1f ms | %.1f ms |\n", n, ops, stress, NR, v[i50], v[i99], v[NR]
   }'
