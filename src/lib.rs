@@ -36,6 +36,7 @@ pub mod client;
 pub mod collect;
 pub mod config;
 pub mod docker;
+#[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub mod fixtures;
 pub mod http;

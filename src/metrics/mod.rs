@@ -171,7 +171,7 @@ fn container_scoped(f: &Family) -> bool {
 
 /// Renders one reading, every family in [`FAMILIES`] order: runs of container families
 /// directly, runs of the others through prometheus-client, then OpenMetrics' `# EOF`.
-fn render_reading(
+pub fn render_reading(
     reading: &Arc<Reading>,
     format: Format,
     out: &mut impl fmt::Write,
@@ -778,12 +778,14 @@ pub struct Reading {
     pub snap: Arc<Snapshot>,
     /// When it was read.
     pub now: SystemTime,
-    pool: PoolFigures,
-    process: Option<crate::process::ProcessStats>,
-    instruments: Vec<Arc<crate::instruments::HostInstruments>>,
-    otlp: [(ExportOutcome, u64); 3],
-    otlp_last_error: Option<&'static str>,
-    otlp_last_success: Option<SystemTime>,
+    pub(crate) pool: PoolFigures,
+    pub(crate) process: Option<crate::process::ProcessStats>,
+    pub(crate) instruments: Vec<Arc<crate::instruments::HostInstruments>>,
+    pub(crate) otlp: [(ExportOutcome, u64); 3],
+    pub(crate) otlp_last_error: Option<&'static str>,
+    pub(crate) otlp_last_success: Option<SystemTime>,
+    /// `dockstat_build_info`'s `version`: this build's, fixed in the golden files.
+    pub(crate) version: &'static str,
 }
 
 /// One container of a reading and its host.
@@ -805,6 +807,7 @@ impl Reading {
             otlp: instruments.otlp.outcomes(),
             otlp_last_error: instruments.otlp.last_error().map(|(kind, _, _)| kind),
             otlp_last_success: instruments.otlp.last_success(),
+            version: env!("CARGO_PKG_VERSION"),
         }
     }
 
@@ -1019,11 +1022,7 @@ pub(crate) fn walk(
             }
         }
         Source::Pool(get) => sink.point(Subject::Process, &[], get(&reading.pool))?,
-        Source::BuildInfo => sink.point(
-            Subject::Process,
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1.0,
-        )?,
+        Source::BuildInfo => sink.point(Subject::Process, &[("version", reading.version)], 1.0)?,
         Source::Process(get) => {
             if let Some(p) = &reading.process {
                 sink.point(Subject::Process, &[], get(p))?;

@@ -27,7 +27,9 @@ const INT_ATTRIBUTES: [&str; 2] = ["process.exit.code", "http.response.status_co
 pub struct RequestBuilder {
     resource: Resource,
     /// Start of counters not tied to a container run (the exporter's start).
-    start: SystemTime,
+    pub(crate) start: SystemTime,
+    /// The instrumentation scope's version: this build's, fixed in the golden file.
+    pub(crate) version: &'static str,
     /// Prometheus label name of an allowlisted Docker label -> `container.label.<key>`.
     label_attrs: HashMap<String, String>,
 }
@@ -77,6 +79,7 @@ impl RequestBuilder {
                 ..Default::default()
             },
             start: SystemTime::now(),
+            version: env!("CARGO_PKG_VERSION"),
             label_attrs: labels
                 .iter()
                 .map(|(key, prom)| (prom.clone(), format!("container.label.{key}")))
@@ -128,7 +131,7 @@ impl RequestBuilder {
                 scope_metrics: vec![ScopeMetrics {
                     scope: Some(InstrumentationScope {
                         name: "dockstat-exporter".to_string(),
-                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        version: self.version.to_string(),
                         ..Default::default()
                     }),
                     metrics,
