@@ -20,9 +20,11 @@ use futures_util::stream::FuturesUnordered;
 use tokio::task::JoinSet;
 
 use crate::cgroup::{CgroupPaths, CgroupReader};
+use crate::clock::{parse_rfc3339, unix_now};
 use crate::config::{Endpoint, StatsSource, Validated};
 use crate::docker::{Connection, DockerError};
 use crate::instruments::HostInstruments;
+use crate::lock::MutexExt;
 use crate::snapshot::{
     ContainerMeta, ContainerSnapshot, ContainerState, EventCounts, Health, HostInfo, HostSnapshot,
     Lifecycle, SnapshotStore, Spec, StatsSources,
@@ -124,7 +126,7 @@ pub struct HostStatus {
 impl HostStatus {
     /// The current connection, when the host is up.
     pub fn connection(&self) -> Option<Arc<Connection>> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.conn.locked().clone()
     }
 
     /// Whether the events stream is open.
@@ -134,18 +136,15 @@ impl HostStatus {
 
     /// The last failure, if the host is down or the last cycle failed.
     pub fn last_error(&self) -> Option<DockerError> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.last_error.locked().clone()
     }
 
     fn set_connection(&self, c: Option<Arc<Connection>>) {
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = c;
+        *self.conn.locked() = c;
     }
 
     fn set_error(&self, e: Option<DockerError>) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+        *self.last_error.locked() = e;
     }
 }
 
@@ -689,7 +688,7 @@ impl Collector {
                             .info
                             .as_ref()
                             .and_then(|i| i.system_time.as_deref())
-                            .and_then(parse_time)
+                            .and_then(parse_rfc3339)
                             .map(|t| (t * 1e9) as i64)
                             .unwrap_or_else(|| (unix_now() * 1e9) as i64);
                         self.cursor.begin(at);
@@ -1483,21 +1482,6 @@ fn host_info(conn: &Connection, info: Option<&bollard::models::SystemInfo>) -> H
     }
 }
 
-/// Unix seconds of a Docker timestamp; None for Docker's "never" (`0001-01-01T00:00:00Z`).
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-pub fn parse_time(s: &str) -> Option<f64> {
-    let t = humantime::parse_rfc3339(s).ok()?;
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs_f64())
-}
-
 /// CFS period Docker uses when only `--cpus` is given.
 const DEFAULT_CFS_PERIOD_US: u64 = 100_000;
 
@@ -1559,7 +1543,7 @@ fn meta_from_inspect(
             ContainerState::Exited | ContainerState::Dead => state.and_then(|s| s.exit_code),
             _ => None,
         },
-        started_at: parse_time(&started_raw),
+        started_at: parse_rfc3339(&started_raw),
         spec: Spec {
             memory_limit: positive(hc.and_then(|h| h.memory)).unwrap_or(0),
             cpu_quota,
@@ -1675,6 +1659,6 @@ mod tests {
         assert_eq!(m.exit_code, None);
         assert!(m.started_at.expect("started") > 1.7e9);
         assert!(raw.ends_with('Z'));
-        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
     }
 }

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::collect::{Collector, HostSpec, HostStatus, Settings};
 use crate::docker::Connection;
 use crate::instruments::{HostInstruments, Instruments};
+use crate::lock::MutexExt;
 use crate::process::{self, ProcessStats};
 use crate::snapshot::SnapshotStore;
 
@@ -150,7 +151,7 @@ impl Pool {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// Makes the pool collect exactly `desired`: starts what is missing, stops what is no

@@ -171,10 +171,7 @@ pub fn sample(
     seen_at: SystemTime,
 ) -> (Sample, Option<CpuPoint>) {
     let mut s = Sample {
-        seen_at: seen_at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
+        seen_at: crate::clock::unix_seconds(seen_at),
         ..Sample::default()
     };
 

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::{Address, Endpoint, TlsFiles, ValidClient};
+use crate::lock::MutexExt;
 
 /// Rust run after a step's SQL, in the same transaction.
 type MigrationFn = fn(&rusqlite::Transaction) -> Result<(), StoreError>;
@@ -357,11 +358,9 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Now in whole unix seconds, as the tables keep it.
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::clock::unix_now() as i64
 }
 
 impl Store {
@@ -402,7 +401,7 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock poisons it; the connection itself is still
             // consistent (SQLite rolls back unfinished transactions), so keep using it.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = conn.locked();
             f(&mut guard)
         })
         .await

@@ -17,6 +17,8 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::lock::MutexExt;
+
 /// The channels one can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -321,7 +323,7 @@ impl StreamManager {
     pub fn publish(&self, channel: Channel, host: &str, client: &str, time: f64, payload: Payload) {
         let ch = &self.channels[channel.index()];
         // Id, ring and send under the ring lock so ids reach subscribers in order.
-        let mut ring = ch.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ring = ch.ring.locked();
         let id = ch.next_id.fetch_add(1, Ordering::Relaxed);
         let msg = Arc::new(Message {
             id,
@@ -353,7 +355,7 @@ impl StreamManager {
     ) -> Result<Subscription, StreamError> {
         let slot = SubscriberSlot::take(&self.subscribers, self.max_subscribers)?;
         let ch = &self.channels[channel.index()];
-        let ring = ch.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = ch.ring.locked();
         // Subscribing under the lock: nothing published between replay and live.
         let receiver = ch.sender.subscribe();
         let mut backlog = VecDeque::new();
@@ -400,10 +402,7 @@ fn notice(channel: Channel, payload: Payload) -> Message {
         channel,
         host: String::new(),
         client: String::new(),
-        time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
+        time: crate::clock::unix_now(),
         payload,
     }
 }

@@ -2,7 +2,7 @@
 //! their SHA-256, roles from one policy table, and the audit record of every mutating call.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -185,10 +185,7 @@ fn audit_entry(method: &Method, route: &str, path: &str, r: &Response) -> AuditE
         "failed"
     };
     AuditEntry {
-        at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
+        at: crate::clock::unix_now(),
         token: id.map_or_else(|| "-".to_string(), |i| i.name.clone()),
         role: id.map_or_else(|| "-".to_string(), |i| i.role.as_str().to_string()),
         method: method.to_string(),

@@ -634,10 +634,10 @@ fn rfc3339(v: &str) -> Option<f64> {
         let hours: f64 = off[1..3].parse().ok()?;
         let minutes: f64 = off[4..6].parse().ok()?;
         let sign = if off.starts_with('-') { -1.0 } else { 1.0 };
-        let utc = crate::collect::parse_time(&format!("{base}Z"))?;
+        let utc = crate::clock::parse_rfc3339(&format!("{base}Z"))?;
         return Some(utc - sign * (hours * 3600.0 + minutes * 60.0));
     }
-    crate::collect::parse_time(v)
+    crate::clock::parse_rfc3339(v)
 }
 
 /// A container's logs, demultiplexed into lines with their stream (`getContainerLogs`).

@@ -591,12 +591,7 @@ impl DockerClient {
                     up: host_snap.is_some_and(|s| s.up),
                     events_stream_open: status.as_ref().is_some_and(|s| s.events_open()),
                     containers: host_snap.map(|s| s.containers.len()),
-                    last_collected_at: host_snap.and_then(|s| {
-                        s.built_at
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .ok()
-                            .map(|d| d.as_secs_f64())
-                    }),
+                    last_collected_at: host_snap.map(|s| crate::clock::unix_seconds(s.built_at)),
                     server_version: info.map(|i| i.server_version.clone()),
                     api_version: info.map(|i| i.api_version.clone()),
                     last_error: status

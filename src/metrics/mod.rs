@@ -821,12 +821,6 @@ impl Reading {
     }
 }
 
-fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Finds every series of `f` in the reading and hands it to `sink`.
 pub(crate) fn walk(
     f: &Family,
@@ -1040,7 +1034,7 @@ pub(crate) fn walk(
         }
         Source::OtlpLastSuccess => {
             if let Some(t) = reading.otlp_last_success {
-                sink.point(Subject::Process, &[], unix_seconds(t))?;
+                sink.point(Subject::Process, &[], crate::clock::unix_seconds(t))?;
             }
         }
     }

@@ -29,6 +29,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::lock::MutexExt;
+
 /// The timeouts a connection's deadline is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -123,7 +125,7 @@ impl Registry {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The sections below never panic half-way; a poisoned lock still holds whole data.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// Open connections, closing ones included.

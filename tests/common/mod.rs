@@ -586,7 +586,7 @@ pub fn block_device_of(dir: &Path) -> (String, String) {
 
 /// Seconds since the epoch of a Docker timestamp (RFC 3339 with nanoseconds).
 pub fn docker_time(s: &str) -> f64 {
-    dockstat_exporter::collect::parse_time(s).unwrap_or_else(|| panic!("bad time {s}"))
+    dockstat_exporter::clock::parse_rfc3339(s).unwrap_or_else(|| panic!("bad time {s}"))
 }
 
 pub fn now() -> f64 {
