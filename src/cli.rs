@@ -93,9 +93,9 @@ pub fn execute(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Metrics { markdown } => {
             if markdown {
-                crate::logging::out(format_args!("{}", crate::metrics::markdown_table()));
+                crate::logging::out(format_args!("{}", crate::families::markdown_table()));
             } else {
-                for f in crate::metrics::FAMILIES {
+                for f in crate::families::FAMILIES {
                     outln!("{}", f.exposed_name());
                 }
             }
@@ -274,7 +274,7 @@ pub async fn run(cfg: Validated) -> ExitCode {
     let otlp = cfg
         .otlp
         .clone()
-        .map(|o| crate::otlp::spawn(o, &cfg.labels, client.otlp_sources(), stop.clone()));
+        .map(|o| crate::otlp::spawn(o, &cfg.labels, client.export_inputs(), stop.clone()));
     let state = std::sync::Arc::new(crate::api::AppState::new(client.clone(), &cfg));
     let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
     let metrics = tokio::spawn(crate::serve::serve(

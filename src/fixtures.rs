@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::{Duration, SystemTime};
 
+use crate::families::{PoolFigures, Reading};
 use crate::instruments::{ApiCall, ExportOutcome, HostInstruments, Instruments};
-use crate::metrics::{Format, PoolFigures, Reading};
+use crate::metrics::Format;
 use crate::otlp::RequestBuilder;
 use crate::process::ProcessStats;
 use crate::snapshot::{
@@ -229,7 +230,7 @@ pub fn reading() -> Result<Reading, String> {
 pub fn exposition(format: Format) -> Result<String, String> {
     let reading = Arc::new(reading()?);
     let mut out = String::new();
-    crate::metrics::render_reading(&reading, format, &mut out).map_err(|e| e.to_string())?;
+    crate::metrics::render(&reading, format, &mut out).map_err(|e| e.to_string())?;
     Ok(out)
 }
 

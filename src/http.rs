@@ -123,9 +123,10 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::families::{PoolFigures, PoolSource};
     use crate::fixtures::{publish_fleet, recorded_sample};
     use crate::instruments::Instruments;
-    use crate::metrics::{CHUNK, PoolFigures, PoolSource};
+    use crate::metrics::CHUNK;
     use crate::snapshot::SnapshotStore;
 
     #[derive(Debug)]

@@ -37,6 +37,7 @@ pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod docker;
+pub mod families;
 #[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub mod fixtures;

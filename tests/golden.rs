@@ -216,7 +216,7 @@ fn otlp_text(r: &ExportMetricsServiceRequest) -> String {
 #[test]
 fn the_golden_fleet_has_every_family() {
     let text = fixtures::exposition(Format::Text).expect("the golden fleet renders");
-    for f in dockstat_exporter::metrics::FAMILIES {
+    for f in dockstat_exporter::families::FAMILIES {
         let name = f.exposed_name();
         let series = text.lines().filter(|l| !l.starts_with('#')).any(|l| {
             l.strip_prefix(&name)

@@ -586,11 +586,11 @@ fn grpc_export_matches_metrics() {
 /// `r` (built from the same sample), following the family table's mapping; returns how
 /// many series were compared.
 fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize {
-    use dockstat_exporter::metrics::{FAMILIES, Kind, OtlpValue};
+    use dockstat_exporter::families::{FAMILIES, Kind, OtlpValue, Scope};
     let mut compared = 0;
     for fam in FAMILIES
         .iter()
-        .filter(|f| matches!(f.scope(), "running or paused container" | "container"))
+        .filter(|f| matches!(f.scope(), Scope::LiveContainer | Scope::Container))
     {
         let exposed = fam.exposed_name();
         for x in s.find(&exposed, &[("name", c.name.as_str())]) {
@@ -623,10 +623,10 @@ fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize 
                     .points(o.name, &filter)
                     .into_iter()
                     .filter(|p| {
-                        o.rename.iter().all(|(label, attr)| {
-                            let want = x.labels.get(*label).map(String::as_str).unwrap_or("");
+                        fam.labels.iter().all(|label| {
+                            let want = x.labels.get(label.name).map(String::as_str).unwrap_or("");
                             // An empty label is no attribute.
-                            p.attr(attr).unwrap_or("") == want
+                            p.attr(label.otlp).unwrap_or("") == want
                         })
                     })
                     .collect();

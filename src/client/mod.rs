@@ -19,8 +19,9 @@ pub use containers::{Action, ActionOutcome, ContainerRef, DENY_LABEL, LogLine, L
 use crate::collect::{HostSpec, Settings};
 use crate::config::{Endpoint, TlsConfig, Validated};
 use crate::docker::{Connection, DockerError};
+use crate::families::{Inputs, PoolFigures, PoolSource};
 use crate::instruments::{HostInstruments, Instruments};
-use crate::metrics::{Exposition, PoolFigures, PoolSource};
+use crate::metrics::Exposition;
 use crate::pool::{Pool, PoolStatus};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{ClientRecord, HostPatch, HostRecord, Source, Store, StoreError};
@@ -353,18 +354,15 @@ impl DockerClient {
         self.inner.pool.shutdown().await;
     }
 
-    /// The registry `/metrics` renders.
+    /// What `/metrics` renders.
     pub fn exposition(&self) -> Exposition {
-        Exposition::new(
-            self.inner.snapshots.clone(),
-            self.inner.instruments.clone(),
-            self.inner.pool.clone(),
-        )
+        Exposition::of(self.export_inputs())
     }
 
-    /// What the OTLP export reads (the same parts `/metrics` renders).
-    pub fn otlp_sources(&self) -> crate::otlp::Sources {
-        crate::otlp::Sources {
+    /// What `/metrics` and the OTLP export read: the snapshot, the live instruments and the
+    /// pool's figures.
+    pub fn export_inputs(&self) -> Inputs {
+        Inputs {
             snapshots: self.inner.snapshots.clone(),
             instruments: self.inner.instruments.clone(),
             pool: self.inner.pool.clone(),

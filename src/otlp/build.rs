@@ -14,10 +14,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use crate::instruments::{BUCKETS, HistogramFigures};
-use crate::metrics::{
-    ContainerRow, FAMILIES, Family, Kind, Otlp, OtlpValue, Reading, Sink, Source, Subject, walk,
+use crate::families::{
+    ContainerRow, FAMILIES, Family, Kind, Otlp, OtlpValue, Reading, Scope, Sink, Subject, walk,
 };
+use crate::instruments::{BUCKETS, HistogramFigures};
 
 /// Attributes whose values are integers in the semantic conventions.
 const INT_ATTRIBUTES: [&str; 2] = ["process.exit.code", "http.response.status_code"];
@@ -197,7 +197,7 @@ struct PointSink<'a> {
 }
 
 impl PointSink<'_> {
-    fn attributes(&self, subject: Subject<'_>, extra: &[(&'static str, &str)]) -> Vec<KeyValue> {
+    fn attributes(&self, subject: Subject<'_>, values: &[&str]) -> Vec<KeyValue> {
         let mut attrs = match subject {
             Subject::Container(i) => self.bases.get(i).cloned().unwrap_or_default(),
             Subject::Host { host, client } => {
@@ -206,18 +206,12 @@ impl PointSink<'_> {
             Subject::Process => Vec::new(),
         };
         attrs.extend(self.otlp.fixed.iter().map(|(k, v)| kv(k, v)));
-        for (label, value) in extra {
+        for (label, value) in self.family.labels.iter().zip(values) {
             // Prometheus treats an empty label as no label; so does the export.
             if value.is_empty() {
                 continue;
             }
-            let key = self
-                .otlp
-                .rename
-                .iter()
-                .find(|(l, _)| l == label)
-                .map_or(*label, |(_, attr)| *attr);
-            attrs.push(kv(key, value));
+            attrs.push(kv(label.otlp, value));
         }
         attrs
     }
@@ -227,10 +221,7 @@ impl PointSink<'_> {
     /// time is when the sample was taken. Everything else counts from the exporter's start
     /// and is stamped with the time of the reading.
     fn times(&self, subject: Subject<'_>) -> Option<(u64, u64)> {
-        let per_run = matches!(
-            self.family.source,
-            Source::Stat(_) | Source::Network(_) | Source::Blkio(_)
-        );
+        let per_run = self.family.scope() == Scope::LiveContainer;
         if let (true, Subject::Container(i)) = (per_run, subject) {
             let (_, c) = self.rows.get(i)?;
             let seen = c.stats.as_ref().map(|s| seconds_to_nanos(s.seen_at));
@@ -248,12 +239,7 @@ impl PointSink<'_> {
 }
 
 impl Sink for PointSink<'_> {
-    fn point(
-        &mut self,
-        subject: Subject<'_>,
-        extra: &[(&'static str, &str)],
-        v: f64,
-    ) -> fmt::Result {
+    fn point(&mut self, subject: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
         let value = match self.otlp.value {
             OtlpValue::Same => v,
             OtlpValue::Scale(k) => v * k,
@@ -275,7 +261,7 @@ impl Sink for PointSink<'_> {
         let Some((start, time)) = self.times(subject) else {
             return Ok(());
         };
-        let attributes = self.attributes(subject, extra);
+        let attributes = self.attributes(subject, values);
         let point = |start_time_unix_nano| NumberDataPoint {
             attributes,
             start_time_unix_nano,
@@ -295,13 +281,13 @@ impl Sink for PointSink<'_> {
     fn histogram(
         &mut self,
         subject: Subject<'_>,
-        extra: &[(&'static str, &str)],
+        values: &[&str],
         h: &HistogramFigures,
     ) -> fmt::Result {
         let Some((start, time)) = self.times(subject) else {
             return Ok(());
         };
-        let attributes = self.attributes(subject, extra);
+        let attributes = self.attributes(subject, values);
         if let Some(Data::Histogram(hist)) = &mut self.metric.data {
             hist.data_points.push(HistogramDataPoint {
                 attributes,
@@ -426,8 +412,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::families::{PoolFigures, PoolSource, Series};
     use crate::instruments::{ApiCall, HostInstruments, Instruments};
-    use crate::metrics::{Exposition, Format, PoolFigures, PoolSource};
+    use crate::metrics::{Exposition, Format};
     use crate::snapshot::ContainerState;
     use crate::snapshot::SnapshotStore;
 
@@ -583,8 +570,8 @@ mod tests {
                     o.name
                 );
                 let time_dependent = matches!(
-                    f.source,
-                    Source::Process(_) | Source::SnapshotAge | Source::OtlpLastSuccess
+                    f.series,
+                    Series::Process(_) | Series::SnapshotAge | Series::OtlpLastSuccess
                 );
                 if !time_dependent {
                     otlp.sort_by(f64::total_cmp);
