@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::cgroup::{CgroupPaths, CgroupReader};
 use crate::clock::{parse_rfc3339, unix_now};
 use crate::config::{Endpoint, StatsSource, Validated};
-use crate::docker::{Connection, DockerError};
+use crate::docker::{Connection, DockerError, base_action};
 use crate::instruments::HostInstruments;
 use crate::lock::MutexExt;
 use crate::snapshot::{
@@ -31,7 +31,7 @@ use crate::snapshot::{
 };
 use crate::stats::{self, CpuPoint, Sample};
 use crate::store::Store;
-use crate::streams::{Channel, Payload, StreamManager, base_action};
+use crate::streams::{Channel, Payload, StreamManager};
 
 /// Which host to collect.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::docker::base_action;
 use crate::lock::MutexExt;
 
 /// The channels one can subscribe to.
@@ -186,12 +187,6 @@ impl Message {
             _ => None,
         }
     }
-}
-
-/// An event action without Docker's suffix: `exec_start: sh` → `exec_start`,
-/// `health_status: healthy` → `health_status`.
-pub fn base_action(action: &str) -> &str {
-    action.split(':').next().unwrap_or(action).trim()
 }
 
 /// Which messages a subscriber wants; empty fields match everything.
