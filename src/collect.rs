@@ -29,7 +29,7 @@ use crate::snapshot::{
     ContainerMeta, ContainerSnapshot, ContainerState, EventCounts, Health, HostInfo, HostSnapshot,
     Lifecycle, SnapshotStore, Spec, StatsSources,
 };
-use crate::stats::{self, CpuPoint, Sample};
+use crate::stats::{self, ContainerStats, CpuPoint, Sample};
 use crate::store::Store;
 use crate::streams::{Channel, Payload, StreamManager};
 
@@ -77,8 +77,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From a validated configuration.
-    pub fn from_config(cfg: &Validated) -> Settings {
+    /// From a validated configuration, with the channels collectors publish on and the
+    /// database that keeps their event cursors (None: nothing is kept).
+    pub fn from_config(
+        cfg: &Validated,
+        streams: Arc<StreamManager>,
+        store: Option<Store>,
+    ) -> Settings {
         let m = &cfg.config.monitoring;
         Settings {
             interval: m.interval,
@@ -93,8 +98,8 @@ impl Settings {
                 .iter()
                 .map(|(k, n)| (k.clone(), Arc::from(n.as_str())))
                 .collect(),
-            streams: Arc::default(),
-            store: None,
+            streams,
+            store,
             cgroup: (m.stats_source != StatsSource::Api)
                 .then(|| Arc::new(CgroupReader::new(&m.cgroup_root, &m.proc_root))),
             warn_api_fallback: m.stats_source == StatsSource::Cgroup,
@@ -1075,7 +1080,7 @@ impl Collector {
                             Payload::Stats {
                                 container_id: entry.meta.id.clone(),
                                 container_name: entry.meta.name.clone(),
-                                stats: crate::client::view_stats(&s),
+                                stats: ContainerStats::of(&s),
                             },
                         );
                     }

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::collect::{Collector, HostSpec, HostStatus, Settings};
 use crate::docker::Connection;
+use crate::families::{PoolFigures, PoolSource};
 use crate::instruments::{HostInstruments, Instruments};
 use crate::lock::MutexExt;
 use crate::process::{self, ProcessStats};
@@ -128,6 +129,23 @@ impl From<Option<ProcessStats>> for MemoryUsage {
             virtual_bytes: p.virtual_bytes,
         })
         .unwrap_or_default()
+    }
+}
+
+/// What `/metrics` and OTLP read of the pool (they sit below it, so they ask through
+/// [`PoolSource`]).
+impl PoolSource for Pool {
+    fn figures(&self) -> PoolFigures {
+        let s = self.status();
+        PoolFigures {
+            workers: s.total_workers,
+            hosts: s.total_hosts,
+            active_streams: s.active_streams,
+            inflight: s.inflight_requests,
+            tasks: tokio::runtime::Handle::try_current()
+                .map(|h| h.metrics().num_alive_tasks())
+                .unwrap_or(0),
+        }
     }
 }
 

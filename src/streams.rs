@@ -133,7 +133,7 @@ pub enum Payload {
         /// Container name.
         container_name: String,
         /// Figures, as the API's container stats.
-        stats: crate::client::ContainerStats,
+        stats: crate::stats::ContainerStats,
     },
     /// A host's connection changed.
     Host {

@@ -19,12 +19,14 @@ pub use containers::{Action, ActionOutcome, ContainerRef, DENY_LABEL, LogLine, L
 use crate::collect::{HostSpec, Settings};
 use crate::config::{Endpoint, TlsConfig, Validated};
 use crate::docker::{Connection, DockerError};
-use crate::families::{Inputs, PoolFigures, PoolSource};
+use crate::families::Inputs;
 use crate::instruments::{HostInstruments, Instruments};
 use crate::metrics::Exposition;
 use crate::pool::{Pool, PoolStatus};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::stats::ContainerStats;
 use crate::store::{ClientRecord, HostPatch, HostRecord, Source, Store, StoreError};
+use crate::streams::StreamManager;
 
 /// Why a library call failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,32 +121,6 @@ pub struct HostUpdate {
     pub tls: Option<Option<TlsConfig>>,
     /// Enable or disable collection.
     pub enabled: Option<bool>,
-}
-
-/// Stats attached to a listed container (the seed's `ContainerStats`), from the snapshot.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerStats {
-    /// docker CLI CPU %.
-    pub cpu_percent: Option<f64>,
-    /// Bytes in use, page cache included.
-    pub memory_usage: Option<u64>,
-    /// Working set, bytes.
-    pub memory_working_set: Option<u64>,
-    /// Limit reported by the daemon, bytes.
-    pub memory_limit: Option<u64>,
-    /// Working set / limit, %.
-    pub memory_percent: Option<f64>,
-    /// Bytes received, all interfaces.
-    pub network_rx: u64,
-    /// Bytes sent, all interfaces.
-    pub network_tx: u64,
-    /// Bytes read from block devices.
-    pub block_read: u64,
-    /// Bytes written to block devices.
-    pub block_write: u64,
-    /// When sampled, unix seconds.
-    pub sampled_at: f64,
 }
 
 /// A container as Docker lists it, with its host and latest stats.
@@ -279,21 +255,6 @@ struct Inner {
     base_dir: PathBuf,
 }
 
-impl PoolSource for Pool {
-    fn figures(&self) -> PoolFigures {
-        let s = self.status();
-        PoolFigures {
-            workers: s.total_workers,
-            hosts: s.total_hosts,
-            active_streams: s.active_streams,
-            inflight: s.inflight_requests,
-            tasks: tokio::runtime::Handle::try_current()
-                .map(|h| h.metrics().num_alive_tasks())
-                .unwrap_or(0),
-        }
-    }
-}
-
 impl DockerClient {
     /// Opens the database, syncs the configuration's clients and hosts into it, and starts
     /// collecting every enabled host of every monitored client.
@@ -302,16 +263,14 @@ impl DockerClient {
         let report = store.sync_config(cfg.clients.clone()).await?;
         tracing::info!(db = %cfg.database_path.display(), hosts = report.upserted, removed = report.removed,
             "configuration synced into the database");
-        let mut settings = Settings::from_config(cfg);
         let sc = &cfg.config.streams;
-        let first_id = store.claim_stream_id_base().await?;
-        settings.streams = Arc::new(crate::streams::StreamManager::with_first_id(
+        let streams = Arc::new(StreamManager::with_first_id(
             sc.ring,
             sc.queue.get(),
             sc.max_subscribers,
-            first_id,
+            store.claim_stream_id_base().await?,
         ));
-        settings.store = Some(store.clone());
+        let settings = Settings::from_config(cfg, streams, Some(store.clone()));
         let snapshots = Arc::new(SnapshotStore::default());
         let instruments = Arc::new(Instruments::default());
         let pool = Arc::new(Pool::new(
@@ -340,7 +299,7 @@ impl DockerClient {
     }
 
     /// The live channels.
-    pub fn streams(&self) -> &Arc<crate::streams::StreamManager> {
+    pub fn streams(&self) -> &Arc<StreamManager> {
         &self.inner.settings.streams
     }
 
@@ -819,7 +778,7 @@ impl DockerClient {
                         .iter()
                         .find(|c| c.meta.id == id)
                         .and_then(|c| c.stats.as_deref())
-                        .map(view_stats)
+                        .map(ContainerStats::of)
                 });
                 listing.containers.push(ContainerView {
                     host: h.name.clone(),
@@ -889,22 +848,4 @@ fn invalid(field: &str, message: &str) -> ClientError {
         field: field.to_string(),
         message: message.to_string(),
     }])
-}
-
-/// The API's stats record of a sample.
-pub(crate) fn view_stats(s: &crate::stats::Sample) -> ContainerStats {
-    let (network_rx, network_tx) = s.network_totals();
-    let (block_read, block_write) = s.blkio_totals();
-    ContainerStats {
-        cpu_percent: s.cpu_percent,
-        memory_usage: s.memory.map(|m| m.usage),
-        memory_working_set: s.memory.map(|m| m.working_set),
-        memory_limit: s.memory.map(|m| m.limit),
-        memory_percent: s.memory_percent,
-        network_rx,
-        network_tx,
-        block_read,
-        block_write,
-        sampled_at: s.seen_at,
-    }
 }

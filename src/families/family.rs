@@ -4,7 +4,20 @@ use crate::process::ProcessStats;
 use crate::snapshot::{ContainerMeta, HostInfo};
 use crate::stats::{BlkioCounters, NetCounters, Sample};
 
-use super::walk::PoolFigures;
+/// Pool figures for the self-metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolFigures {
+    /// Workers alive.
+    pub workers: usize,
+    /// Hosts collected.
+    pub hosts: usize,
+    /// Open event streams.
+    pub active_streams: usize,
+    /// Docker calls in flight.
+    pub inflight: i64,
+    /// Tokio tasks alive in the process.
+    pub tasks: usize,
+}
 
 /// Prometheus metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,9 +14,9 @@ pub mod family;
 mod table;
 pub mod walk;
 
-pub use family::{Family, Kind, Label, Otlp, OtlpValue, Scope, Series, Unit};
+pub use family::{Family, Kind, Label, Otlp, OtlpValue, PoolFigures, Scope, Series, Unit};
 pub use table::FAMILIES;
-pub use walk::{ContainerRow, Inputs, PoolFigures, PoolSource, Reading};
+pub use walk::{ContainerRow, Inputs, PoolSource, Reading};
 pub(crate) use walk::{Sink, Subject, walk};
 
 /// The README's metric list, generated from the table.

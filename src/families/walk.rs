@@ -10,22 +10,7 @@ use crate::instruments::{ExportOutcome, HistogramFigures, HostInstruments, Instr
 use crate::process::ProcessStats;
 use crate::snapshot::{ContainerSnapshot, ContainerState, HostSnapshot, Snapshot, SnapshotStore};
 
-use super::family::{Family, Series};
-
-/// Pool figures for the self-metrics.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PoolFigures {
-    /// Workers alive.
-    pub workers: usize,
-    /// Hosts collected.
-    pub hosts: usize,
-    /// Open event streams.
-    pub active_streams: usize,
-    /// Docker calls in flight.
-    pub inflight: i64,
-    /// Tokio tasks alive in the process.
-    pub tasks: usize,
-}
+use super::family::{Family, PoolFigures, Series};
 
 /// Something that reports pool figures at scrape time. Why a trait: the pool sits above
 /// the exports in the layers, so they ask through this rather than name it.
