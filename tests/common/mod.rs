@@ -308,6 +308,23 @@ impl Exporter {
         }
     }
 
+    /// Waits until one line of the log holds every one of `needles`; returns that line,
+    /// panics with the log after `timeout`.
+    pub fn wait_for_log_line(&self, timeout: Duration, needles: &[&str]) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with all of {needles:?} in the log within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Process id while it runs (a wrapper command execs the exporter under its own).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
