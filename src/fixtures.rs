@@ -1,6 +1,7 @@
 //! Fixed fleets for the golden files, the unit tests and the benchmarks: hosts and
 //! containers built from one recorded stats answer, published into a [`SnapshotStore`], and
-//! a whole [`Reading`] of them in which every moment is fixed.
+//! a whole [`Reading`] of them in which every moment is fixed; and the log frames the log
+//! readers' tests feed in.
 //!
 //! Why it exists: the golden files (`tests/fixtures/metrics.prom`, `metrics.om`, `otlp.txt`)
 //! must come out byte for byte the same on every machine and every day, so nothing here
@@ -248,4 +249,18 @@ pub fn otlp_request()
     builder.start = now() - Duration::from_secs(3600);
     builder.version = VERSION;
     Ok(builder.request(&reading()?))
+}
+
+/// A log frame of stdout, as bollard hands it over.
+pub fn stdout(s: &str) -> bollard::container::LogOutput {
+    bollard::container::LogOutput::StdOut {
+        message: bytes::Bytes::from(s.to_string()),
+    }
+}
+
+/// A log frame of stderr, as bollard hands it over.
+pub fn stderr(s: &str) -> bollard::container::LogOutput {
+    bollard::container::LogOutput::StdErr {
+        message: bytes::Bytes::from(s.to_string()),
+    }
 }

@@ -128,10 +128,11 @@ impl Sample {
 
 const NS: f64 = 1e9;
 
-/// A sample as the API shows it: attached to listed containers (the seed's
-/// `ContainerStats`) and carried by the `container_stats` stream. Why a type of its own: the
-/// API's names and totals (camelCase, all interfaces and devices summed) are a contract,
-/// while [`Sample`] follows the exporter's needs.
+// A sample as the API shows it (listed containers, the `container_stats` stream). Why a
+// type of its own: the API's names and totals (camelCase, all interfaces and devices
+// summed) are a contract, while `Sample` follows the exporter's needs. The doc comment
+// below is the API's schema description.
+/// Stats attached to a listed container (the seed's `ContainerStats`), from the snapshot.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStats {

@@ -113,7 +113,7 @@ pub async fn sse(
         ));
     }
     let sub = s
-        .client
+        .docker
         .streams()
         .subscribe(channel, Filter::from(&q), header_id.or(q.last_event_id))
         .map_err(busy)?;
@@ -274,7 +274,7 @@ fn reply(
                 container: filter.container,
                 action: filter.action,
             };
-            match state.client.streams().subscribe(c, f, last_event_id) {
+            match state.docker.streams().subscribe(c, f, last_event_id) {
                 Ok(sub) => {
                     subs.insert(c.as_str(), sub);
                     json!({"op": "subscribed", "channel": c.as_str()})

@@ -1,4 +1,5 @@
 use super::*;
+use crate::fixtures::{stderr as err, stdout as out};
 
 fn lines(sp: &mut LineSplitter) -> Result<Vec<String>, DockerError> {
     let mut out = Vec::new();
@@ -62,18 +63,6 @@ fn frames(d: &mut LogDemux) -> Result<Vec<LogOutput>, DockerError> {
         out.push(f);
     }
     Ok(out)
-}
-
-fn out(s: &str) -> LogOutput {
-    LogOutput::StdOut {
-        message: Bytes::from(s.to_string()),
-    }
-}
-
-fn err(s: &str) -> LogOutput {
-    LogOutput::StdErr {
-        message: Bytes::from(s.to_string()),
-    }
 }
 
 #[test]
