@@ -118,14 +118,9 @@ impl<'a> Subject<'a> {
 /// lacks are at the end), so a sink takes the names from the row.
 pub(crate) trait Sink {
     /// One value.
-    fn point(&mut self, subject: Subject<'_>, values: &[&str], v: f64) -> fmt::Result;
+    fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result;
     /// One histogram.
-    fn histogram(
-        &mut self,
-        subject: Subject<'_>,
-        values: &[&str],
-        h: &HistogramFigures,
-    ) -> fmt::Result;
+    fn histogram(&mut self, at: Subject<'_>, values: &[&str], h: &HistogramFigures) -> fmt::Result;
 }
 
 /// Finds every series of `f` in the reading and hands it to `sink`.

@@ -212,27 +212,22 @@ impl PromSink<'_, '_> {
 }
 
 impl Sink for PromSink<'_, '_> {
-    fn point(&mut self, subject: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
+    fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
         let kind = self.kind;
-        if matches!(subject, Subject::Process) && values.is_empty() {
+        if matches!(at, Subject::Process) && values.is_empty() {
             return write_value(self.me, kind, v);
         }
-        self.labelled(subject, values, |mut me| write_value(&mut me, kind, v))
+        self.labelled(at, values, |mut me| write_value(&mut me, kind, v))
     }
 
-    fn histogram(
-        &mut self,
-        subject: Subject<'_>,
-        values: &[&str],
-        h: &HistogramFigures,
-    ) -> fmt::Result {
+    fn histogram(&mut self, at: Subject<'_>, values: &[&str], h: &HistogramFigures) -> fmt::Result {
         let buckets: Vec<(f64, u64)> = BUCKETS
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
             .zip(h.counts.iter().copied())
             .collect();
-        self.labelled(subject, values, |mut me| {
+        self.labelled(at, values, |mut me| {
             me.encode_histogram::<NoLabelSet>(h.sum, h.count(), &buckets, None)
         })
     }

@@ -198,8 +198,8 @@ fn format_float(buf: &mut dtoa::Buffer, format: Format, v: f64) -> &str {
 }
 
 impl<W: fmt::Write> Sink for TextSink<'_, W> {
-    fn point(&mut self, subject: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
-        match subject {
+    fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
+        match at {
             Subject::Container(i) => {
                 let Some(block) = self.blocks.get(i) else {
                     return Ok(());
@@ -232,12 +232,7 @@ impl<W: fmt::Write> Sink for TextSink<'_, W> {
         self.value(v)
     }
 
-    fn histogram(
-        &mut self,
-        _subject: Subject<'_>,
-        _values: &[&str],
-        _h: &HistogramFigures,
-    ) -> fmt::Result {
+    fn histogram(&mut self, _: Subject<'_>, _: &[&str], _: &HistogramFigures) -> fmt::Result {
         // Histogram families go through prometheus-client (see `renders_directly`).
         Err(fmt::Error)
     }
