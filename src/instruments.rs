@@ -211,6 +211,7 @@ pub struct OtlpStats {
     last: Mutex<OtlpLast>,
 }
 
+/// The last success and failure, kept together behind one lock.
 #[derive(Debug, Default, Clone)]
 struct OtlpLast {
     success: Option<SystemTime>,

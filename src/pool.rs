@@ -1,10 +1,12 @@
-//! The worker pool: which worker collects which host.
+//! The pool: which hosts are collected, each by a collector of its own, and the workers
+//! they are counted under.
 //!
-//! A worker owns the collection of the hosts assigned to it: it starts their collectors,
-//! restarts one that panics, and stops them when told. Hosts get a worker of their own until
-//! `max_workers` exist; after that a new host joins the least-loaded worker. Each host's
-//! collector is its own tokio task, so a slow, hung or dead host never delays another one,
-//! whichever worker they share.
+//! Each host's collector runs in a tokio task of its own (`supervise`, which restarts it
+//! after a panic and stops it when told), so a slow, hung or dead host never delays another
+//! one. A *worker* is what the seed's `getStatus` reports: a group of hosts with an id, an
+//! uptime and a count of Docker calls in flight. It runs nothing itself. Hosts get a worker
+//! of their own until `max_workers` exist; after that a new host joins the least-loaded
+//! worker.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -42,12 +44,15 @@ pub struct Pool {
     started: Instant,
 }
 
+/// The workers and their hosts; behind the pool's lock.
 #[derive(Debug, Default)]
 struct PoolState {
     workers: Vec<Worker>,
     next_worker_id: u64,
 }
 
+/// A group of hosts counted together in the status figures (see the module documentation:
+/// it has no task of its own). Its in-flight counter is shared by its hosts' instruments.
 #[derive(Debug)]
 struct Worker {
     id: u64,
@@ -56,6 +61,8 @@ struct Worker {
     hosts: BTreeMap<i64, HostTask>,
 }
 
+/// A collected host: what it was started with, what others may read of its collector, and
+/// the task to stop.
 #[derive(Debug)]
 struct HostTask {
     spec: HostSpec,

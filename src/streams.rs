@@ -229,6 +229,7 @@ impl Filter {
     }
 }
 
+/// One channel: its broadcast, its ring of recent messages for resumes, its next id.
 struct ChannelState {
     sender: broadcast::Sender<Arc<Message>>,
     ring: Mutex<VecDeque<Arc<Message>>>,

@@ -8,6 +8,8 @@ use utoipa::openapi::{OpenApi, RefOr, Response as OaResponse, ResponseBuilder};
 
 use super::error::ErrorBody;
 
+// The document's frame: info and tags (a plain comment: a doc comment here could reach the
+// document). The operations are merged in from the routes by `router_and_doc`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(

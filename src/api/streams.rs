@@ -149,6 +149,8 @@ enum ClientOp {
     Ping,
 }
 
+/// The filter of one subscription in a WebSocket `subscribe` message (the JSON twin of
+/// [`FilterParams`], which SSE takes from the query).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WsFilter {

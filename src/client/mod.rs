@@ -4,12 +4,12 @@
 //!
 //! - this module: starting (store, pool, streams), what `/metrics` and OTLP read, status,
 //!   the audit log.
-//! - [`catalog`]: clients, hosts and their monitoring (store first, then the pool, so a
+//! - `catalog`: clients, hosts and their monitoring (store first, then the pool, so a
 //!   change takes effect at once and survives a restart).
-//! - [`containers`]: finding a container by id, prefix or name; listing, inspecting,
+//! - `containers`: finding a container by id, prefix or name; listing, inspecting,
 //!   acting on it.
-//! - [`logs`]: a container's log frames as lines.
-//! - [`views`], [`error`]: what calls take and give back, and why they fail.
+//! - `logs`: a container's log frames as lines.
+//! - `views`, `error`: what calls take and give back, and why they fail.
 
 mod catalog;
 mod containers;
@@ -45,6 +45,7 @@ pub struct DockerClient {
     inner: Arc<Inner>,
 }
 
+/// What every clone of a [`DockerClient`] shares.
 #[derive(Debug)]
 struct Inner {
     store: Store,

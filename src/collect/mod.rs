@@ -9,11 +9,11 @@
 //!
 //! - this module: the [`Collector`] and its loop ([`Collector::run`]), what it is given
 //!   ([`HostSpec`], [`Settings`]) and shows others ([`HostStatus`]), and publishing.
-//! - [`events`]: the events stream's cursor (resume, dedupe), what each event counts and
+//! - `events`: the events stream's cursor (resume, dedupe), what each event counts and
 //!   publishes, and what it changes in the inventory.
-//! - [`inventory`]: the containers known: list, inspect, the host's `/info`.
-//! - [`sampling`]: which containers to sample, one cycle of stats calls or cgroup reads
-//!   ([`sampling::call_each`] bounds them), each answer reduced to a sample.
+//! - `inventory`: the containers known: list, inspect, the host's `/info`.
+//! - `sampling`: which containers to sample, one cycle of stats calls or cgroup reads
+//!   (`call_each` bounds them), each answer reduced to a sample.
 
 mod events;
 mod inventory;

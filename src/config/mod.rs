@@ -11,7 +11,7 @@
 //! - [`schema`]: the file's structs; their doc comments are the user documentation of each
 //!   key (`config.example.yaml` repeats them next to the default values).
 //! - [`address`]: Docker host addresses and TLS files, from the file or the API.
-//! - [`env`]: `${ENV}` expansion.
+//! - [`env`](mod@env): `${ENV}` expansion.
 //! - [`tokens`]: admin API tokens and their hashes.
 //! - [`validate`]: what is checked after parsing, and the [`Validated`] result.
 //! - [`ranges`], `otlp`, `locate`: bounds of numbers and durations, the `otlp` section,

@@ -5,10 +5,10 @@
 //! - [`family`]: what a row says: name, unit, type, where its series come from
 //!   ([`Series`]) and so what one series describes ([`Scope`]), its own labels with the
 //!   OTLP attribute each becomes ([`Label`]), the OTLP metric(s) it feeds ([`Otlp`]), help.
-//! - [`table`]: the rows, one per family, in exposition order ([`FAMILIES`]).
-//! - [`walk`]: one [`Reading`] of the snapshot and the live figures, and [`walk`] over it,
-//!   which hands each series of a family to a [`Sink`]: the Prometheus renderer and the
-//!   OTLP request builder are the two sinks.
+//! - `table`: the rows, one per family, in exposition order ([`FAMILIES`]).
+//! - [`walk`]: one [`Reading`] of the snapshot and the live figures, and the walk over it,
+//!   which hands each series of a family to a sink: the Prometheus renderer and the OTLP
+//!   request builder are the two sinks.
 
 pub mod family;
 mod table;

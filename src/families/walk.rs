@@ -1,5 +1,5 @@
-//! One [`Reading`] of everything a scrape or an export shows, and [`walk`], which finds each
-//! series of a family in it and hands it to a [`Sink`]. `/metrics` and the OTLP export are
+//! One [`Reading`] of everything a scrape or an export shows, and `walk`, which finds each
+//! series of a family in it and hands it to a `Sink`. `/metrics` and the OTLP export are
 //! the two sinks, so both carry the same series.
 
 use std::fmt;
@@ -77,7 +77,8 @@ impl Reading {
         }
     }
 
-    /// Every container of every host, in snapshot order; [`Subject::Container`] indexes it.
+    /// Every container of every host, in snapshot order; a container series' subject
+    /// indexes it.
     pub fn containers(&self) -> Vec<ContainerRow<'_>> {
         self.snap
             .hosts

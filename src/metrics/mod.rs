@@ -1,8 +1,8 @@
 //! `/metrics`: the current snapshot and the live self-instrumentation in the Prometheus
 //! text format or OpenMetrics, family by family from the table in [`crate::families`].
 //!
-//! Two paths write the same text: [`text`] writes container families directly (nearly all
-//! of a large exposition), [`prom`] writes the host and exporter families through
+//! Two paths write the same text: `text` writes container families directly (nearly all
+//! of a large exposition), `prom` writes the host and exporter families through
 //! prometheus-client's encoders. Rendering only reads: it loads the snapshot (one atomic
 //! load) and never calls Docker.
 
@@ -48,7 +48,7 @@ impl Format {
 /// What `/metrics` renders: the snapshot plus the live self-instrumentation.
 ///
 /// Each scrape takes one [`Reading`] and renders the families in table order: the
-/// container-scoped ones (all but a few dozen of the series) directly as text ([`text`]),
+/// container-scoped ones (all but a few dozen of the series) directly as text (`text`),
 /// the host and exporter families through prometheus-client. The unit test
 /// `fast_path_renders_like_prometheus_client` pins the output byte for byte against
 /// rendering every family through prometheus-client (`render_with_client`).

@@ -56,6 +56,7 @@ pub struct Registry {
     freed: Notify,
 }
 
+/// The connections and their order of eviction, behind the registry's lock.
 #[derive(Debug, Default)]
 struct Inner {
     next_id: u64,
@@ -67,6 +68,7 @@ struct Inner {
     closing: usize,
 }
 
+/// One accepted connection: what its deadlines are computed from.
 #[derive(Debug)]
 struct Slot {
     accepted: Instant,

@@ -4,7 +4,7 @@
 //!
 //! SQLite calls block, so every call runs on tokio's blocking pool behind one connection
 //! mutex; the async runtime never waits on disk. The schema is migrated forward by
-//! `PRAGMA user_version` ([`schema`]).
+//! `PRAGMA user_version` (`schema`).
 //!
 //! - [`records`]: what is stored, as the library and the API see it.
 //! - [`catalog`]: clients and hosts, and syncing the configuration file's into them.

@@ -113,7 +113,7 @@ pub struct HostPatch {
     pub enabled: Option<bool>,
 }
 
-/// What [`Store::sync_config`] changed.
+/// What [`Store::sync_config`](super::Store::sync_config) changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Hosts inserted or updated from the file.
@@ -122,6 +122,7 @@ pub struct SyncReport {
     pub removed: usize,
 }
 
+/// A host's endpoint as its table columns: address, CA, certificate, key.
 pub(super) type Columns = (String, Option<String>, Option<String>, Option<String>);
 
 pub(super) fn endpoint_columns(e: &Endpoint) -> Columns {
