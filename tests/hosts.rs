@@ -23,15 +23,6 @@ fn daemon_b() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Brings daemon B back even when the test fails half-way.
-struct RestartB;
-
-impl Drop for RestartB {
-    fn drop(&mut self) {
-        test_env("start-b");
-    }
-}
-
 #[test]
 fn killing_daemon_b_marks_it_down_while_a_keeps_advancing_and_b_recovers() {
     let _b_is_ours = daemon_b();
