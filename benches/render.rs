@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use dockstat_exporter::families::{PoolFigures, PoolSource, Reading};
 use dockstat_exporter::fixtures::{publish_fleet, recorded_sample};
 use dockstat_exporter::instruments::Instruments;
-use dockstat_exporter::metrics::{Exposition, Format, PoolFigures, PoolSource, Reading};
+use dockstat_exporter::metrics::{Exposition, Format};
 use dockstat_exporter::otlp::RequestBuilder;
 use dockstat_exporter::snapshot::SnapshotStore;
 use prost::Message as _;

@@ -93,9 +93,9 @@ pub fn execute(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Metrics { markdown } => {
             if markdown {
-                crate::logging::out(format_args!("{}", crate::metrics::markdown_table()));
+                crate::logging::out(format_args!("{}", crate::families::markdown_table()));
             } else {
-                for f in crate::metrics::FAMILIES {
+                for f in crate::families::FAMILIES {
                     outln!("{}", f.exposed_name());
                 }
             }
@@ -255,8 +255,8 @@ pub async fn run(cfg: Validated) -> ExitCode {
         },
     };
     let limits = listener_limits(&cfg.config.listen);
-    let client = match DockerClient::start(&cfg).await {
-        Ok(c) => c,
+    let docker = match DockerClient::start(&cfg).await {
+        Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
@@ -274,12 +274,12 @@ pub async fn run(cfg: Validated) -> ExitCode {
     let otlp = cfg
         .otlp
         .clone()
-        .map(|o| crate::otlp::spawn(o, &cfg.labels, client.otlp_sources(), stop.clone()));
-    let state = std::sync::Arc::new(crate::api::AppState::new(client.clone(), &cfg));
+        .map(|o| crate::otlp::spawn(o, &cfg.labels, docker.export_inputs(), stop.clone()));
+    let state = std::sync::Arc::new(crate::api::AppState::new(docker.clone(), &cfg));
     let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
     let metrics = tokio::spawn(crate::serve::serve(
         metrics_listener,
-        crate::http::router(client.clone(), cfg.config.metrics.gzip),
+        crate::http::router(docker.clone(), cfg.config.metrics.gzip),
         tls.clone(),
         limits,
         stop.clone(),
@@ -320,7 +320,7 @@ pub async fn run(cfg: Validated) -> ExitCode {
     {
         tracing::error!(error = %e, "OTLP task failed");
     }
-    client.shutdown().await;
+    docker.shutdown().await;
     if failed {
         ExitCode::FAILURE
     } else {

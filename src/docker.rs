@@ -7,193 +7,31 @@
 //! bollard reads bodies without limit, so it only provides the answer types
 //! (`bollard::models`) and the log frame type.
 
-use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, EventMessage, SystemInfo,
-    SystemVersion,
+    ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, SystemInfo, SystemVersion,
 };
-use bollard::query_parameters::LogsOptions;
-use futures_util::Stream;
-use http::{Method, Response, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::config::Endpoint;
 use crate::instruments::{ApiCall, HostInstruments};
 
+mod error;
+mod events;
 pub mod limits;
+mod logs;
 mod read;
 mod transport;
 
-use read::{Framing, LineSplitter, LogDemux};
+pub use error::{DockerError, ErrorKind};
+use error::{api_error, decode_error};
+pub use events::base_action;
 use transport::Transport;
-
-/// What went wrong talking to a host, in the terms an operator acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The unix socket path does not exist.
-    SocketNotFound,
-    /// The socket exists but we may not open it.
-    PermissionDenied,
-    /// Nothing listens at the address.
-    ConnectionRefused,
-    /// No answer within the deadline.
-    Timeout,
-    /// TLS handshake or certificate failure.
-    Tls,
-    /// The daemon answered with an HTTP error status.
-    ApiError,
-    /// The answer could not be decoded.
-    Decode,
-    /// The answer was larger than the bound for its endpoint ([`limits`]): a broken or
-    /// hostile daemon. The host answered; this one call failed.
-    TooLarge,
-    /// The connection broke (reset, closed, unreachable, DNS).
-    Connection,
-    /// Anything else.
-    Other,
-}
-
-impl ErrorKind {
-    /// Label value and log field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::SocketNotFound => "socket_not_found",
-            ErrorKind::PermissionDenied => "permission_denied",
-            ErrorKind::ConnectionRefused => "connection_refused",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Tls => "tls",
-            ErrorKind::ApiError => "api_error",
-            ErrorKind::Decode => "decode",
-            ErrorKind::TooLarge => "too_large",
-            ErrorKind::Connection => "connection",
-            ErrorKind::Other => "other",
-        }
-    }
-
-    /// True when the host itself is unreachable, as opposed to one call failing.
-    pub fn is_host_down(self) -> bool {
-        !matches!(
-            self,
-            ErrorKind::ApiError | ErrorKind::Decode | ErrorKind::TooLarge
-        )
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A classified Docker failure.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
-#[error("{kind}{}: {message}", status.map(|s| format!(" {s}")).unwrap_or_default())]
-pub struct DockerError {
-    /// The class.
-    pub kind: ErrorKind,
-    /// HTTP status of an API error.
-    pub status: Option<u16>,
-    /// The underlying message.
-    pub message: String,
-}
-
-impl DockerError {
-    /// What a host that has not been tried yet reports.
-    pub fn pending() -> DockerError {
-        DockerError::new(ErrorKind::Other, "not collected yet")
-    }
-
-    fn new(kind: ErrorKind, message: impl Into<String>) -> DockerError {
-        DockerError {
-            kind,
-            status: None,
-            message: message.into(),
-        }
-    }
-
-    /// Classifies a transport failure (connecting, TLS, sending, reading a body) by the
-    /// I/O, TLS or HTTP error in its source chain.
-    pub fn classify(err: &(dyn std::error::Error + 'static)) -> DockerError {
-        DockerError::new(kind_from_chain(err), full_message(err))
-    }
-}
-
-/// The message of an error and of every error beneath it.
-fn full_message(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = err.to_string();
-    let mut cur = next_cause(err);
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !msg.contains(&s) {
-            msg.push_str(": ");
-            msg.push_str(&s);
-        }
-        cur = next_cause(e);
-    }
-    msg
-}
-
-/// `source()`, except that for an `io::Error` wrapping another error it returns that error:
-/// io::Error's own `source()` skips its payload, and the payload is where rustls reports.
-fn next_cause<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    if let Some(io) = e.downcast_ref::<std::io::Error>()
-        && let Some(inner) = io.get_ref()
-    {
-        return Some(inner);
-    }
-    e.source()
-}
-
-fn kind_from_chain(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
-    let mut cur = Some(err);
-    let mut kind = ErrorKind::Other;
-    // An HTTP-level failure without an I/O error beneath it (connection closed mid-answer,
-    // malformed answer) still means the connection is unusable.
-    let mut http = false;
-    while let Some(e) = cur {
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            return ErrorKind::Tls;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            kind = match io.kind() {
-                K::NotFound => ErrorKind::SocketNotFound,
-                K::PermissionDenied => ErrorKind::PermissionDenied,
-                K::ConnectionRefused => ErrorKind::ConnectionRefused,
-                K::TimedOut => ErrorKind::Timeout,
-                K::InvalidData if io.get_ref().is_some() => kind, // look at the payload
-                _ => ErrorKind::Connection,
-            };
-        }
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            http = true;
-            if h.is_timeout() && kind == ErrorKind::Other {
-                kind = ErrorKind::Timeout;
-            }
-        }
-        if e.downcast_ref::<hyper_util::client::legacy::Error>()
-            .is_some()
-        {
-            http = true;
-        }
-        cur = next_cause(e);
-    }
-    if kind == ErrorKind::Other && http {
-        ErrorKind::Connection
-    } else {
-        kind
-    }
-}
 
 /// What `/version` and `/info` told us about a daemon.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -220,10 +58,6 @@ fn parse_api(v: &str) -> Option<(usize, usize)> {
     let (major, minor) = v.trim().split_once('.')?;
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
-
-/// Docker's log answers are multiplexed when the container has no TTY; from API 1.42 the
-/// Content-Type says so.
-const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
 
 /// A live connection to one host: a pooled HTTP client after version negotiation, plus the
 /// host's instruments and deadline. Cheap to share (`Arc`).
@@ -509,77 +343,6 @@ impl Connection {
             .map(|_| ())
     }
 
-    /// A container's log frames. The first frame (or the end) must come within the
-    /// request deadline unless `follow`; after that a followed stream runs until dropped,
-    /// and a finite one has the deadline for each frame. Frames are bounded by
-    /// [`limits::LOG_FRAME`], and a finite read as a whole by [`limits::LOG_TOTAL`].
-    pub fn logs(
-        &self,
-        id: &str,
-        opts: LogsOptions,
-    ) -> impl Stream<Item = Result<LogOutput, DockerError>> + use<> {
-        let mut path = format!(
-            "/containers/{}/logs?follow={}&stdout={}&stderr={}&timestamps={}&tail={}",
-            encode(id),
-            opts.follow,
-            opts.stdout,
-            opts.stderr,
-            opts.timestamps,
-            encode(&opts.tail)
-        );
-        // 0 means "no bound" to us; Docker would read an explicit 0 as the epoch.
-        if opts.since > 0 {
-            let _ = write!(path, "&since={}", opts.since);
-        }
-        if opts.until > 0 {
-            let _ = write!(path, "&until={}", opts.until);
-        }
-        let state = LogsState {
-            transport: self.transport.clone(),
-            path: self.versioned(&path),
-            follow: opts.follow,
-            timeout: self.timeout,
-            typed: self.typed_logs,
-            instruments: self.instruments.clone(),
-            opened: false,
-            body: None,
-            demux: LogDemux::new(Framing::Sniff, limits::LOG_FRAME),
-            total: 0,
-        };
-        let started = Instant::now();
-        futures_util::stream::unfold(
-            (state, true, false),
-            move |(mut st, first, done)| async move {
-                if done {
-                    return None;
-                }
-                // A followed stream may be quiet for hours: no deadline on it.
-                let next = if st.follow {
-                    Ok(st.next().await)
-                } else {
-                    tokio::time::timeout(st.timeout, st.next()).await
-                };
-                if first {
-                    st.instruments
-                        .observe(ApiCall::ContainerLogs, started.elapsed());
-                }
-                let item = match next {
-                    Ok(None) => return None,
-                    Ok(Some(item)) => item,
-                    Err(_) => Err(DockerError::new(
-                        ErrorKind::Timeout,
-                        format!("no log data within {:?}", st.timeout),
-                    )),
-                };
-                let failed_now = item.is_err();
-                if let Err(e) = &item {
-                    failed(&st.instruments, ApiCall::ContainerLogs, e);
-                }
-                Some((item, (st, false, failed_now)))
-            },
-        )
-    }
-
     /// Pings and reads `/version`, timing the ping.
     pub async fn health(&self) -> Result<(Duration, String, String), DockerError> {
         let started = Instant::now();
@@ -599,40 +362,6 @@ impl Connection {
     fn waiting(&self, t: Option<u32>) -> Duration {
         // Docker waits up to t (10 s when unset) before killing, then answers.
         self.timeout + Duration::from_secs(u64::from(t.unwrap_or(10)))
-    }
-
-    /// `GET /events?since=…`: the live stream of daemon events. The answer's head must come
-    /// within the request deadline; the stream itself has none (it is quiet when nothing
-    /// happens), the caller watches the host's health. Each event is bounded by
-    /// [`limits::EVENT_LINE`]; the stream ends after its first error.
-    pub fn events(
-        &self,
-        since: Option<String>,
-    ) -> impl Stream<Item = Result<EventMessage, DockerError>> + use<> {
-        let path = match since {
-            Some(s) => format!("/events?since={}", encode(&s)),
-            None => "/events".to_string(),
-        };
-        let state = EventsState {
-            transport: self.transport.clone(),
-            path: self.versioned(&path),
-            timeout: self.timeout,
-            instruments: self.instruments.clone(),
-            opened: false,
-            body: None,
-            lines: LineSplitter::new(limits::EVENT_LINE, "events"),
-        };
-        futures_util::stream::unfold((state, false), |(mut st, done)| async move {
-            if done {
-                return None;
-            }
-            let item = st.next().await?;
-            let failed_now = item.is_err();
-            if let Err(e) = &item {
-                failed(&st.instruments, ApiCall::Events, e);
-            }
-            Some((item, (st, failed_now)))
-        })
     }
 }
 
@@ -661,55 +390,6 @@ async fn request(
     }
 }
 
-/// An error answer as `api_error` with its status and Docker's message, read within
-/// [`limits::ERROR_BODY`].
-async fn api_error(answer: Response<Incoming>, path: &str) -> DockerError {
-    let status = answer.status();
-    let body = match read::whole(answer.into_body(), limits::ERROR_BODY, path).await {
-        Ok(body) => body,
-        Err(e) if e.kind == ErrorKind::TooLarge => {
-            return DockerError {
-                message: format!("{} (HTTP {})", e.message, status.as_u16()),
-                ..e
-            };
-        }
-        Err(e) => bytes::Bytes::from(format!("(error answer cut: {e})")),
-    };
-    DockerError {
-        kind: ErrorKind::ApiError,
-        status: Some(status.as_u16()),
-        message: error_message(&body, status),
-    }
-}
-
-/// Docker's `{"message": "…"}`, else the text of the answer, else the status' reason.
-fn error_message(body: &[u8], status: StatusCode) -> String {
-    #[derive(serde::Deserialize)]
-    struct Message {
-        message: String,
-    }
-    if let Ok(m) = serde_json::from_slice::<Message>(body) {
-        return m.message;
-    }
-    let text = String::from_utf8_lossy(body).trim().to_string();
-    if text.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("no message")
-            .to_string()
-    } else {
-        text
-    }
-}
-
-fn decode_error(path: &str, e: &serde_json::Error) -> DockerError {
-    DockerError::new(ErrorKind::Decode, format!("{path}: {e}"))
-}
-
-fn timed_out(deadline: Duration) -> DockerError {
-    DockerError::new(ErrorKind::Timeout, format!("no answer within {deadline:?}"))
-}
-
 /// Percent-encodes a path segment or query value: all but RFC 3986's unreserved characters.
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -723,217 +403,5 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// One `/events` stream: opened at the first poll, then cut into lines and decoded.
-struct EventsState {
-    transport: Transport,
-    path: String,
-    timeout: Duration,
-    instruments: Arc<HostInstruments>,
-    opened: bool,
-    /// None before opening and after the end.
-    body: Option<Incoming>,
-    lines: LineSplitter,
-}
-
-impl EventsState {
-    async fn next(&mut self) -> Option<Result<EventMessage, DockerError>> {
-        if !self.opened {
-            self.opened = true;
-            let started = Instant::now();
-            let head = tokio::time::timeout(
-                self.timeout,
-                request(&self.transport, Method::GET, &self.path),
-            )
-            .await;
-            self.instruments.observe(ApiCall::Events, started.elapsed());
-            match head {
-                Ok(Ok(answer)) => self.body = Some(answer.into_body()),
-                Ok(Err(e)) => return Some(Err(e)),
-                Err(_) => return Some(Err(timed_out(self.timeout))),
-            }
-        }
-        loop {
-            match self.lines.next_line() {
-                Err(e) => return Some(Err(e)),
-                Ok(Some(line)) if line.trim_ascii().is_empty() => continue,
-                Ok(Some(line)) => return Some(decode_event(&line)),
-                Ok(None) => {}
-            }
-            let Some(body) = self.body.as_mut() else {
-                // Ended: a last event without its newline, then nothing.
-                let last = self.lines.finish()?;
-                return (!last.trim_ascii().is_empty()).then(|| decode_event(&last));
-            };
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.lines.push(&data);
-                    }
-                }
-                Some(Err(e)) => return Some(Err(DockerError::classify(&e))),
-                None => self.body = None,
-            }
-        }
-    }
-}
-
-fn decode_event(line: &[u8]) -> Result<EventMessage, DockerError> {
-    serde_json::from_slice(line).map_err(|e| decode_error("/events", &e))
-}
-
-/// One log read: opened at the first poll, then cut into frames.
-struct LogsState {
-    transport: Transport,
-    path: String,
-    follow: bool,
-    timeout: Duration,
-    /// The answer's Content-Type tells multiplexed from raw (API >= 1.42).
-    typed: bool,
-    instruments: Arc<HostInstruments>,
-    opened: bool,
-    /// None before opening and after the end.
-    body: Option<Incoming>,
-    demux: LogDemux,
-    /// Payload bytes so far, bounded by [`limits::LOG_TOTAL`] unless following.
-    total: usize,
-}
-
-impl LogsState {
-    async fn next(&mut self) -> Option<Result<LogOutput, DockerError>> {
-        if !self.opened {
-            self.opened = true;
-            // The head comes at once, also when following: under the deadline.
-            let head = tokio::time::timeout(
-                self.timeout,
-                request(&self.transport, Method::GET, &self.path),
-            )
-            .await;
-            let answer = match head {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => return Some(Err(e)),
-                Err(_) => return Some(Err(timed_out(self.timeout))),
-            };
-            let multiplexed = answer
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.starts_with(MULTIPLEXED));
-            let framing = match (multiplexed, self.typed) {
-                (true, _) => Framing::Multiplexed,
-                (false, true) => Framing::Raw,
-                // Older daemons label both kinds `raw-stream`.
-                (false, false) => Framing::Sniff,
-            };
-            self.demux = LogDemux::new(framing, limits::LOG_FRAME);
-            self.body = Some(answer.into_body());
-        }
-        loop {
-            let frame = if self.body.is_some() {
-                self.demux.next_frame()
-            } else {
-                self.demux.finish()
-            };
-            match frame {
-                Err(e) => return Some(Err(e)),
-                Ok(Some(frame)) => {
-                    self.total = self.total.saturating_add(frame.as_ref().len());
-                    if !self.follow && self.total > limits::LOG_TOTAL {
-                        return Some(Err(read::too_large(
-                            "log read without follow",
-                            limits::LOG_TOTAL,
-                        )));
-                    }
-                    return Some(Ok(frame));
-                }
-                Ok(None) => {}
-            }
-            let body = self.body.as_mut()?;
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.demux.push(&data);
-                    }
-                }
-                Some(Err(e)) => return Some(Err(DockerError::classify(&e))),
-                None => self.body = None,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_io_errors() {
-        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert_eq!(
-            DockerError::classify(&io).kind,
-            ErrorKind::ConnectionRefused
-        );
-
-        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-        assert_eq!(DockerError::classify(&io).kind, ErrorKind::PermissionDenied);
-
-        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
-        assert_eq!(DockerError::classify(&io).kind, ErrorKind::SocketNotFound);
-
-        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert_eq!(DockerError::classify(&io).kind, ErrorKind::Connection);
-
-        let tls = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
-        let c = DockerError::classify(&tls);
-        assert_eq!(c.kind, ErrorKind::Tls);
-        assert!(c.message.contains("UnknownIssuer"), "{}", c.message);
-    }
-
-    #[test]
-    fn too_large_is_one_call_failing_not_the_host() {
-        assert_eq!(ErrorKind::TooLarge.as_str(), "too_large");
-        assert!(!ErrorKind::TooLarge.is_host_down());
-        assert!(!ErrorKind::ApiError.is_host_down());
-        assert!(ErrorKind::Timeout.is_host_down());
-        let e = read::too_large("/v1.41/info", limits::INFO);
-        assert_eq!(
-            e.to_string(),
-            "too_large: /v1.41/info: answer larger than 4 MiB, the bound for this call"
-        );
-    }
-
-    #[test]
-    fn error_answers_give_dockers_message() {
-        let e = DockerError {
-            kind: ErrorKind::ApiError,
-            status: Some(404),
-            message: error_message(
-                br#"{"message":"No such container: x"}"#,
-                StatusCode::NOT_FOUND,
-            ),
-        };
-        assert_eq!(e.to_string(), "api_error 404: No such container: x");
-        assert_eq!(
-            error_message(b"page not found\n", StatusCode::NOT_FOUND),
-            "page not found"
-        );
-        assert_eq!(
-            error_message(b"", StatusCode::INTERNAL_SERVER_ERROR),
-            "Internal Server Error"
-        );
-    }
-
-    #[test]
-    fn versions_and_paths() {
-        assert_eq!(parse_api("1.41"), Some((1, 41)));
-        assert_eq!(parse_api(" 1.9 "), Some((1, 9)));
-        assert_eq!(parse_api("1"), None);
-        assert_eq!(parse_api("one.two"), None);
-        assert!((1, 41) < target_api());
-        assert_eq!(encode("abc_DEF-1.2~"), "abc_DEF-1.2~");
-        assert_eq!(encode("1700000000.5"), "1700000000.5");
-        assert_eq!(encode("a b/c?d&e=f"), "a%20b%2Fc%3Fd%26e%3Df");
-    }
-}
+mod tests;

@@ -20,8 +20,9 @@ use tower_http::compression::CompressionLayer;
 use crate::DockerClient;
 use crate::metrics::{Exposition, Format};
 
+/// What the metrics listener's handlers share.
 struct AppState {
-    client: DockerClient,
+    docker: DockerClient,
     exposition: Arc<Exposition>,
 }
 
@@ -33,10 +34,10 @@ const SEND_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The router of the metrics listener; `gzip` compresses `/metrics` for scrapers that
 /// accept it (`metrics.gzip`).
-pub fn router(client: DockerClient, gzip: bool) -> Router {
+pub fn router(docker: DockerClient, gzip: bool) -> Router {
     let state = Arc::new(AppState {
-        exposition: Arc::new(client.exposition()),
-        client,
+        exposition: Arc::new(docker.exposition()),
+        docker,
     });
     let scrape = if gzip {
         // Fastest level: most of the size gain (the text is very repetitive) for the least
@@ -100,7 +101,7 @@ async fn healthz() -> impl IntoResponse {
 
 /// Ready once every collected host has been collected at least once or has a recorded error.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let pending = state.client.pending_hosts();
+    let pending = state.docker.pending_hosts();
     if pending.is_empty() {
         axum::Json(json!({"ready": true})).into_response()
     } else {
@@ -123,9 +124,10 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::families::{PoolFigures, PoolSource};
     use crate::fixtures::{publish_fleet, recorded_sample};
     use crate::instruments::Instruments;
-    use crate::metrics::{CHUNK, PoolFigures, PoolSource};
+    use crate::metrics::CHUNK;
     use crate::snapshot::SnapshotStore;
 
     #[derive(Debug)]

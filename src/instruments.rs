@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::lock::MutexExt;
+
 /// The Docker Engine API calls we make, the `endpoint` label of request metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ApiCall {
@@ -169,7 +171,7 @@ impl HostInstruments {
 
     /// Counts one failure by kind (and HTTP status for API errors).
     pub fn count_error(&self, kind: &'static str, status: Option<u16>) {
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut errors = self.errors.locked();
         *errors.entry((kind, status)).or_insert(0) += 1;
     }
 
@@ -186,7 +188,7 @@ impl HostInstruments {
 
     /// Error counts by (kind, status), for rendering.
     pub fn errors(&self) -> Vec<((&'static str, Option<u16>), u64)> {
-        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let errors = self.errors.locked();
         errors.iter().map(|(k, v)| (*k, *v)).collect()
     }
 }
@@ -209,6 +211,7 @@ pub struct OtlpStats {
     last: Mutex<OtlpLast>,
 }
 
+/// The last success and failure, kept together behind one lock.
 #[derive(Debug, Default, Clone)]
 struct OtlpLast {
     success: Option<SystemTime>,
@@ -285,7 +288,7 @@ impl OtlpStats {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OtlpLast> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner())
+        self.last.locked()
     }
 }
 
@@ -315,6 +318,6 @@ impl Instruments {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, Arc<HostInstruments>>> {
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+        self.hosts.locked()
     }
 }

@@ -169,6 +169,8 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    use crate::lock::MutexExt;
+
     /// A sink that records what it is given, or fails every write.
     #[derive(Clone, Default)]
     struct Sink(Arc<Mutex<Vec<u8>>>, bool);
@@ -178,7 +180,7 @@ mod tests {
             if self.1 {
                 return Err(std::io::ErrorKind::BrokenPipe.into());
             }
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(buf);
+            self.0.locked().extend(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {

@@ -1,10 +1,12 @@
-//! The worker pool: which worker collects which host.
+//! The pool: which hosts are collected, each by a collector of its own, and the workers
+//! they are counted under.
 //!
-//! A worker owns the collection of the hosts assigned to it: it starts their collectors,
-//! restarts one that panics, and stops them when told. Hosts get a worker of their own until
-//! `max_workers` exist; after that a new host joins the least-loaded worker. Each host's
-//! collector is its own tokio task, so a slow, hung or dead host never delays another one,
-//! whichever worker they share.
+//! Each host's collector runs in a tokio task of its own (`supervise`, which restarts it
+//! after a panic and stops it when told), so a slow, hung or dead host never delays another
+//! one. A *worker* is what the seed's `getStatus` reports: a group of hosts with an id, an
+//! uptime and a count of Docker calls in flight. It runs nothing itself. Hosts get a worker
+//! of their own until `max_workers` exist; after that a new host joins the least-loaded
+//! worker.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -20,7 +22,9 @@ use tracing::Instrument;
 
 use crate::collect::{Collector, HostSpec, HostStatus, Settings};
 use crate::docker::Connection;
+use crate::families::{PoolFigures, PoolSource};
 use crate::instruments::{HostInstruments, Instruments};
+use crate::lock::MutexExt;
 use crate::process::{self, ProcessStats};
 use crate::snapshot::SnapshotStore;
 
@@ -40,12 +44,15 @@ pub struct Pool {
     started: Instant,
 }
 
+/// The workers and their hosts; behind the pool's lock.
 #[derive(Debug, Default)]
 struct PoolState {
     workers: Vec<Worker>,
     next_worker_id: u64,
 }
 
+/// A group of hosts counted together in the status figures (see the module documentation:
+/// it has no task of its own). Its in-flight counter is shared by its hosts' instruments.
 #[derive(Debug)]
 struct Worker {
     id: u64,
@@ -54,6 +61,8 @@ struct Worker {
     hosts: BTreeMap<i64, HostTask>,
 }
 
+/// A collected host: what it was started with, what others may read of its collector, and
+/// the task to stop.
 #[derive(Debug)]
 struct HostTask {
     spec: HostSpec,
@@ -130,6 +139,23 @@ impl From<Option<ProcessStats>> for MemoryUsage {
     }
 }
 
+/// What `/metrics` and OTLP read of the pool (they sit below it, so they ask through
+/// [`PoolSource`]).
+impl PoolSource for Pool {
+    fn figures(&self) -> PoolFigures {
+        let s = self.status();
+        PoolFigures {
+            workers: s.total_workers,
+            hosts: s.total_hosts,
+            active_streams: s.active_streams,
+            inflight: s.inflight_requests,
+            tasks: tokio::runtime::Handle::try_current()
+                .map(|h| h.metrics().num_alive_tasks())
+                .unwrap_or(0),
+        }
+    }
+}
+
 impl Pool {
     /// An empty pool.
     pub fn new(
@@ -150,7 +176,7 @@ impl Pool {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// Makes the pool collect exactly `desired`: starts what is missing, stops what is no

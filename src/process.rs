@@ -67,10 +67,7 @@ mod tests {
         assert!(p.rss_bytes > 1024 * 1024, "{p:?}");
         assert!(p.threads >= 1);
         assert!(p.open_fds >= 3);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs_f64();
+        let now = crate::clock::unix_now();
         assert!(
             p.start_time_seconds > now - 3600.0 && p.start_time_seconds <= now + 1.0,
             "{p:?}"

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::docker::DockerError;
+use crate::lock::MutexExt;
 use crate::stats::Sample;
 
 /// Docker's container states (the `state` label of `dockstat_container_state`).
@@ -387,7 +388,7 @@ impl SnapshotStore {
     }
 
     fn update(&self, f: impl FnOnce(&mut Vec<Arc<HostSnapshot>>)) {
-        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.writer.locked();
         let mut hosts = self.current.load().hosts.clone();
         f(&mut hosts);
         hosts.sort_by(|a, b| (&a.client, &a.name, a.id).cmp(&(&b.client, &b.name, b.id)));

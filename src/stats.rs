@@ -128,6 +128,56 @@ impl Sample {
 
 const NS: f64 = 1e9;
 
+// A sample as the API shows it (listed containers, the `container_stats` stream). Why a
+// type of its own: the API's names and totals (camelCase, all interfaces and devices
+// summed) are a contract, while `Sample` follows the exporter's needs. The doc comment
+// below is the API's schema description.
+/// Stats attached to a listed container (the seed's `ContainerStats`), from the snapshot.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStats {
+    /// docker CLI CPU %.
+    pub cpu_percent: Option<f64>,
+    /// Bytes in use, page cache included.
+    pub memory_usage: Option<u64>,
+    /// Working set, bytes.
+    pub memory_working_set: Option<u64>,
+    /// Limit reported by the daemon, bytes.
+    pub memory_limit: Option<u64>,
+    /// Working set / limit, %.
+    pub memory_percent: Option<f64>,
+    /// Bytes received, all interfaces.
+    pub network_rx: u64,
+    /// Bytes sent, all interfaces.
+    pub network_tx: u64,
+    /// Bytes read from block devices.
+    pub block_read: u64,
+    /// Bytes written to block devices.
+    pub block_write: u64,
+    /// When sampled, unix seconds.
+    pub sampled_at: f64,
+}
+
+impl ContainerStats {
+    /// The API's view of `s`.
+    pub fn of(s: &Sample) -> ContainerStats {
+        let (network_rx, network_tx) = s.network_totals();
+        let (block_read, block_write) = s.blkio_totals();
+        ContainerStats {
+            cpu_percent: s.cpu_percent,
+            memory_usage: s.memory.map(|m| m.usage),
+            memory_working_set: s.memory.map(|m| m.working_set),
+            memory_limit: s.memory.map(|m| m.limit),
+            memory_percent: s.memory_percent,
+            network_rx,
+            network_tx,
+            block_read,
+            block_write,
+            sampled_at: s.seen_at,
+        }
+    }
+}
+
 fn cpu_point(cpu: &ContainerCpuStats) -> Option<CpuPoint> {
     let usage = cpu.cpu_usage.as_ref()?;
     let total_ns = usage.total_usage?;
@@ -171,10 +221,7 @@ pub fn sample(
     seen_at: SystemTime,
 ) -> (Sample, Option<CpuPoint>) {
     let mut s = Sample {
-        seen_at: seen_at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
+        seen_at: crate::clock::unix_seconds(seen_at),
         ..Sample::default()
     };
 

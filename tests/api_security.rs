@@ -13,10 +13,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::request::Resp;
 use common::*;
 use serde_json::{Value, json};
 
@@ -66,27 +66,8 @@ enum Auth<'a> {
     Header(&'a str),
 }
 
-/// A complete HTTP answer.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
-}
-
+// The API's error shape, on the harness's answers.
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("answer is not JSON ({e}):\n{}\n\n{}", self.head, self.body))
-    }
-
     /// Asserts the API's error shape with `status` and `code`; returns the error object.
     fn error(&self, what: &str, status: u16, code: &str) -> Value {
         assert_eq!(
@@ -116,73 +97,37 @@ impl Resp {
     }
 }
 
-fn status_of(head: &str) -> u16 {
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-fn split_answer(raw: &[u8]) -> Resp {
-    let raw = String::from_utf8_lossy(raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    Resp {
-        status: status_of(head),
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
-
-/// Builds an HTTP/1.0 request. `content_type` None sends no Content-Type at all.
-fn request_bytes(
+/// A request with its authentication. `content_type` None sends no Content-Type at all;
+/// a body is sent with its Content-Length.
+fn request(
     method: &str,
     path: &str,
     auth: Auth,
     content_type: Option<&str>,
     body: Option<&[u8]>,
-) -> Vec<u8> {
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+) -> Request {
+    let mut r = Request::new(method, path);
     match auth {
         Auth::None => {}
-        Auth::Bearer(t) => head.push_str(&format!("Authorization: Bearer {t}\r\n")),
-        Auth::Header(h) => head.push_str(&format!("Authorization: {h}\r\n")),
+        Auth::Bearer(t) => r = r.bearer(Some(t)),
+        Auth::Header(h) => r = r.header("Authorization", h),
     }
     if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
+        r = r.header("Content-Type", ct);
     }
     if let Some(b) = body {
-        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        r = r.body(b);
     }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body.unwrap_or_default());
-    out
-}
-
-/// Sends raw bytes and reads the answer until the server closes. A write that fails
-/// because the server answered early (413) and closed is not an error: the answer is read.
-fn raw_request(port: u16, bytes: &[u8]) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let written = s.write_all(bytes).and_then(|()| s.flush());
-    // No half-close: hyper drops a connection whose read side ends before it answered.
-    let mut raw = Vec::new();
-    match s.read_to_end(&mut raw) {
-        Ok(_) => {}
-        // A reset after the answer arrived (the server did not read our whole body).
-        Err(e) if !raw.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => return Err(written.err().unwrap_or(e)),
-    }
-    Ok(split_answer(&raw))
+    r
 }
 
 /// One request with a JSON body (when given); panics on transport failure.
 fn call(port: u16, method: &str, path: &str, auth: Auth, body: Option<&Value>) -> Resp {
     let body = body.map(|b| b.to_string());
     let ct = body.as_ref().map(|_| "application/json");
-    let bytes = request_bytes(method, path, auth, ct, body.as_deref().map(str::as_bytes));
-    raw_request(port, &bytes).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    request(method, path, auth, ct, body.as_deref().map(str::as_bytes))
+        .send(port)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// An admin call that must answer `want`; returns the JSON body (Null when empty).
@@ -880,14 +825,15 @@ fn bad_input_gets_json_errors_and_the_exporter_keeps_serving() {
 
     // Bodies of POST /api/v1/clients.
     let post = |ct: Option<&str>, body: &[u8]| {
-        let bytes = request_bytes(
+        request(
             "POST",
             "/api/v1/clients",
             Auth::Bearer(ADMIN),
             ct,
             Some(body),
-        );
-        raw_request(port, &bytes).expect("POST /api/v1/clients")
+        )
+        .send(port)
+        .expect("POST /api/v1/clients")
     };
     let json_ct = Some("application/json");
     let e = post(json_ct, b"{\"name\": ").error("malformed JSON", 400, "invalid");
@@ -918,16 +864,14 @@ fn bad_input_gets_json_errors_and_the_exporter_keeps_serving() {
     let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(200 * 1024));
     post(json_ct, big.as_bytes()).error("200 KB body", 413, "payload_too_large");
     // The limit holds on every route with a body, not only on POST /clients.
-    let r = raw_request(
-        port,
-        &request_bytes(
-            "PATCH",
-            &format!("/api/v1/clients/{lab}"),
-            Auth::Bearer(ADMIN),
-            json_ct,
-            Some(big.as_bytes()),
-        ),
+    let r = request(
+        "PATCH",
+        &format!("/api/v1/clients/{lab}"),
+        Auth::Bearer(ADMIN),
+        json_ct,
+        Some(big.as_bytes()),
     )
+    .send(port)
     .expect("PATCH with a big body");
     r.error("200 KB PATCH body", 413, "payload_too_large");
 
@@ -1105,7 +1049,7 @@ fn bad_input_gets_json_errors_and_the_exporter_keeps_serving() {
         &b"GET /api/v1/status HTTP/9.9\r\n\r\n"[..],
         &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"[..],
     ] {
-        if let Ok(r) = raw_request(port, junk) {
+        if let Ok(r) = request::send_bytes(port, junk, Duration::from_secs(30)) {
             assert!(
                 r.status == 0 || (400..=505).contains(&r.status),
                 "junk {junk:?} answered {}",
@@ -1430,27 +1374,6 @@ fn a_sha256_with_sign_characters_is_refused() {
 
 // ---------------------------------------------------------------- 5. TLS listeners
 
-/// The exporter spawned directly (the harness waits over plain HTTP).
-struct Spawned {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("run curl")
-}
-
 #[test]
 fn tls_listeners_serve_https_only() {
     let certs = env().certs;
@@ -1464,58 +1387,20 @@ fn tls_listeners_serve_https_only() {
             f.display()
         );
     }
-    let dir = temp_dir("sec-tls");
-    let (port, admin_port) = (free_port(), free_port());
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin_port}\n  tls:\n    cert: {}\n    key: {}\ndatabase:\n  path: {}\n{}",
-            cert.display(),
-            key.display(),
-            dir.join("dockstat.db").display(),
-            api_yaml("")
-        ),
-    )
-    .expect("write config");
-    let log = dir.join("exporter.log");
-    let child = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info,dockstat_exporter=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn");
-    let mut exp = Spawned { child, log };
+    let tls = format!(
+        "  tls:\n    cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let launch = Launch {
+        listen: &tls,
+        tls_ca: Some(&ca),
+        ..Launch::default()
+    };
+    let mut exp = Exporter::start_with("sec-tls", launch, &api_yaml(""));
+    let (port, admin_port) = (exp.port, exp.admin_port);
     let ca_s = ca.display().to_string();
     let metrics_url = format!("https://127.0.0.1:{port}/metrics");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = curl(&[
-            "--cacert",
-            &ca_s,
-            "-f",
-            &format!("https://127.0.0.1:{port}/healthz"),
-        ]);
-        if out.status.success() {
-            break;
-        }
-        if let Ok(Some(status)) = exp.child.try_wait() {
-            panic!(
-                "exporter exited with {status}: {}",
-                std::fs::read_to_string(&exp.log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no https answer: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&exp.log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
     let out = curl(&["--cacert", &ca_s, "-f", &metrics_url]);
     assert!(out.status.success(), "{:?}", out);
     let body = String::from_utf8_lossy(&out.stdout);
@@ -1585,9 +1470,8 @@ fn tls_listeners_serve_https_only() {
             .status
             .success()
     );
-    let _ = exp.child.kill();
-    let _ = exp.child.wait();
-    assert_no_secrets(&std::fs::read_to_string(&exp.log).unwrap_or_default(), &[]);
+    exp.kill();
+    assert_no_secrets(&exp.log_text(), &[]);
 }
 
 // ---------------------------------------------------------------- 6. follow cap
@@ -1601,38 +1485,14 @@ struct Follow {
 
 impl Follow {
     fn open(port: u16, path: &str) -> Follow {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        stream
-            .write_all(&request_bytes(
-                "GET",
-                path,
-                Auth::Bearer(VIEWER),
-                None,
-                None,
-            ))
-            .expect("write");
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            let n = stream.read(&mut chunk).expect("read the head");
-            assert!(
-                n > 0,
-                "closed before the head: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let opened = request("GET", path, Auth::Bearer(VIEWER), None, None)
+            .timeout(Duration::from_secs(20))
+            .open(port)
+            .expect("the head");
         Follow {
-            stream,
-            status: status_of(&head),
-            rest: buf[end + 4..].to_vec(),
+            stream: opened.stream,
+            status: opened.status,
+            rest: opened.rest,
         }
     }
 

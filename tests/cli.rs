@@ -199,11 +199,11 @@ fn sigterm_stops_the_exporter_cleanly_and_an_empty_fleet_is_ready() {
 fn json_logs() {
     let dir = temp_dir("jsonlog");
     let cfg = dir.join("c.yaml");
+    let port = free_port();
     std::fs::write(
         &cfg,
         format!(
-            "listen:\n  metrics: 127.0.0.1:{}\n  admin: 127.0.0.1:{}\ndatabase:\n  path: {}/db\n",
-            free_port(),
+            "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{}\ndatabase:\n  path: {}/db\n",
             free_port(),
             dir.display()
         ),
@@ -215,7 +215,13 @@ fn json_logs() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(700));
+    // Running (its signal handlers set up with the listeners) before it is interrupted: on
+    // a loaded machine the start takes what it takes.
+    poll(
+        "the exporter to answer /healthz",
+        Duration::from_secs(15),
+        || matches!(http_get(port, "/healthz", None), Ok((200, _, _))).then_some(()),
+    );
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())

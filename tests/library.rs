@@ -12,7 +12,7 @@ use dockstat_exporter::DockerClient;
 use dockstat_exporter::client::{ClientError, HostUpdate, NewHost};
 use dockstat_exporter::config::{Config, TlsConfig, Validated};
 use dockstat_exporter::metrics::Format;
-use dockstat_exporter::store::Source;
+use dockstat_exporter::store::{NotFound, Origin};
 
 fn config(dir: &std::path::Path, rest: &str) -> Validated {
     let text = format!(
@@ -54,7 +54,7 @@ async fn run_time_hosts_are_collected_persisted_and_removed() {
     let clients = client.clients().await.expect("clients");
     assert_eq!(clients.len(), 1);
     let static_id = clients[0].id;
-    assert_eq!(clients[0].source, Source::Config);
+    assert_eq!(clients[0].source, Origin::Config);
     assert!(matches!(
         client.remove_client(static_id).await,
         Err(ClientError::ReadOnly(_))
@@ -123,7 +123,7 @@ async fn run_time_hosts_are_collected_persisted_and_removed() {
         )
         .await
         .expect("add host");
-    assert_eq!(hb.source, Source::Api);
+    assert_eq!(hb.source, Origin::Api);
     let dup = client
         .add_host(
             rt.id,
@@ -257,7 +257,7 @@ async fn run_time_hosts_are_collected_persisted_and_removed() {
     assert_eq!(hosts.len(), 1);
     assert_eq!(
         (hosts[0].name.as_str(), hosts[0].source),
-        ("b2", Source::Api)
+        ("b2", Origin::Api)
     );
     eventually(
         "persisted host collected after restart",
@@ -284,7 +284,7 @@ async fn run_time_hosts_are_collected_persisted_and_removed() {
     client.remove_client(rt.id).await.expect("remove client");
     assert!(matches!(
         client.client(rt.id).await,
-        Err(ClientError::NotFound { kind: "client", .. })
+        Err(ClientError::NotFound(NotFound { kind: "client", .. }))
     ));
     assert_eq!(client.clients().await.expect("clients").len(), 1);
     client.shutdown().await;

@@ -9,8 +9,6 @@ mod common;
 mod otlp_receiver;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -586,11 +584,11 @@ fn grpc_export_matches_metrics() {
 /// `r` (built from the same sample), following the family table's mapping; returns how
 /// many series were compared.
 fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize {
-    use dockstat_exporter::metrics::{FAMILIES, Kind, OtlpValue};
+    use dockstat_exporter::families::{FAMILIES, Kind, OtlpValue, Scope};
     let mut compared = 0;
     for fam in FAMILIES
         .iter()
-        .filter(|f| matches!(f.scope(), "running or paused container" | "container"))
+        .filter(|f| matches!(f.scope(), Scope::LiveContainer | Scope::Container))
     {
         let exposed = fam.exposed_name();
         for x in s.find(&exposed, &[("name", c.name.as_str())]) {
@@ -623,10 +621,10 @@ fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize 
                     .points(o.name, &filter)
                     .into_iter()
                     .filter(|p| {
-                        o.rename.iter().all(|(label, attr)| {
-                            let want = x.labels.get(*label).map(String::as_str).unwrap_or("");
+                        fam.labels.iter().all(|label| {
+                            let want = x.labels.get(label.name).map(String::as_str).unwrap_or("");
                             // An empty label is no attribute.
-                            p.attr(attr).unwrap_or("") == want
+                            p.attr(label.otlp).unwrap_or("") == want
                         })
                     })
                     .collect();
@@ -650,64 +648,6 @@ fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize 
     compared
 }
 
-/// The exporter run like [`Exporter::start`], with extra environment variables for the
-/// child (the harness's exporter inherits ours, and setting ours is unsafe with threads).
-struct EnvExporter {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl EnvExporter {
-    fn start(tag: &str, rest: &str, vars: &[(&str, &str)]) -> EnvExporter {
-        let dir = temp_dir(tag);
-        let port = free_port();
-        let config = dir.join("config.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen:\n  metrics: 127.0.0.1:{port}\n  admin: 127.0.0.1:{}\ndatabase:\n  path: {}\n{rest}",
-                free_port(),
-                dir.join("dockstat.db").display()
-            ),
-        )
-        .expect("write config");
-        let log = dir.join("exporter.log");
-        let child = Command::new(bin())
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info,dockstat_exporter=debug")
-            .envs(vars.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn exporter");
-        let mut e = EnvExporter { child, port, log };
-        poll(
-            "the exporter to answer /healthz",
-            Duration::from_secs(15),
-            || {
-                if let Ok(Some(status)) = e.child.try_wait() {
-                    panic!("exporter exited with {status}: {}", e.log_text());
-                }
-                matches!(http_get(port, "/healthz", None), Ok((200, _, _))).then_some(())
-            },
-        );
-        e
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for EnvExporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn http_export_with_gzip_and_headers() {
     let _d = Docker::a();
@@ -716,15 +656,19 @@ fn http_export_with_gzip_and_headers() {
     let extra = "  compression: gzip\n  headers:\n    x-tenant: \"acme\"\n    authorization: \"Bearer ${DOCKSTAT_TEST_OTLP_TOKEN}\"\n";
     let http_rx = Receiver::http(free_port());
     let grpc_rx = Receiver::grpc(free_port());
-    let http_exp = EnvExporter::start(
+    let with_vars = Launch {
+        env: &vars,
+        ..Launch::default()
+    };
+    let http_exp = Exporter::start_with(
         "otlp-http",
+        with_vars,
         &config(&otlp(&http_rx.endpoint(), "http/protobuf", "1s", extra)),
-        &vars,
     );
-    let grpc_exp = EnvExporter::start(
+    let grpc_exp = Exporter::start_with(
         "otlp-grpcz",
+        with_vars,
         &config(&otlp(&grpc_rx.endpoint(), "grpc", "1s", extra)),
-        &vars,
     );
     let bearer = format!("Bearer {token}");
 

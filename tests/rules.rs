@@ -10,15 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Brings daemon B back even when the test fails half-way.
-struct RestartB;
-
-impl Drop for RestartB {
-    fn drop(&mut self) {
-        test_env("start-b");
-    }
-}
-
 fn rules_file() -> std::path::PathBuf {
     repo().join("alerts/dockstat.rules.yml")
 }

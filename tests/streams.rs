@@ -6,7 +6,7 @@ mod common;
 #[path = "common/proxy.rs"]
 mod proxy;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,7 +54,7 @@ impl SseEvent {
     }
 }
 
-/// A raw HTTP/1.0 client reading a text/event-stream incrementally.
+/// A text/event-stream read incrementally, over the harness's HTTP client.
 struct Sse {
     stream: TcpStream,
     buf: Vec<u8>,
@@ -68,39 +68,19 @@ struct Sse {
 
 impl Sse {
     fn open(port: u16, path: &str, headers: &str) -> Sse {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept: text/event-stream\r\n{headers}\r\n"
-        )
-        .expect("send request");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i;
-            }
-            let n = stream.read(&mut chunk).expect("read response head");
-            assert!(n > 0, "connection closed before the response head");
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let buf = buf[end + 4..].to_vec();
+        let opened = Request::get(path)
+            .header("Accept", "text/event-stream")
+            .raw_headers(headers)
+            .timeout(Duration::from_secs(10))
+            .open(port)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         Sse {
-            stream,
-            bytes: buf.len() as u64,
-            buf,
+            stream: opened.stream,
+            bytes: opened.rest.len() as u64,
+            buf: opened.rest,
             scanned: 0,
-            status,
-            head,
+            status: opened.status,
+            head: opened.head,
         }
     }
 

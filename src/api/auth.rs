@@ -1,19 +1,21 @@
 //! Who is calling and what they may do: bearer tokens checked in constant time against
-//! their SHA-256, roles from one policy table, and the audit record of every mutating call.
+//! their SHA-256, the role each route declares ([`Policy`]), the request's deadline, and
+//! the audit record of every mutating call (written through the library).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use super::AppState;
+use super::deadline::Deadline;
 use super::error::{ApiError, AuditError};
 use crate::config::{Role, ValidToken, token_hash};
-use crate::store::AuditEntry;
+use crate::store::AuditRecord;
 
 /// The authenticated caller, put in the request's extensions.
 #[derive(Debug, Clone)]
@@ -28,25 +30,52 @@ pub struct Identity {
 #[derive(Debug, Clone)]
 pub struct AuditTarget(pub String);
 
-/// The role a route needs. One table, read top to bottom; anything not listed needs
-/// `admin`, so a new route is closed until it is placed here.
-///
-/// | route | role |
-/// |---|---|
-/// | `GET /api/v1/audit` | admin |
-/// | any other `GET` | viewer |
-/// | `POST`/`DELETE` under `…/containers/…` | operator |
-/// | `POST …/monitoring/…`, `POST /api/v1/monitoring/stop-all` | operator |
-/// | everything else (clients, hosts) | admin |
-pub fn required_role(method: &Method, route: &str) -> Role {
-    if route == "/api/v1/audit" {
-        Role::Admin
-    } else if method == Method::GET || method == Method::HEAD {
-        Role::Viewer
-    } else if route.contains("/containers/") || route.contains("/monitoring") {
-        Role::Operator
-    } else {
-        Role::Admin
+/// The role each operation needs: `router_and_doc` declares it beside each route
+/// ([`Policy::allow`]) and the guard looks it up. Anything not declared needs `admin`, so a
+/// new route is closed until it is given a role; a `HEAD` needs what its `GET` needs, and an
+/// undeclared `GET` (answered 405) no more than `viewer`.
+#[derive(Debug, Default)]
+pub struct Policy {
+    roles: Vec<(Method, String, Role)>,
+}
+
+impl Policy {
+    /// Declares that the operations of `routes` need `role`; hands them on unchanged.
+    pub fn allow<S>(&mut self, role: Role, routes: UtoipaMethodRouter<S>) -> UtoipaMethodRouter<S> {
+        for (path, item) in routes.1.paths.iter() {
+            let ops = [
+                (Method::GET, item.get.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+            ];
+            for (method, declared) in ops {
+                if declared {
+                    self.roles.push((method, path.clone(), role));
+                }
+            }
+        }
+        routes
+    }
+
+    /// The role `method` on `route` (a route template, as matched) needs.
+    pub fn required(&self, method: &Method, route: &str) -> Role {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        let declared = self
+            .roles
+            .iter()
+            .find(|(m, r, _)| m == method && r == route)
+            .map(|(_, _, role)| *role);
+        match declared {
+            Some(role) => role,
+            None if method == Method::GET => Role::Viewer,
+            None => Role::Admin,
+        }
     }
 }
 
@@ -75,9 +104,13 @@ fn unauthorized(message: &str) -> Response {
     r
 }
 
-/// Authenticates the caller and enforces [`required_role`]; then, for mutating calls,
-/// writes the audit entry once the answer is known.
-pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+/// Authenticates the caller and enforces the [`Policy`]; runs the handler under its
+/// [`Deadline`]; then, for mutating calls, writes the audit record once the answer is known.
+pub async fn guard(
+    State((state, policy)): State<(Arc<AppState>, Arc<Policy>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -113,7 +146,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: N
             // Unmatched paths (404/405 fallbacks) need no role.
             let needed = route
                 .as_deref()
-                .map(|r| required_role(&method, r))
+                .map(|r| policy.required(&method, r))
                 .unwrap_or(Role::Viewer);
             if id.role < needed {
                 let mut r = ApiError::new(
@@ -131,50 +164,24 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: N
                 r.extensions_mut().insert(id);
                 r
             } else {
-                req.extensions_mut().insert(id);
-                let id = req.extensions().get::<Identity>().cloned();
-                let mut r = run_with_deadline(&state, req, next).await;
-                if let Some(id) = id {
-                    r.extensions_mut().insert(id);
-                }
+                req.extensions_mut().insert(id.clone());
+                let deadline = Deadline::new(state.request_timeout);
+                req.extensions_mut().insert(deadline.clone());
+                let mut r = deadline.run(next.run(req)).await;
+                r.extensions_mut().insert(id);
                 r
             }
         }
     };
 
     if audited {
-        let entry = audit_entry(&method, route.as_deref().unwrap_or(&path), &path, &response);
-        write_audit(&state, entry).await;
+        let record = audit_record(&method, route.as_deref().unwrap_or(&path), &path, &response);
+        write_audit(&state, record).await;
     }
     response
 }
 
-/// Runs the handler under the API deadline. A stop or restart waits up to `t` seconds on
-/// the daemon, so its deadline grows by `t`. The deadline covers the time to the answer's
-/// head: a followed log stream then runs on.
-async fn run_with_deadline(state: &AppState, req: Request, next: Next) -> Response {
-    let extra = req
-        .uri()
-        .query()
-        .and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("t="))
-                .and_then(|t| t.parse::<u32>().ok())
-        })
-        .map_or(Duration::ZERO, |t| Duration::from_secs(u64::from(t)));
-    let deadline = state.request_timeout + extra;
-    match tokio::time::timeout(deadline, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
-            format!("no answer within {deadline:?}"),
-        )
-        .into_response(),
-    }
-}
-
-fn audit_entry(method: &Method, route: &str, path: &str, r: &Response) -> AuditEntry {
+fn audit_record(method: &Method, route: &str, path: &str, r: &Response) -> AuditRecord {
     let id = r.extensions().get::<Identity>();
     let status = r.status();
     let outcome = if status.is_success() {
@@ -184,11 +191,9 @@ fn audit_entry(method: &Method, route: &str, path: &str, r: &Response) -> AuditE
     } else {
         "failed"
     };
-    AuditEntry {
-        at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
+    AuditRecord {
+        id: 0,
+        at: crate::clock::unix_now(),
         token: id.map_or_else(|| "-".to_string(), |i| i.name.clone()),
         role: id.map_or_else(|| "-".to_string(), |i| i.role.as_str().to_string()),
         method: method.to_string(),
@@ -201,10 +206,10 @@ fn audit_entry(method: &Method, route: &str, path: &str, r: &Response) -> AuditE
     }
 }
 
-async fn write_audit(state: &AppState, entry: AuditEntry) {
+async fn write_audit(state: &AppState, entry: AuditRecord) {
     tracing::info!(token = %entry.token, method = %entry.method, path = %entry.path,
         status = entry.status, outcome = %entry.outcome, "admin API call");
-    if let Err(e) = state.client.store().insert_audit(entry.clone()).await {
+    if let Err(e) = state.docker.record_audit(entry.clone()).await {
         // The answer is already decided; the entry must not vanish silently.
         tracing::error!(error = %e, ?entry, "could not write the audit entry");
     }
@@ -216,6 +221,7 @@ mod tests {
 
     #[test]
     fn policy_table() {
+        let policy = crate::api::router_and_doc().2;
         let cases = [
             (Method::GET, "/api/v1/clients", Role::Viewer),
             (Method::HEAD, "/api/v1/status", Role::Viewer),
@@ -240,7 +246,7 @@ mod tests {
             (Method::POST, "/api/v1/monitoring/stop-all", Role::Operator),
         ];
         for (m, r, want) in cases {
-            assert_eq!(required_role(&m, r), want, "{m} {r}");
+            assert_eq!(policy.required(&m, r), want, "{m} {r}");
         }
     }
 

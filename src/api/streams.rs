@@ -113,7 +113,7 @@ pub async fn sse(
         ));
     }
     let sub = s
-        .client
+        .docker
         .streams()
         .subscribe(channel, Filter::from(&q), header_id.or(q.last_event_id))
         .map_err(busy)?;
@@ -149,6 +149,8 @@ enum ClientOp {
     Ping,
 }
 
+/// The filter of one subscription in a WebSocket `subscribe` message (the JSON twin of
+/// [`FilterParams`], which SSE takes from the query).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WsFilter {
@@ -274,7 +276,7 @@ fn reply(
                 container: filter.container,
                 action: filter.action,
             };
-            match state.client.streams().subscribe(c, f, last_event_id) {
+            match state.docker.streams().subscribe(c, f, last_event_id) {
                 Ok(sub) => {
                     subs.insert(c.as_str(), sub);
                     json!({"op": "subscribed", "channel": c.as_str()})

@@ -1,22 +1,28 @@
-//! Container operations of [`DockerClient`]: find a container by id, id prefix or name,
-//! inspect it, start, stop, restart, remove it, read its logs. The admin API calls these.
+//! Container operations of [`DockerClient`]: list a client's containers with their
+//! latest stats, find one by id, id prefix or name, inspect it, start, stop, restart, remove
+//! it, read its logs. The admin API calls these.
 //!
 //! A container is looked up live on the client's enabled hosts (through each host's
 //! collector connection when it has one), so a container created a moment ago is found
-//! even before the next snapshot.
+//! even before the next snapshot; what is then done with it goes through the connection
+//! that found it.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::container::LogOutput;
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::LogsOptions;
 use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 
-use super::{ClientError, DockerClient, invalid};
-use crate::docker::DockerError;
+use super::invalid;
+use super::logs::{LogLine, LogQuery, lines};
+use super::{
+    ClientError, ContainerListing, ContainerQuery, ContainerView, DockerClient, HostFailure,
+};
+use crate::docker::{Connection, DockerError};
+use crate::stats::ContainerStats;
 use crate::store::HostRecord;
 
 /// Docker label that makes the API refuse start, stop, restart and remove.
@@ -66,6 +72,14 @@ pub enum Action {
 }
 
 impl Action {
+    /// Seconds it lets the daemon wait before SIGKILL (a stop's or restart's `t`).
+    pub fn waits(self) -> Option<u32> {
+        match self {
+            Action::Stop { t } | Action::Restart { t } => t,
+            Action::Start | Action::Remove { .. } => None,
+        }
+    }
+
     /// `start`, `stop`, `restart` or `remove`.
     pub fn name(self) -> &'static str {
         match self {
@@ -89,162 +103,98 @@ pub struct ActionOutcome {
     pub changed: bool,
 }
 
-/// Which log lines to read.
-#[derive(Debug, Clone, Default)]
-pub struct LogQuery {
-    /// Last N lines only; None for all.
-    pub tail: Option<u64>,
-    /// Lines at or after this unix second.
-    pub since: Option<i64>,
-    /// Lines before this unix second.
-    pub until: Option<i64>,
-    /// Prefix each line with Docker's RFC 3339 timestamp (returned in `timestamp`).
-    pub timestamps: bool,
-    /// Include stdout (default true when neither is chosen).
-    pub stdout: bool,
-    /// Include stderr.
-    pub stderr: bool,
-    /// Keep streaming new lines until the reader goes away.
-    pub follow: bool,
-}
-
-/// One log line with the stream it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct LogLine {
-    /// `stdout` or `stderr` (a TTY container's output is `stdout`).
-    pub stream: &'static str,
-    /// Docker's timestamp, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<String>,
-    /// The line, without its newline; invalid UTF-8 is replaced.
-    pub line: String,
-}
-
-/// Splits Docker's log frames into lines per stream. A frame may hold part of a line or
-/// several lines, so each stream keeps its unfinished tail until the newline comes; a tail
-/// that outgrows `max_line` is passed on in pieces of that size rather than kept growing
-/// (a TTY container's output is not framed, so nothing else bounds a line).
-#[derive(Debug)]
-struct LineSplitter {
-    timestamps: bool,
-    max_line: usize,
-    stdout: Partial,
-    stderr: Partial,
-}
-
-/// The unfinished tail of one stream.
-#[derive(Debug, Default)]
-struct Partial {
-    buf: Vec<u8>,
-    /// The line's start was already passed on (it outgrew the bound): no timestamp here.
-    continued: bool,
-}
-
-impl Default for LineSplitter {
-    fn default() -> LineSplitter {
-        LineSplitter {
-            timestamps: false,
-            max_line: crate::docker::limits::LOG_FRAME,
-            stdout: Partial::default(),
-            stderr: Partial::default(),
-        }
-    }
-}
-
-impl LineSplitter {
-    fn push(&mut self, frame: LogOutput, out: &mut VecDeque<LogLine>) {
-        let (stream, bytes) = match frame {
-            LogOutput::StdErr { message } => ("stderr", message),
-            LogOutput::StdOut { message }
-            | LogOutput::Console { message }
-            | LogOutput::StdIn { message } => ("stdout", message),
-        };
-        let p = if stream == "stderr" {
-            &mut self.stderr
-        } else {
-            &mut self.stdout
-        };
-        p.buf.extend_from_slice(&bytes);
-        while let Some(i) = p.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = p.buf.drain(..=i).collect();
-            let ts = self.timestamps && !p.continued;
-            out.push_back(make_line(stream, &line[..i], ts));
-            p.continued = false;
-        }
-        while p.buf.len() >= self.max_line.max(1) {
-            let piece: Vec<u8> = p.buf.drain(..self.max_line.max(1)).collect();
-            let ts = self.timestamps && !p.continued;
-            out.push_back(make_line(stream, &piece, ts));
-            p.continued = true;
-        }
-    }
-
-    fn finish(&mut self, out: &mut VecDeque<LogLine>) {
-        for (stream, p) in [("stdout", &mut self.stdout), ("stderr", &mut self.stderr)] {
-            if !p.buf.is_empty() {
-                out.push_back(make_line(stream, &p.buf, self.timestamps && !p.continued));
-                p.buf.clear();
-            }
-            p.continued = false;
-        }
-    }
-}
-
-fn make_line(stream: &'static str, raw: &[u8], timestamps: bool) -> LogLine {
-    let text = String::from_utf8_lossy(raw);
-    let text = text.strip_suffix('\r').unwrap_or(&text);
-    let (timestamp, line) = match text.split_once(' ') {
-        Some((ts, rest)) if timestamps => (Some(ts.to_string()), rest.to_string()),
-        _ => (None, text.to_string()),
-    };
-    LogLine {
-        stream,
-        timestamp,
-        line,
-    }
-}
-
-/// Turns a stream of frames into a stream of lines.
-fn lines(
-    frames: impl Stream<Item = Result<LogOutput, DockerError>> + Send + 'static,
-    timestamps: bool,
-) -> impl Stream<Item = Result<LogLine, DockerError>> + Send + 'static {
-    let splitter = LineSplitter {
-        timestamps,
-        ..Default::default()
-    };
-    // State: frames, splitter, lines ready, an error to report after them, finished.
-    futures_util::stream::unfold(
-        (Box::pin(frames), splitter, VecDeque::new(), None, false),
-        |(mut frames, mut splitter, mut ready, mut failed, mut done)| async move {
-            loop {
-                if let Some(line) = ready.pop_front() {
-                    return Some((Ok(line), (frames, splitter, ready, failed, done)));
-                }
-                if let Some(e) = failed.take() {
-                    return Some((Err(e), (frames, splitter, ready, None, true)));
-                }
-                if done {
-                    return None;
-                }
-                match frames.next().await {
-                    Some(Ok(frame)) => splitter.push(frame, &mut ready),
-                    Some(Err(e)) => {
-                        splitter.finish(&mut ready);
-                        failed = Some(e);
-                        done = true;
-                    }
-                    None => {
-                        splitter.finish(&mut ready);
-                        done = true;
-                    }
-                }
-            }
-        },
-    )
-}
-
 impl DockerClient {
+    /// Every container (running or not) on the client's enabled hosts, with stats.
+    /// `getAllContainers`.
+    pub async fn all_containers(&self, client_id: i64) -> Result<ContainerListing, ClientError> {
+        self.containers(client_id, ContainerQuery::default()).await
+    }
+
+    /// Running containers with stats. `getRunningContainers`.
+    pub async fn running_containers(
+        &self,
+        client_id: i64,
+    ) -> Result<ContainerListing, ClientError> {
+        let q = ContainerQuery {
+            running: true,
+            ..ContainerQuery::default()
+        };
+        self.containers(client_id, q).await
+    }
+
+    /// Containers carrying label `key` (with `value`, when given), with stats.
+    /// `getContainersByLabel`.
+    pub async fn containers_by_label(
+        &self,
+        client_id: i64,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<ContainerListing, ClientError> {
+        let q = ContainerQuery {
+            label: Some((key, value)),
+            ..ContainerQuery::default()
+        };
+        self.containers(client_id, q).await
+    }
+
+    /// Lists live from each host (through the host's own connection when it is collected)
+    /// and attaches the snapshot's latest stats; hosts that fail are reported, not fatal.
+    pub async fn containers(
+        &self,
+        client_id: i64,
+        q: ContainerQuery<'_>,
+    ) -> Result<ContainerListing, ClientError> {
+        let hosts = self.client_hosts(client_id, q.host).await?;
+        let snap = self.snapshot();
+        let answers = join_all(hosts.iter().map(|h| async move {
+            let conn = self.connection(h).await?;
+            conn.list_containers(!q.running).await
+        }))
+        .await;
+        let mut listing = ContainerListing {
+            containers: Vec::new(),
+            errors: Vec::new(),
+        };
+        for (h, answer) in hosts.iter().zip(answers) {
+            let summaries = match answer {
+                Ok(s) => s,
+                Err(error) => {
+                    listing.errors.push(HostFailure {
+                        host: h.name.clone(),
+                        host_id: h.id,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let host_snap = snap.host(h.id);
+            for summary in summaries {
+                if let Some((key, value)) = q.label {
+                    let v = summary.labels.as_ref().and_then(|l| l.get(key));
+                    if v.is_none() || value.is_some_and(|want| v.map(String::as_str) != Some(want))
+                    {
+                        continue;
+                    }
+                }
+                let stats = summary.id.as_deref().and_then(|id| {
+                    host_snap?
+                        .containers
+                        .iter()
+                        .find(|c| c.meta.id == id)
+                        .and_then(|c| c.stats.as_deref())
+                        .map(ContainerStats::of)
+                });
+                listing.containers.push(ContainerView {
+                    host: h.name.clone(),
+                    host_id: h.id,
+                    summary,
+                    stats,
+                });
+            }
+        }
+        Ok(listing)
+    }
+
     /// Finds a container of a client by full id, unique id prefix or name, on one host
     /// (`host` = host name or id) or all of the client's enabled hosts. Exact id or name
     /// matches win over prefixes; more than one match is [`ClientError::Ambiguous`].
@@ -254,6 +204,17 @@ impl DockerClient {
         reference: &str,
         host: Option<&str>,
     ) -> Result<ContainerRef, ClientError> {
+        Ok(self.locate(client_id, reference, host).await?.0)
+    }
+
+    /// [`DockerClient::find_container`], with the connection of the host that listed it: an
+    /// action or a read then goes through the same connection, the host resolved once.
+    async fn locate(
+        &self,
+        client_id: i64,
+        reference: &str,
+        host: Option<&str>,
+    ) -> Result<(ContainerRef, Arc<Connection>), ClientError> {
         let reference = reference.trim().trim_start_matches('/');
         if reference.is_empty()
             || reference.len() > 256
@@ -269,15 +230,16 @@ impl DockerClient {
         let hosts = self.client_hosts(client_id, host).await?;
         let answers = join_all(hosts.iter().map(|h| async move {
             let conn = self.connection(h).await?;
-            conn.list_containers(true).await
+            let list = conn.list_containers(true).await?;
+            Ok::<_, DockerError>((conn, list))
         }))
         .await;
         let mut exact = Vec::new();
         let mut prefix = Vec::new();
         let mut failures = Vec::new();
         for (h, answer) in hosts.iter().zip(answers) {
-            let list = match answer {
-                Ok(l) => l,
+            let (conn, list) = match answer {
+                Ok(found) => found,
                 Err(e) => {
                     failures.push((h.name.clone(), e));
                     continue;
@@ -288,9 +250,9 @@ impl DockerClient {
                     continue;
                 };
                 if r.id == reference || r.name == reference {
-                    exact.push(r);
+                    exact.push((r, conn.clone()));
                 } else if r.id.starts_with(reference) {
-                    prefix.push(r);
+                    prefix.push((r, conn.clone()));
                 }
             }
         }
@@ -298,7 +260,7 @@ impl DockerClient {
         if found.len() > 1 {
             return Err(ClientError::Ambiguous {
                 reference: reference.to_string(),
-                candidates: found,
+                candidates: found.into_iter().map(|(r, _)| r).collect(),
             });
         }
         match (found.pop(), failures.into_iter().next()) {
@@ -310,7 +272,7 @@ impl DockerClient {
     }
 
     /// The client's enabled hosts, or the one named by `host` (name or id).
-    pub(super) async fn client_hosts(
+    async fn client_hosts(
         &self,
         client_id: i64,
         host: Option<&str>,
@@ -333,19 +295,6 @@ impl DockerClient {
         }
     }
 
-    async fn host_connection(
-        &self,
-        c: &ContainerRef,
-    ) -> Result<std::sync::Arc<crate::docker::Connection>, ClientError> {
-        let h = self.inner.store.host(c.host_id).await?;
-        self.connection(&h)
-            .await
-            .map_err(|error| ClientError::Docker {
-                host: c.host.clone(),
-                error,
-            })
-    }
-
     /// Docker's inspect answer for a container. `inspectContainer`.
     pub async fn inspect_container(
         &self,
@@ -353,66 +302,14 @@ impl DockerClient {
         reference: &str,
         host: Option<&str>,
     ) -> Result<(ContainerRef, ContainerInspectResponse), ClientError> {
-        let c = self.find_container(client_id, reference, host).await?;
-        let conn = self.host_connection(&c).await?;
+        let (c, conn) = self.locate(client_id, reference, host).await?;
         let answer = conn.inspect(&c.id).await.map_err(|e| docker_err(&c, e))?;
         Ok((c, answer))
     }
 
-    /// Starts a container. `startContainer`.
-    pub async fn start_container(
-        &self,
-        client_id: i64,
-        reference: &str,
-        host: Option<&str>,
-    ) -> Result<ActionOutcome, ClientError> {
-        self.act(client_id, reference, host, Action::Start).await
-    }
-
-    /// Stops a container, SIGKILL after `t` seconds. `stopContainer`.
-    pub async fn stop_container(
-        &self,
-        client_id: i64,
-        reference: &str,
-        host: Option<&str>,
-        t: Option<u32>,
-    ) -> Result<ActionOutcome, ClientError> {
-        self.act(client_id, reference, host, Action::Stop { t })
-            .await
-    }
-
-    /// Restarts a container. `restartContainer`.
-    pub async fn restart_container(
-        &self,
-        client_id: i64,
-        reference: &str,
-        host: Option<&str>,
-        t: Option<u32>,
-    ) -> Result<ActionOutcome, ClientError> {
-        self.act(client_id, reference, host, Action::Restart { t })
-            .await
-    }
-
-    /// Removes a container. `removeContainer`.
-    pub async fn remove_container(
-        &self,
-        client_id: i64,
-        reference: &str,
-        host: Option<&str>,
-        force: bool,
-        volumes: bool,
-    ) -> Result<ActionOutcome, ClientError> {
-        self.act(
-            client_id,
-            reference,
-            host,
-            Action::Remove { force, volumes },
-        )
-        .await
-    }
-
     /// Finds the container, refuses if it is labelled `dockstat.actions=deny`, and asks its
-    /// host to do `action`.
+    /// host to do `action`: the seed's `startContainer`, `stopContainer`,
+    /// `restartContainer` and `removeContainer`, one [`Action`] each.
     pub async fn act(
         &self,
         client_id: i64,
@@ -421,14 +318,13 @@ impl DockerClient {
         action: Action,
     ) -> Result<ActionOutcome, ClientError> {
         let name = action.name();
-        let c = self.find_container(client_id, reference, host).await?;
+        let (c, conn) = self.locate(client_id, reference, host).await?;
         if c.actions_denied {
             return Err(ClientError::Denied(format!(
                 "container `{}` on host `{}` is labelled {DENY_LABEL}=deny: {name} refused",
                 c.name, c.host
             )));
         }
-        let conn = self.host_connection(&c).await?;
         let done = match action {
             // Docker 20.10 answers 204, not 304, for a container already in the state asked
             // for, so the state found decides `changed` too.
@@ -468,8 +364,7 @@ impl DockerClient {
         ),
         ClientError,
     > {
-        let c = self.find_container(client_id, reference, host).await?;
-        let conn = self.host_connection(&c).await?;
+        let (c, conn) = self.locate(client_id, reference, host).await?;
         let (stdout, stderr) = if q.stdout || q.stderr {
             (q.stdout, q.stderr)
         } else {
@@ -541,92 +436,4 @@ fn docker_err(c: &ContainerRef, error: DockerError) -> ClientError {
 
 fn clamp_secs(s: i64) -> i32 {
     i32::try_from(s.max(0)).unwrap_or(i32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-
-    fn out(s: &str) -> LogOutput {
-        LogOutput::StdOut {
-            message: Bytes::from(s.to_string()),
-        }
-    }
-    fn err(s: &str) -> LogOutput {
-        LogOutput::StdErr {
-            message: Bytes::from(s.to_string()),
-        }
-    }
-
-    #[test]
-    fn frames_become_lines_per_stream() {
-        let mut sp = LineSplitter::default();
-        let mut q = VecDeque::new();
-        sp.push(out("one\ntw"), &mut q);
-        sp.push(err("e1\n"), &mut q);
-        sp.push(out("o\nthree"), &mut q);
-        sp.finish(&mut q);
-        let got: Vec<(&str, String)> = q.into_iter().map(|l| (l.stream, l.line)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("stdout", "one".to_string()),
-                ("stderr", "e1".to_string()),
-                ("stdout", "two".to_string()),
-                ("stdout", "three".to_string()),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_line_without_end_is_passed_on_in_bounded_pieces() {
-        let lines = |timestamps: bool, frames: &[&str]| {
-            let mut sp = LineSplitter {
-                timestamps,
-                max_line: 8,
-                ..Default::default()
-            };
-            let mut q = VecDeque::new();
-            for f in frames {
-                sp.push(out(f), &mut q);
-            }
-            sp.finish(&mut q);
-            q.into_iter()
-                .map(|l| (l.timestamp, l.line))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            lines(false, &["abcdefghijkl", "m\n"]),
-            vec![(None, "abcdefgh".to_string()), (None, "ijklm".to_string())]
-        );
-        // Only the start of a line carries its timestamp.
-        assert_eq!(
-            lines(true, &["2026 abcdefgh", "\n2027 x\n"]),
-            vec![
-                (Some("2026".to_string()), "abc".to_string()),
-                (None, "defgh".to_string()),
-                (Some("2027".to_string()), "x".to_string()),
-            ]
-        );
-    }
-
-    #[test]
-    fn timestamps_are_split_off() {
-        let mut sp = LineSplitter {
-            timestamps: true,
-            ..Default::default()
-        };
-        let mut q = VecDeque::new();
-        sp.push(
-            out("2026-11-29T04:00:00.123456789Z hello world\r\n"),
-            &mut q,
-        );
-        let l = q.pop_front().expect("a line");
-        assert_eq!(
-            l.timestamp.as_deref(),
-            Some("2026-11-29T04:00:00.123456789Z")
-        );
-        assert_eq!(l.line, "hello world");
-    }
 }

@@ -59,6 +59,7 @@ pub fn locate(text: &str, path: &[PathSeg]) -> Option<(usize, usize)> {
     }
 }
 
+/// Follows the remaining path through the document, noting where each key begins.
 struct Seek<'p>(&'p [PathSeg]);
 
 impl<'de> DeserializeSeed<'de> for Seek<'_> {
@@ -84,6 +85,7 @@ impl Visitor<'_> for Target {
     }
 }
 
+/// In a mapping: looks for `key`, then seeks `rest` in its value.
 struct InMap<'p> {
     key: &'p str,
     rest: &'p [PathSeg],
@@ -105,6 +107,7 @@ impl<'de> Visitor<'de> for InMap<'_> {
     }
 }
 
+/// In a sequence: skips to item `index`, then seeks `rest` in it.
 struct InSeq<'p> {
     index: usize,
     rest: &'p [PathSeg],

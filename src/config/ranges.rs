@@ -3,7 +3,7 @@
 //! Types alone let through values that crash or cripple a run: a stream ring of 2^63
 //! messages panics on allocation, an interval of 1ns burns a core, a request timeout of 1ns
 //! keeps every host down. Each key is checked here against bounds no sane setting reaches,
-//! by `check-config` and by the run alike (both go through [`super::Config::validate`]), and
+//! by `check-config` and by the run alike (both go through `Config::validate`), and
 //! a value outside is reported with the key's file, line and column. The README and
 //! `config.example.yaml` quote these bounds.
 

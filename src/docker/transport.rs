@@ -43,17 +43,17 @@ const USER_AGENT: &str = concat!("dockstat-exporter/", env!("CARGO_PKG_VERSION")
 pub(super) enum Transport {
     /// A unix socket (hyperlocal).
     Unix {
-        client: Client<UnixConnector, RequestBody>,
+        http: Client<UnixConnector, RequestBody>,
         socket: Arc<Path>,
     },
     /// Plain TCP; `base` is `http://host:port`.
     Tcp {
-        client: Client<HttpConnector, RequestBody>,
+        http: Client<HttpConnector, RequestBody>,
         base: Arc<str>,
     },
     /// Mutual TLS (hyper-rustls); `base` is `https://host:port`.
     Tls {
-        client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+        http: Client<HttpsConnector<HttpConnector>, RequestBody>,
         base: Arc<str>,
     },
 }
@@ -84,7 +84,7 @@ impl Transport {
                     ));
                 }
                 Ok(Transport::Unix {
-                    client: pooled(UnixConnector),
+                    http: pooled(UnixConnector),
                     socket: Arc::from(path.as_path()),
                 })
             }
@@ -99,7 +99,7 @@ impl Transport {
                 };
                 match tls {
                     None => Ok(Transport::Tcp {
-                        client: pooled(http),
+                        http: pooled(http),
                         base: Arc::from(format!("http://{host}:{port}")),
                     }),
                     Some(files) => {
@@ -110,7 +110,7 @@ impl Transport {
                             .enable_http1()
                             .wrap_connector(http);
                         Ok(Transport::Tls {
-                            client: pooled(connector),
+                            http: pooled(connector),
                             base: Arc::from(format!("https://{host}:{port}")),
                         })
                     }
@@ -141,9 +141,9 @@ impl Transport {
             .body(Empty::new())
             .map_err(|e| DockerError::new(ErrorKind::Other, format!("request for {path}: {e}")))?;
         let sent = match self {
-            Transport::Unix { client, .. } => client.request(req).await,
-            Transport::Tcp { client, .. } => client.request(req).await,
-            Transport::Tls { client, .. } => client.request(req).await,
+            Transport::Unix { http, .. } => http.request(req).await,
+            Transport::Tcp { http, .. } => http.request(req).await,
+            Transport::Tls { http, .. } => http.request(req).await,
         };
         sent.map_err(|e| DockerError::classify(&e))
     }

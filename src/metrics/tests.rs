@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::families::PoolFigures;
 use crate::fixtures::publish_fleet;
+use crate::instruments::ExportOutcome;
+use crate::snapshot::ContainerState;
 use crate::stats::{BlkioCounters, Sample};
 
 #[derive(Debug)]
@@ -315,7 +318,7 @@ fn fast_path_renders_like_prometheus_client() {
             let mut want = String::new();
             render_with_client(&reading, format, &mut want).expect("reference renders");
             let mut got = String::new();
-            render_reading(&reading, format, &mut got).expect("renders");
+            super::render(&reading, format, &mut got).expect("renders");
             if let Some((i, (w, g))) = want
                 .lines()
                 .zip(got.lines())
@@ -336,9 +339,9 @@ fn awkward_fleet_reaches_every_case() {
     let (store, instruments) = awkward_fleet();
     let reading = Arc::new(Reading::take(&store, &instruments, &NoPool));
     let mut text = String::new();
-    render_reading(&reading, Format::Text, &mut text).expect("renders");
+    super::render(&reading, Format::Text, &mut text).expect("renders");
     let mut om = String::new();
-    render_reading(&reading, Format::OpenMetrics, &mut om).expect("renders");
+    super::render(&reading, Format::OpenMetrics, &mut om).expect("renders");
     for needle in [
         r#"name="we\"ird\\name\nline",image="img\\",container_label_team="a\"b",container_label_tier="back\nend\\"}"#,
         r#",image_id="sha256:\"quoted\"",compose_project="shop\\eu\n",compose_service=""} 1"#,

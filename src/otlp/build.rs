@@ -14,10 +14,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use crate::instruments::{BUCKETS, HistogramFigures};
-use crate::metrics::{
-    ContainerRow, FAMILIES, Family, Kind, Otlp, OtlpValue, Reading, Sink, Source, Subject, walk,
+use crate::families::{
+    ContainerRow, FAMILIES, Family, Kind, Otlp, OtlpValue, Reading, Scope, Sink, Subject, walk,
 };
+use crate::instruments::{BUCKETS, HistogramFigures};
 
 /// Attributes whose values are integers in the semantic conventions.
 const INT_ATTRIBUTES: [&str; 2] = ["process.exit.code", "http.response.status_code"];
@@ -27,7 +27,9 @@ const INT_ATTRIBUTES: [&str; 2] = ["process.exit.code", "http.response.status_co
 pub struct RequestBuilder {
     resource: Resource,
     /// Start of counters not tied to a container run (the exporter's start).
-    start: SystemTime,
+    pub(crate) start: SystemTime,
+    /// The instrumentation scope's version: this build's, fixed in the golden file.
+    pub(crate) version: &'static str,
     /// Prometheus label name of an allowlisted Docker label -> `container.label.<key>`.
     label_attrs: HashMap<String, String>,
 }
@@ -77,6 +79,7 @@ impl RequestBuilder {
                 ..Default::default()
             },
             start: SystemTime::now(),
+            version: env!("CARGO_PKG_VERSION"),
             label_attrs: labels
                 .iter()
                 .map(|(key, prom)| (prom.clone(), format!("container.label.{key}")))
@@ -128,7 +131,7 @@ impl RequestBuilder {
                 scope_metrics: vec![ScopeMetrics {
                     scope: Some(InstrumentationScope {
                         name: "dockstat-exporter".to_string(),
-                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        version: self.version.to_string(),
                         ..Default::default()
                     }),
                     metrics,
@@ -194,7 +197,7 @@ struct PointSink<'a> {
 }
 
 impl PointSink<'_> {
-    fn attributes(&self, subject: Subject<'_>, extra: &[(&'static str, &str)]) -> Vec<KeyValue> {
+    fn attributes(&self, subject: Subject<'_>, values: &[&str]) -> Vec<KeyValue> {
         let mut attrs = match subject {
             Subject::Container(i) => self.bases.get(i).cloned().unwrap_or_default(),
             Subject::Host { host, client } => {
@@ -203,18 +206,12 @@ impl PointSink<'_> {
             Subject::Process => Vec::new(),
         };
         attrs.extend(self.otlp.fixed.iter().map(|(k, v)| kv(k, v)));
-        for (label, value) in extra {
+        for (label, value) in self.family.labels.iter().zip(values) {
             // Prometheus treats an empty label as no label; so does the export.
             if value.is_empty() {
                 continue;
             }
-            let key = self
-                .otlp
-                .rename
-                .iter()
-                .find(|(l, _)| l == label)
-                .map_or(*label, |(_, attr)| *attr);
-            attrs.push(kv(key, value));
+            attrs.push(kv(label.otlp, value));
         }
         attrs
     }
@@ -224,10 +221,7 @@ impl PointSink<'_> {
     /// time is when the sample was taken. Everything else counts from the exporter's start
     /// and is stamped with the time of the reading.
     fn times(&self, subject: Subject<'_>) -> Option<(u64, u64)> {
-        let per_run = matches!(
-            self.family.source,
-            Source::Stat(_) | Source::Network(_) | Source::Blkio(_)
-        );
+        let per_run = self.family.scope() == Scope::LiveContainer;
         if let (true, Subject::Container(i)) = (per_run, subject) {
             let (_, c) = self.rows.get(i)?;
             let seen = c.stats.as_ref().map(|s| seconds_to_nanos(s.seen_at));
@@ -245,17 +239,12 @@ impl PointSink<'_> {
 }
 
 impl Sink for PointSink<'_> {
-    fn point(
-        &mut self,
-        subject: Subject<'_>,
-        extra: &[(&'static str, &str)],
-        v: f64,
-    ) -> fmt::Result {
+    fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
         let value = match self.otlp.value {
             OtlpValue::Same => v,
             OtlpValue::Scale(k) => v * k,
             OtlpValue::Uptime => {
-                let running = match subject {
+                let running = match at {
                     Subject::Container(i) => self
                         .rows
                         .get(i)
@@ -269,10 +258,10 @@ impl Sink for PointSink<'_> {
                 now - v
             }
         };
-        let Some((start, time)) = self.times(subject) else {
+        let Some((start, time)) = self.times(at) else {
             return Ok(());
         };
-        let attributes = self.attributes(subject, extra);
+        let attributes = self.attributes(at, values);
         let point = |start_time_unix_nano| NumberDataPoint {
             attributes,
             start_time_unix_nano,
@@ -289,16 +278,11 @@ impl Sink for PointSink<'_> {
         Ok(())
     }
 
-    fn histogram(
-        &mut self,
-        subject: Subject<'_>,
-        extra: &[(&'static str, &str)],
-        h: &HistogramFigures,
-    ) -> fmt::Result {
-        let Some((start, time)) = self.times(subject) else {
+    fn histogram(&mut self, at: Subject<'_>, values: &[&str], h: &HistogramFigures) -> fmt::Result {
+        let Some((start, time)) = self.times(at) else {
             return Ok(());
         };
-        let attributes = self.attributes(subject, extra);
+        let attributes = self.attributes(at, values);
         if let Some(Data::Histogram(hist)) = &mut self.metric.data {
             hist.data_points.push(HistogramDataPoint {
                 attributes,
@@ -416,293 +400,4 @@ fn host_name() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicI64;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::instruments::{ApiCall, HostInstruments, Instruments};
-    use crate::metrics::{Exposition, Format, PoolFigures, PoolSource};
-    use crate::snapshot::ContainerState;
-    use crate::snapshot::SnapshotStore;
-
-    #[derive(Debug)]
-    struct Pool;
-
-    impl PoolSource for Pool {
-        fn figures(&self) -> PoolFigures {
-            PoolFigures {
-                workers: 2,
-                hosts: 3,
-                active_streams: 1,
-                inflight: 0,
-                tasks: 7,
-            }
-        }
-    }
-
-    fn sample() -> crate::stats::Sample {
-        crate::fixtures::recorded_sample().expect("recorded stats fixture")
-    }
-
-    fn number(p: &NumberDataPoint) -> f64 {
-        match p.value {
-            Some(number_data_point::Value::AsDouble(v)) => v,
-            Some(number_data_point::Value::AsInt(i)) => i as f64,
-            None => f64::NAN,
-        }
-    }
-
-    /// Every Prometheus series has exactly one OTLP point with the same value (after the
-    /// table's transformation), family by family: the two outputs cannot drift apart.
-    #[test]
-    fn every_series_becomes_one_point_with_the_same_value() {
-        let store = Arc::new(SnapshotStore::default());
-        crate::fixtures::publish_fleet(&store, 2, 3, &sample());
-        // Lifecycle figures on one container, and one stopped container.
-        let mut h = (*store.load().hosts[0]).clone();
-        h.containers[0].lifecycle = Some(Arc::new(crate::snapshot::Lifecycle {
-            exits: BTreeMap::from([(3, 2), (137, 1)]),
-            oom_events: 1,
-            last_exit_code: Some(3),
-        }));
-        let mut meta = (*h.containers[1].meta).clone();
-        meta.state = ContainerState::Exited;
-        meta.exit_code = Some(1);
-        h.containers[1].meta = Arc::new(meta);
-        h.containers[1].stats = None;
-        h.events = Arc::new(BTreeMap::from([
-            (("container".to_string(), "die".to_string()), 3),
-            (("network".to_string(), "connect".to_string()), 1),
-        ]));
-        store.publish(h);
-        let instruments = Arc::new(Instruments::default());
-        let host = Arc::new(HostInstruments::new(
-            "h0".into(),
-            "c0".into(),
-            Arc::new(AtomicI64::new(0)),
-        ));
-        host.observe(ApiCall::ContainerStats, Duration::from_millis(20));
-        host.observe(ApiCall::ContainerStats, Duration::from_secs(30));
-        host.count_error("api_error", Some(500));
-        host.count_error("timeout", None);
-        instruments.insert(1, host);
-        instruments.otlp.failed("timeout", "slow".into());
-        instruments
-            .otlp
-            .delivered(crate::instruments::ExportOutcome::Success);
-
-        let mut text = String::new();
-        Exposition::new(store.clone(), instruments.clone(), Arc::new(Pool))
-            .render(Format::Text, &mut text)
-            .expect("render");
-        let reading = Reading::take(&store, &instruments, &Pool);
-        let request = RequestBuilder::new(&[], &[]).request(&reading);
-        let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
-
-        // OTLP values per (metric name, family), told apart by the points' attributes.
-        let mut checked = 0;
-        for f in FAMILIES {
-            let name = f.exposed_name();
-            let prom: Vec<f64> = text
-                .lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter(|l| {
-                    let series = if f.kind == Kind::Histogram {
-                        format!("{name}_count")
-                    } else {
-                        name.clone()
-                    };
-                    l.strip_prefix(&series)
-                        .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-                .collect();
-            assert!(!prom.is_empty(), "the fixture has no {name} series");
-            for o in f.otlp {
-                let m = metrics
-                    .iter()
-                    .find(|m| m.name == o.name)
-                    .unwrap_or_else(|| panic!("no OTLP metric {} for {name}", o.name));
-                assert_eq!(m.unit, o.unit);
-                // The points this family contributed carry its fixed attributes.
-                let mine = |attrs: &[KeyValue]| {
-                    o.fixed.iter().all(|(k, v)| {
-                        attrs.iter().any(|a| {
-                            a.key == *k
-                                && a.value.as_ref().and_then(|x| x.value.as_ref())
-                                    == Some(&any_value::Value::StringValue(v.to_string()))
-                        })
-                    })
-                };
-                let mut otlp: Vec<f64> = match (&m.data, f.kind) {
-                    (Some(Data::Sum(s)), Kind::Counter) => {
-                        assert_eq!(s.aggregation_temporality, 2, "{} cumulative", o.name);
-                        assert!(s.is_monotonic, "{} monotonic", o.name);
-                        s.data_points
-                            .iter()
-                            .filter(|p| mine(&p.attributes))
-                            .map(number)
-                            .collect()
-                    }
-                    (Some(Data::Gauge(g)), Kind::Gauge) => g
-                        .data_points
-                        .iter()
-                        .filter(|p| mine(&p.attributes))
-                        .map(number)
-                        .collect(),
-                    (Some(Data::Histogram(h)), Kind::Histogram) => {
-                        h.data_points.iter().map(|p| p.count as f64).collect()
-                    }
-                    (d, k) => panic!("{} is {d:?} for a {k:?}", o.name),
-                };
-                let mut expected: Vec<f64> = match o.value {
-                    OtlpValue::Same => prom.clone(),
-                    OtlpValue::Scale(k) => prom.iter().map(|v| v * k).collect(),
-                    // Running and paused containers only.
-                    OtlpValue::Uptime => {
-                        let now = nanos(reading.now) as f64 / 1e9;
-                        reading
-                            .containers()
-                            .iter()
-                            .filter(|(_, c)| c.meta.state.is_live())
-                            .filter_map(|(_, c)| c.meta.started_at)
-                            .map(|v| now - v)
-                            .collect()
-                    }
-                };
-                assert_eq!(
-                    otlp.len(),
-                    expected.len(),
-                    "{name} -> {}: point count",
-                    o.name
-                );
-                let time_dependent = matches!(
-                    f.source,
-                    Source::Process(_) | Source::SnapshotAge | Source::OtlpLastSuccess
-                );
-                if !time_dependent {
-                    otlp.sort_by(f64::total_cmp);
-                    expected.sort_by(f64::total_cmp);
-                    for (a, b) in otlp.iter().zip(&expected) {
-                        assert!(
-                            (a - b).abs() <= 1e-9 * b.abs().max(1.0),
-                            "{name} -> {}: {a} vs {b}",
-                            o.name
-                        );
-                    }
-                }
-                checked += 1;
-            }
-        }
-        let mapped: usize = FAMILIES.iter().map(|f| f.otlp.len()).sum();
-        assert_eq!(checked, mapped);
-    }
-
-    #[test]
-    fn split_requests_keep_every_point_once_and_in_order() {
-        let store = Arc::new(SnapshotStore::default());
-        crate::fixtures::publish_fleet(&store, 2, 5, &sample());
-        let reading = Reading::take(&store, &Instruments::default(), &Pool);
-        let request = RequestBuilder::new(&[], &[]).request(&reading);
-        let flat = |reqs: &[ExportMetricsServiceRequest]| -> Vec<(String, Vec<u8>)> {
-            reqs.iter()
-                .flat_map(|r| &r.resource_metrics[0].scope_metrics[0].metrics)
-                .flat_map(|m| {
-                    let encoded: Vec<Vec<u8>> = match &m.data {
-                        Some(Data::Sum(s)) => {
-                            s.data_points.iter().map(|p| p.encode_to_vec()).collect()
-                        }
-                        Some(Data::Gauge(g)) => {
-                            g.data_points.iter().map(|p| p.encode_to_vec()).collect()
-                        }
-                        Some(Data::Histogram(h)) => {
-                            h.data_points.iter().map(|p| p.encode_to_vec()).collect()
-                        }
-                        _ => Vec::new(),
-                    };
-                    encoded.into_iter().map(|e| (m.name.clone(), e))
-                })
-                .collect()
-        };
-        use prost::Message as _;
-        let whole = flat(std::slice::from_ref(&request));
-        for max in [1, 7, 100, whole.len(), whole.len() + 1] {
-            let parts = split(request.clone(), max);
-            assert_eq!(parts.len(), whole.len().div_ceil(max), "max {max}");
-            for p in &parts {
-                let n: usize = p.resource_metrics[0].scope_metrics[0]
-                    .metrics
-                    .iter()
-                    .map(points)
-                    .sum();
-                assert!(n <= max && n > 0, "{n} points in a part of max {max}");
-                assert_eq!(
-                    p.resource_metrics[0].resource,
-                    request.resource_metrics[0].resource
-                );
-            }
-            assert_eq!(flat(&parts), whole, "max {max}");
-        }
-    }
-
-    #[test]
-    fn container_points_carry_identity_and_per_run_start_times() {
-        let store = Arc::new(SnapshotStore::default());
-        crate::fixtures::publish_fleet(&store, 1, 1, &sample());
-        let instruments = Instruments::default();
-        let reading = Reading::take(&store, &instruments, &Pool);
-        let request = RequestBuilder::new(
-            &[("deployment.environment.name".into(), "test".into())],
-            &[],
-        )
-        .request(&reading);
-        let rm = &request.resource_metrics[0];
-        let resource: BTreeMap<&str, String> = rm
-            .resource
-            .iter()
-            .flat_map(|r| r.attributes.iter())
-            .map(|a| (a.key.as_str(), format!("{:?}", a.value)))
-            .collect();
-        for key in [
-            "service.name",
-            "service.version",
-            "service.instance.id",
-            "deployment.environment.name",
-        ] {
-            assert!(
-                resource.contains_key(key),
-                "resource lacks {key}: {resource:?}"
-            );
-        }
-        let cpu = rm.scope_metrics[0]
-            .metrics
-            .iter()
-            .find(|m| m.name == "container.cpu.time")
-            .expect("container.cpu.time");
-        let Some(Data::Sum(sum)) = &cpu.data else {
-            panic!("a sum")
-        };
-        let (_, c) = reading.containers()[0];
-        for p in &sum.data_points {
-            let keys: Vec<&str> = p.attributes.iter().map(|a| a.key.as_str()).collect();
-            for k in [
-                "container.id",
-                "container.name",
-                "container.image.name",
-                "host.name",
-                "dockstat.client",
-                "cpu.mode",
-            ] {
-                assert!(keys.contains(&k), "{k} missing from {keys:?}");
-            }
-            let started = c.meta.started_at.expect("started");
-            assert_eq!(p.start_time_unix_nano, seconds_to_nanos(started));
-            let seen = c.stats.as_ref().expect("sampled").seen_at;
-            assert_eq!(p.time_unix_nano, seconds_to_nanos(seen));
-        }
-        assert_eq!(sum.data_points.len(), 2, "user and system");
-    }
-}
+mod tests;

@@ -21,7 +21,6 @@
 mod build;
 mod transport;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,38 +30,26 @@ pub use build::RequestBuilder;
 pub use transport::{Delivered, ExportError, Transport};
 
 use crate::config::ValidOtlp;
-use crate::instruments::{ExportOutcome, Instruments};
-use crate::metrics::{PoolSource, Reading};
-use crate::snapshot::SnapshotStore;
+use crate::families::Inputs;
+use crate::instruments::ExportOutcome;
 
 /// First retry delay after a retryable failure; doubles up to the interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Longest the final export on shutdown may take.
 const FINAL_EXPORT_MAX: Duration = Duration::from_secs(5);
 
-/// What an exporter task reads from.
-#[derive(Debug, Clone)]
-pub struct Sources {
-    /// The snapshot.
-    pub snapshots: Arc<SnapshotStore>,
-    /// Self-instrumentation; export outcomes are counted here.
-    pub instruments: Arc<Instruments>,
-    /// Pool figures.
-    pub pool: Arc<dyn PoolSource>,
-}
-
 /// Starts the export loop; it ends after a final export once `stop` is cancelled.
 pub fn spawn(
     cfg: ValidOtlp,
     labels: &[(String, String)],
-    sources: Sources,
+    inputs: Inputs,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let builder = RequestBuilder::new(&cfg.resource, labels);
-    tokio::spawn(run(cfg, builder, sources, stop))
+    tokio::spawn(run(cfg, builder, inputs, stop))
 }
 
-async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: CancellationToken) {
+async fn run(cfg: ValidOtlp, builder: RequestBuilder, inputs: Inputs, stop: CancellationToken) {
     let mut transport = match Transport::new(&cfg) {
         Ok(t) => t,
         Err(e) => {
@@ -72,7 +59,7 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
     };
     tracing::info!(endpoint = %cfg.endpoint, protocol = ?cfg.protocol, interval = ?cfg.interval,
         gzip = cfg.gzip, "OTLP export on");
-    let stats = &sources.instruments.otlp;
+    let stats = &inputs.instruments.otlp;
     let mut next_tick = Instant::now() + cfg.interval;
     let mut wake = next_tick;
     let mut failures: u32 = 0;
@@ -82,11 +69,7 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep_until(wake) => {}
         }
-        let request = builder.request(&Reading::take(
-            &sources.snapshots,
-            &sources.instruments,
-            &*sources.pool,
-        ));
+        let request = builder.request(&inputs.read());
         let result = tokio::select! {
             r = export(&mut transport, request, &cfg) => r,
             // Shutting down: the final export below replaces this one.
@@ -137,11 +120,7 @@ async fn run(cfg: ValidOtlp, builder: RequestBuilder, sources: Sources, stop: Ca
     }
     // Final export: what was collected since the last one.
     let limit = cfg.timeout.min(FINAL_EXPORT_MAX);
-    let request = builder.request(&Reading::take(
-        &sources.snapshots,
-        &sources.instruments,
-        &*sources.pool,
-    ));
+    let request = builder.request(&inputs.read());
     let result = match tokio::time::timeout(limit, export(&mut transport, request, &cfg)).await {
         Ok(r) => r,
         Err(_) => Err(ExportError::timeout(limit)),

@@ -116,8 +116,8 @@ impl ExportError {
 pub enum Transport {
     /// OTLP/gRPC over a lazily (re)connecting channel.
     Grpc {
-        /// The generated client.
-        client: MetricsServiceClient<Channel>,
+        /// The generated gRPC stub.
+        grpc: MetricsServiceClient<Channel>,
         /// Sent as metadata with every export.
         headers: Vec<(
             MetadataKey<tonic::metadata::Ascii>,
@@ -126,8 +126,8 @@ pub enum Transport {
     },
     /// OTLP/HTTP with a protobuf body.
     Http {
-        /// Pooled HTTP/1.1 client (boxed: ~450 bytes, ten times the gRPC variant).
-        client: Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+        /// Pooled HTTP/1.1 connections (boxed: ~450 bytes, ten times the gRPC variant).
+        https: Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
         /// Full URL.
         uri: http::Uri,
         /// Extra headers.
@@ -153,7 +153,7 @@ fn connector(cfg: &ValidOtlp, alpn_h2: bool) -> HttpsConnector<HttpConnector> {
 }
 
 impl Transport {
-    /// Sets up the client; connects on first use. Needs a Tokio runtime.
+    /// Sets up the transport; connects on first use. Needs a Tokio runtime.
     pub fn new(cfg: &ValidOtlp) -> Result<Transport, ExportError> {
         match cfg.protocol {
             Protocol::Grpc => {
@@ -165,10 +165,10 @@ impl Transport {
                     .user_agent(concat!("dockstat-exporter/", env!("CARGO_PKG_VERSION")))
                     .map_err(|e| ExportError::new("other", e.to_string(), false))?;
                 let channel = endpoint.connect_with_connector_lazy(connector(cfg, true));
-                let mut client =
+                let mut grpc =
                     MetricsServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
                 if cfg.gzip {
-                    client = client.send_compressed(CompressionEncoding::Gzip);
+                    grpc = grpc.send_compressed(CompressionEncoding::Gzip);
                 }
                 let headers = cfg
                     .headers
@@ -179,15 +179,15 @@ impl Transport {
                         Some((key, value))
                     })
                     .collect();
-                Ok(Transport::Grpc { client, headers })
+                Ok(Transport::Grpc { grpc, headers })
             }
             Protocol::HttpProtobuf => {
-                let client = Client::builder(TokioExecutor::new())
+                let https = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(1)
                     .build(connector(cfg, false));
                 Ok(Transport::Http {
-                    client: Box::new(client),
+                    https: Box::new(https),
                     uri: cfg.endpoint.clone(),
                     headers: cfg.headers.clone(),
                     gzip: cfg.gzip,
@@ -213,18 +213,18 @@ impl Transport {
         request: ExportMetricsServiceRequest,
     ) -> Result<Delivered, ExportError> {
         match self {
-            Transport::Grpc { client, headers } => {
+            Transport::Grpc { grpc, headers } => {
                 let mut req = tonic::Request::new(request);
                 for (k, v) in headers.iter() {
                     req.metadata_mut().insert(k.clone(), v.clone());
                 }
-                match client.export(req).await {
+                match grpc.export(req).await {
                     Ok(resp) => Ok(delivered(resp.into_inner())),
                     Err(status) => Err(grpc_error(&status)),
                 }
             }
             Transport::Http {
-                client,
+                https,
                 uri,
                 headers,
                 gzip,
@@ -246,7 +246,7 @@ impl Transport {
                 let req = req
                     .body(Full::new(Bytes::from(body)))
                     .map_err(|e| ExportError::new("other", e.to_string(), false))?;
-                let resp = client
+                let resp = https
                     .request(req)
                     .await
                     .map_err(|e| ExportError::from_transport(&e))?;

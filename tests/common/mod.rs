@@ -6,13 +6,17 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod request;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+
+pub use request::Request;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -189,6 +193,12 @@ pub struct Launch<'a> {
     pub listen: &'a str,
     /// A command that runs the exporter: `&["prlimit", "--nofile=1024:1024", "--"]`.
     pub wrapper: &'a [&'a str],
+    /// Environment variables for the exporter only (setting the test's own is unsafe with
+    /// threads).
+    pub env: &'a [(&'a str, &'a str)],
+    /// The listeners serve TLS (`listen.tls` among `listen`): readiness is asked over HTTPS,
+    /// trusting this CA.
+    pub tls_ca: Option<&'a Path>,
 }
 
 /// A port free now and never handed out before in this process: the kernel may give the
@@ -258,6 +268,7 @@ impl Exporter {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info,dockstat_exporter=debug")
+            .envs(launch.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -271,8 +282,16 @@ impl Exporter {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
+        let ready = || match launch.tls_ca {
+            None => matches!(http_get(port, "/healthz", None), Ok((200, _, _))),
+            Some(ca) => {
+                let ca = ca.display().to_string();
+                let url = format!("https://127.0.0.1:{port}/healthz");
+                curl(&["--cacert", &ca, "-f", &url]).status.success()
+            }
+        };
         loop {
-            if let Ok((200, _, _)) = http_get(port, "/healthz", None) {
+            if ready() {
                 return e;
             }
             if let Some(Ok(Some(status))) = e.child.as_mut().map(|c| c.try_wait()) {
@@ -303,6 +322,23 @@ impl Exporter {
             assert!(
                 Instant::now() < deadline,
                 "no `{needle}` in the log within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until one line of the log holds every one of `needles`; returns that line,
+    /// panics with the log after `timeout`.
+    pub fn wait_for_log_line(&self, timeout: Duration, needles: &[&str]) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with all of {needles:?} in the log within {timeout:?}:\n{log}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -358,6 +394,14 @@ impl Exporter {
         }
     }
 
+    /// SIGKILL, then waits.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, then waits; returns the exit status.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -381,34 +425,32 @@ impl Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
     }
 }
 
-/// Minimal HTTP/1.0 GET with a deadline: (status, headers, body).
+/// curl with a 10 s deadline and no proxy, for what the harness's client does not speak
+/// (HTTPS).
+pub fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
+
+/// A GET with a 10 s deadline: (status, head, body).
 pub fn http_get(
     port: u16,
     path: &str,
     accept: Option<&str>,
 ) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{accept}\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, head.to_string(), body.to_string()))
+    let mut r = Request::get(path).timeout(Duration::from_secs(10));
+    if let Some(a) = accept {
+        r = r.header("Accept", a);
+    }
+    let answer = r.send(port)?;
+    Ok((answer.status, answer.head, answer.body))
 }
 
 /// One sample line.
@@ -586,7 +628,7 @@ pub fn block_device_of(dir: &Path) -> (String, String) {
 
 /// Seconds since the epoch of a Docker timestamp (RFC 3339 with nanoseconds).
 pub fn docker_time(s: &str) -> f64 {
-    dockstat_exporter::collect::parse_time(s).unwrap_or_else(|| panic!("bad time {s}"))
+    dockstat_exporter::clock::parse_rfc3339(s).unwrap_or_else(|| panic!("bad time {s}"))
 }
 
 pub fn now() -> f64 {
@@ -594,6 +636,16 @@ pub fn now() -> f64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64()
+}
+
+/// Brings daemon B back even when the test that stopped it fails half-way: hold one while
+/// B is stopped.
+pub struct RestartB;
+
+impl Drop for RestartB {
+    fn drop(&mut self) {
+        test_env("start-b");
+    }
 }
 
 /// Runs `scripts/test-env.sh <cmd>`.
@@ -608,43 +660,8 @@ pub fn test_env(cmd: &str) {
 
 // ---- admin API helpers (tests/api.rs)
 
-fn admin_api_request(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let body = body.unwrap_or("");
-    let content = if body.is_empty() && method == "GET" {
-        String::new()
-    } else {
-        format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        )
-    };
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}{content}\r\n{body}"
-    )?;
-    s.flush()?;
-    Ok(s)
-}
-
-fn admin_status_of(head: &str) -> u16 {
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-/// One admin API call over HTTP/1.0: (status, JSON body; `Null` when the body is empty).
+/// One admin API call: (status, JSON body; `Null` when the body is empty). A GET without a
+/// body sends no content headers; anything else sends its body (maybe empty) as JSON.
 /// Panics on a transport failure or a body that is not JSON.
 pub fn api(
     port: u16,
@@ -653,20 +670,25 @@ pub fn api(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
-    let mut s = admin_api_request(port, method, path, token, body)
+    let mut r = Request::new(method, path).bearer(token);
+    let body = body.unwrap_or("");
+    if !(body.is_empty() && method == "GET") {
+        r = r.json(body);
+    }
+    let answer = r
+        .send(port)
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path}: reading the answer: {e}"));
-    let raw = String::from_utf8_lossy(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let value = if body.trim().is_empty() {
+    let value = if answer.body.trim().is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(body)
-            .unwrap_or_else(|e| panic!("{method} {path}: answer is not JSON ({e}): {raw}"))
+        serde_json::from_str(&answer.body).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: answer is not JSON ({e}): {}\r\n\r\n{}",
+                answer.head, answer.body
+            )
+        })
     };
-    (admin_status_of(head), value)
+    (answer.status, value)
 }
 
 /// A streamed (NDJSON) answer, read line by line.
@@ -743,31 +765,15 @@ impl LineStream {
 /// Sends a GET and returns once the response head is read; the body is then read
 /// incrementally (for `follow=true` log streams).
 pub fn api_stream(port: u16, path: &str, token: Option<&str>) -> LineStream {
-    let mut stream = admin_api_request(port, "GET", path, token, None)
+    let opened = Request::get(path)
+        .bearer(token)
+        .open(port)
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream
-            .read(&mut chunk)
-            .unwrap_or_else(|e| panic!("GET {path}: reading the head: {e}"));
-        assert!(
-            n > 0,
-            "GET {path}: connection closed before the response head: {}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let rest = buf[head_end + 4..].to_vec();
     LineStream {
-        stream,
-        buf: rest,
-        status: admin_status_of(&head),
-        head,
+        stream: opened.stream,
+        buf: opened.rest,
+        status: opened.status,
+        head: opened.head,
         ended: false,
     }
 }

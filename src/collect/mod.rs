@@ -1,0 +1,562 @@
+//! Collection from one host: connect (with backoff), follow `/events` to keep the container
+//! inventory current, re-list now and then as a safety net, sample running containers with
+//! one-shot stats at the interval, and publish a [`HostSnapshot`] after every change.
+//!
+//! A collector owns its inventory and its connection; nothing else touches them, so there
+//! are no locks on the hot path. Sampling runs in its own task so that events are handled
+//! while a slow stats call is still pending. Its log lines carry the host and client
+//! through the `collector` span the pool runs it in.
+//!
+//! - this module: the [`Collector`] and its loop ([`Collector::run`]), what it is given
+//!   ([`HostSpec`], [`Settings`]) and shows others ([`HostStatus`]), and publishing.
+//! - `events`: the events stream's cursor (resume, dedupe), what each event counts and
+//!   publishes, and what it changes in the inventory.
+//! - `inventory`: the containers known: list, inspect, the host's `/info`.
+//! - `sampling`: which containers to sample, one cycle of stats calls or cgroup reads
+//!   (`call_each` bounds them), each answer reduced to a sample.
+
+mod events;
+mod inventory;
+mod sampling;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use futures_util::StreamExt;
+use tokio::task::JoinSet;
+
+use crate::cgroup::CgroupReader;
+use crate::clock::{parse_rfc3339, unix_now};
+use crate::config::{Endpoint, StatsSource, Validated};
+use crate::docker::{Connection, DockerError};
+use crate::instruments::HostInstruments;
+use crate::snapshot::{
+    ContainerSnapshot, EventCounts, HostInfo, HostSnapshot, Lifecycle, SnapshotStore, StatsSources,
+};
+use crate::store::Store;
+use crate::streams::{Channel, Payload, StreamManager};
+use events::EventCursor;
+use inventory::{Entry, Inspecting, host_info, relist_job};
+use sampling::{Cycle, sample_task};
+use status::EventsOpen;
+pub use status::HostStatus;
+
+/// Which host to collect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSpec {
+    /// Database id.
+    pub id: i64,
+    /// `host` label.
+    pub name: Arc<str>,
+    /// `client` label.
+    pub client: Arc<str>,
+    /// Where and how to connect.
+    pub endpoint: Endpoint,
+}
+
+/// Collection settings shared by all hosts, taken from the `monitoring` and `metrics`
+/// sections of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Time between samples.
+    pub interval: Duration,
+    /// Time between full re-lists.
+    pub relist_interval: Duration,
+    /// Deadline of one Docker call.
+    pub request_timeout: Duration,
+    /// Stats (and inspect) calls in flight per host.
+    pub concurrency: usize,
+    /// Quick reconnect attempts.
+    pub max_retries: u32,
+    /// Delay between quick attempts.
+    pub retry_delay: Duration,
+    /// Cap of the slower retry.
+    pub retry_max_delay: Duration,
+    /// Label allowlist: (Docker key, Prometheus label name).
+    pub labels: Arc<[(String, Arc<str>)]>,
+    /// Where collectors publish events, host changes and stats for subscribers.
+    pub streams: Arc<StreamManager>,
+    /// Where each host's event cursor and lifecycle counts are kept across restarts.
+    pub store: Option<Store>,
+    /// Reads containers' cgroup files (`stats_source` auto or cgroup); None for api.
+    pub cgroup: Option<Arc<CgroupReader>>,
+    /// Warn about containers read through the API (`stats_source: cgroup`).
+    pub warn_api_fallback: bool,
+}
+
+impl Settings {
+    /// From a validated configuration, with the channels collectors publish on and the
+    /// database that keeps their event cursors (None: nothing is kept).
+    pub fn from_config(
+        cfg: &Validated,
+        streams: Arc<StreamManager>,
+        store: Option<Store>,
+    ) -> Settings {
+        let m = &cfg.config.monitoring;
+        Settings {
+            interval: m.interval,
+            relist_interval: m.relist_interval,
+            request_timeout: m.request_timeout,
+            concurrency: m.stats_concurrency.get(),
+            max_retries: m.max_retries,
+            retry_delay: m.retry_delay,
+            retry_max_delay: m.retry_max_delay,
+            labels: cfg
+                .labels
+                .iter()
+                .map(|(k, n)| (k.clone(), Arc::from(n.as_str())))
+                .collect(),
+            streams,
+            store,
+            cgroup: (m.stats_source != StatsSource::Api)
+                .then(|| Arc::new(CgroupReader::new(&m.cgroup_root, &m.proc_root))),
+            warn_api_fallback: m.stats_source == StatsSource::Cgroup,
+        }
+    }
+
+    /// Delay before reconnect attempt number `failures` (1 = after the first failure):
+    /// `retry_delay` for the first `max_retries`, then doubling up to `retry_max_delay`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        if failures <= self.max_retries {
+            return self.retry_delay;
+        }
+        let doublings = (failures - self.max_retries).min(20);
+        self.retry_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.retry_max_delay)
+    }
+}
+
+/// Collects one host until dropped.
+pub struct Collector {
+    spec: HostSpec,
+    settings: Settings,
+    status: Arc<HostStatus>,
+    snapshots: Arc<SnapshotStore>,
+    instruments: Arc<HostInstruments>,
+    inventory: BTreeMap<String, Entry>,
+    info: Option<Arc<HostInfo>>,
+    cursor: EventCursor,
+    // Shared with the published snapshots; copied only when an event changes them.
+    events: Arc<EventCounts>,
+    lifecycle: BTreeMap<String, Arc<Lifecycle>>,
+    /// Latest [`EventState`] (JSON) for the saver task; latest wins.
+    saver: Option<tokio::sync::watch::Sender<String>>,
+    /// Whether the last cycle succeeded, for `health_changed` host events.
+    healthy: Option<bool>,
+    /// How long the last full cycle took and whether it succeeded; publishes between
+    /// cycles (events) repeat it. None until the first cycle on a connection.
+    last_cycle: Option<(Duration, bool)>,
+    /// Whether every call since the current cycle began succeeded (inspects and re-lists
+    /// answer in the background, between samples).
+    cycle_ok: bool,
+    /// Containers with an inspect in flight.
+    inspecting: HashMap<String, Inspecting>,
+    /// Bounds the background inspects of this host (`stats_concurrency`): a re-list that
+    /// finds thousands of new containers does not open thousands of calls.
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// Docker calls the collector started and whose answers the loop applies as they come.
+enum Job {
+    /// A full list, and `/info`, asked at `asked`.
+    Relist {
+        asked: Instant,
+        list: Result<Vec<ContainerSummary>, DockerError>,
+        info: Option<Box<bollard::models::SystemInfo>>,
+    },
+    /// One container's inspect; `down` when it failed as if the host were down and a ping
+    /// failed too.
+    Inspect {
+        id: String,
+        result: Result<Box<ContainerInspectResponse>, DockerError>,
+        down: Option<DockerError>,
+    },
+    /// A ping.
+    Ping {
+        after: PingFor,
+        result: Result<(), DockerError>,
+    },
+}
+
+/// Why a ping was made.
+#[derive(Debug, Clone, Copy)]
+enum PingFor {
+    /// The events stream ended: is the daemon still there?
+    EventsEnded,
+    /// A cycle with nothing to sample.
+    EmptyCycle,
+}
+
+async fn ping_job(conn: Arc<Connection>, after: PingFor) -> Job {
+    Job::Ping {
+        after,
+        result: conn.ping().await,
+    }
+}
+
+impl Collector {
+    /// A collector for `spec`; nothing happens until [`Collector::run`].
+    pub fn new(
+        spec: HostSpec,
+        settings: Settings,
+        status: Arc<HostStatus>,
+        snapshots: Arc<SnapshotStore>,
+        instruments: Arc<HostInstruments>,
+    ) -> Collector {
+        let settings_concurrency = settings.concurrency.max(1);
+        Collector {
+            spec,
+            settings,
+            status,
+            snapshots,
+            instruments,
+            inventory: BTreeMap::new(),
+            info: None,
+            cursor: EventCursor::default(),
+            events: Arc::default(),
+            lifecycle: BTreeMap::new(),
+            saver: None,
+            healthy: None,
+            last_cycle: None,
+            cycle_ok: true,
+            inspecting: HashMap::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
+        }
+    }
+
+    fn host_event(&self, event: &str, detail: Option<String>) {
+        self.settings.streams.publish(
+            Channel::HostEvents,
+            &self.spec.name,
+            &self.spec.client,
+            unix_now(),
+            Payload::Host {
+                event: event.to_string(),
+                detail,
+            },
+        );
+    }
+
+    /// Connects and collects forever, reconnecting with backoff after failures.
+    pub async fn run(mut self) {
+        self.restore().await;
+        let mut failures: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let err = match Connection::open(
+                &self.spec.endpoint,
+                self.settings.request_timeout,
+                self.instruments.clone(),
+            )
+            .await
+            {
+                Ok(conn) => {
+                    failures = 0;
+                    let conn = Arc::new(conn);
+                    tracing::info!(api = %conn.daemon.api_version,
+                        version = %conn.daemon.server_version, "connected");
+                    self.info = Some(Arc::new(host_info(&conn, conn.daemon.info.as_ref())));
+                    if self.cursor.nanos == 0 {
+                        // First contact: events from now on count (in the daemon's clock).
+                        let at = conn
+                            .daemon
+                            .info
+                            .as_ref()
+                            .and_then(|i| i.system_time.as_deref())
+                            .and_then(parse_rfc3339)
+                            .map(|t| (t * 1e9) as i64)
+                            .unwrap_or_else(|| (unix_now() * 1e9) as i64);
+                        self.cursor.begin(at);
+                        self.save();
+                    }
+                    self.status.set_connection(Some(conn.clone()));
+                    self.host_event("connected", None);
+                    let err = self.monitor(&conn).await;
+                    self.status.set_connection(None);
+                    self.host_event("disconnected", Some(err.to_string()));
+                    err
+                }
+                Err(e) => {
+                    self.host_event("error", Some(e.to_string()));
+                    e
+                }
+            };
+            self.healthy = None;
+            self.last_cycle = None;
+            // The connection's background calls ended with it.
+            self.inspecting.clear();
+            failures = failures.saturating_add(1);
+            let delay = self.settings.backoff(failures);
+            tracing::warn!(kind = %err.kind, error = %err.message, retry_in = ?delay,
+                "host unreachable");
+            self.inventory.clear();
+            self.status.set_error(Some(err.clone()));
+            self.snapshots.publish(HostSnapshot::down(
+                self.spec.id,
+                self.spec.name.clone(),
+                self.spec.client.clone(),
+                self.info.clone(),
+                err,
+                started.elapsed(),
+                self.events.clone(),
+            ));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Collects over one connection; returns the failure that ended it.
+    ///
+    /// The loop only ever waits for the next thing to happen: an event, a tick, or the
+    /// answer of work it started (a sampling cycle, an inspect, a re-list, a ping). Docker
+    /// calls run as tasks of their own, so an event is recorded and published the moment it
+    /// arrives, whatever the calls it triggers take.
+    async fn monitor(&mut self, conn: &Arc<Connection>) -> DockerError {
+        // Subscribe before listing so that nothing happening in between is missed.
+        let mut events = Box::pin(conn.events(self.cursor.since()));
+        let mut events_open = Some(EventsOpen::new(&self.status));
+        let mut events_retry: Option<tokio::time::Instant> = None;
+
+        let cycle_start = Instant::now();
+        self.cycle_ok = match self.relist(conn).await {
+            Ok(ok) => ok,
+            Err(e) if e.kind.is_host_down() => return e,
+            // The daemon answers, the list failed (too large, say): events and the next
+            // re-list carry on, the cycle counts as failed.
+            Err(e) => {
+                tracing::warn!(kind = %e.kind, error = %e.message, "container list failed");
+                false
+            }
+        };
+        let mut next_relist = Instant::now() + self.settings.relist_interval;
+        let mut sampling: JoinSet<Cycle> = JoinSet::new();
+        // First samples of containers just started (see `inspected`).
+        let mut first_samples: JoinSet<Cycle> = JoinSet::new();
+        let mut jobs: JoinSet<Job> = JoinSet::new();
+        let mut relisting = false;
+        let mut cycle_ping = false;
+        sampling.spawn(sample_task(
+            conn.clone(),
+            self.running_targets(),
+            self.settings.concurrency,
+            self.settings.cgroup.clone(),
+        ));
+        let mut cycle_started = cycle_start;
+
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.settings.interval,
+            self.settings.interval,
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if sampling.is_empty() && !cycle_ping => {
+                    cycle_started = Instant::now();
+                    self.cycle_ok = true;
+                    if Instant::now() >= next_relist && !relisting {
+                        next_relist = Instant::now() + self.settings.relist_interval;
+                        relisting = true;
+                        jobs.spawn(relist_job(conn.clone()));
+                    }
+                    let targets = self.running_targets();
+                    if targets.is_empty() {
+                        // Nothing to sample: make sure the host is still there.
+                        cycle_ping = true;
+                        jobs.spawn(ping_job(conn.clone(), PingFor::EmptyCycle));
+                    } else {
+                        sampling.spawn(sample_task(
+                            conn.clone(),
+                            targets,
+                            self.settings.concurrency,
+                            self.settings.cgroup.clone(),
+                        ));
+                    }
+                }
+                Some(done) = sampling.join_next(), if !sampling.is_empty() => {
+                    let results = match done {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(error = %e, "sampling task failed");
+                            Cycle::default()
+                        }
+                    };
+                    match self.apply_samples(conn, &mut jobs, results) {
+                        Ok(samples_ok) => {
+                            let ok = self.cycle_ok && samples_ok;
+                            self.publish(Some((cycle_started.elapsed(), ok)));
+                        }
+                        Err(e) => return e,
+                    }
+                }
+                Some(done) = first_samples.join_next(), if !first_samples.is_empty() => {
+                    let Ok(results) = done else { continue };
+                    match self.apply_samples(conn, &mut jobs, results) {
+                        Ok(_) => self.publish(None),
+                        Err(e) => return e,
+                    }
+                }
+                Some(done) = jobs.join_next(), if !jobs.is_empty() => {
+                    let job = match done {
+                        Ok(job) => job,
+                        Err(e) => {
+                            tracing::error!(error = %e, "collection task failed");
+                            continue;
+                        }
+                    };
+                    match job {
+                        Job::Relist { asked, list, info } => {
+                            relisting = false;
+                            match self.relisted(conn, &mut jobs, asked, list, info) {
+                                Ok(changed) => {
+                                    if changed {
+                                        self.publish(None);
+                                    }
+                                }
+                                Err(e) => return e,
+                            }
+                        }
+                        Job::Inspect { id, result, down } => {
+                            if let Some(e) = down {
+                                return e;
+                            }
+                            if let Some(first) = self.inspected(conn, &mut jobs, id, result) {
+                                first_samples.spawn(first);
+                            }
+                            self.publish(None);
+                        }
+                        Job::Ping { after, result } => match (after, result) {
+                            (_, Err(e)) => return e,
+                            (PingFor::EmptyCycle, Ok(())) => {
+                                cycle_ping = false;
+                                let ok = self.cycle_ok;
+                                self.publish(Some((cycle_started.elapsed(), ok)));
+                            }
+                            (PingFor::EventsEnded, Ok(())) => {
+                                // The daemon is there but the stream ended: reopen it shortly.
+                                events_retry = Some(
+                                    tokio::time::Instant::now() + self.settings.retry_delay,
+                                );
+                            }
+                        },
+                    }
+                }
+                ev = events.next(), if events_open.is_some() => match ev {
+                    Some(Ok(ev)) => {
+                        if !self.cursor.accept(&ev) {
+                            continue;
+                        }
+                        self.record_event(&ev);
+                        if self.on_event(conn, &mut jobs, &ev) {
+                            self.publish(None);
+                        }
+                    }
+                    end => {
+                        events_open = None;
+                        if let Some(Err(e)) = &end {
+                            tracing::warn!(error = %e, "events stream failed");
+                        }
+                        jobs.spawn(ping_job(conn.clone(), PingFor::EventsEnded));
+                    }
+                },
+                _ = sleep_until(events_retry), if events_retry.is_some() => {
+                    events_retry = None;
+                    events = Box::pin(conn.events(self.cursor.since()));
+                    events_open = Some(EventsOpen::new(&self.status));
+                    // Catch up on whatever happened while the stream was closed.
+                    next_relist = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Publishes the inventory as the host's snapshot. `cycle` is a full cycle's duration
+    /// and success; None (an event changed something between cycles) repeats the last
+    /// cycle's.
+    fn publish(&mut self, cycle: Option<(Duration, bool)>) {
+        let Some((took, success)) = cycle.or(self.last_cycle) else {
+            // Nothing sampled yet on this connection: the first cycle publishes.
+            return;
+        };
+        let full_cycle = cycle.is_some();
+        self.last_cycle = Some((took, success));
+        if full_cycle && self.healthy.is_some_and(|h| h != success) {
+            let detail = if success {
+                "healthy".to_string()
+            } else {
+                format!(
+                    "degraded: {}",
+                    self.status
+                        .last_error()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                )
+            };
+            self.host_event("health_changed", Some(detail));
+        }
+        if full_cycle {
+            self.healthy = Some(success);
+        }
+        let mut containers: Vec<ContainerSnapshot> = self
+            .inventory
+            .values()
+            .map(|e| ContainerSnapshot {
+                meta: e.meta.clone(),
+                stats: e.stats.clone(),
+                lifecycle: self.lifecycle.get(&e.meta.id).cloned(),
+            })
+            .collect();
+        containers.sort_by(|a, b| (&a.meta.name, &a.meta.id).cmp(&(&b.meta.name, &b.meta.id)));
+        let mut counts = BTreeMap::new();
+        for c in &containers {
+            *counts.entry(c.meta.state).or_insert(0) += 1;
+        }
+        let mut stats_sources = StatsSources::default();
+        for e in self.inventory.values() {
+            if e.meta.state.is_live() {
+                if e.cgroup.is_some() {
+                    stats_sources.cgroup += 1;
+                } else {
+                    stats_sources.api += 1;
+                }
+            }
+        }
+        if full_cycle && success {
+            self.status.set_error(None);
+        }
+        self.snapshots.publish(HostSnapshot {
+            id: self.spec.id,
+            name: self.spec.name.clone(),
+            client: self.spec.client.clone(),
+            up: true,
+            info: self.info.clone(),
+            error: if success {
+                None
+            } else {
+                self.status.last_error()
+            },
+            containers,
+            container_counts: counts,
+            built_at: SystemTime::now(),
+            collection_duration: took,
+            collection_success: success,
+            events: self.events.clone(),
+            stats_sources,
+            monitored: true,
+            attempted: true,
+        });
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

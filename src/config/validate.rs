@@ -1,0 +1,301 @@
+//! What the configuration is checked for once parsed (names, addresses, files, ranges,
+//! listeners, tokens), and the [`Validated`] configuration the rest of the exporter is
+//! given. Every problem is collected with the path of its key, none stops the others.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::address::{readable_file, resolve};
+use super::tokens::validate_tokens;
+use super::{
+    ClientConfig, Config, DatabaseConfig, Endpoint, ListenConfig, MonitoringConfig, PathSeg,
+    Problem, ValidOtlp, ValidToken, expand_env, otlp, ranges,
+};
+
+/// A validated configuration: the parsed file plus everything derived from it.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The file as parsed.
+    pub config: Config,
+    /// Where it was read from (for messages).
+    pub source: PathBuf,
+    /// Database file after `${ENV}` expansion and path resolution.
+    pub database_path: PathBuf,
+    /// Label allowlist: (Docker key, Prometheus label name).
+    pub labels: Vec<(String, String)>,
+    /// Clients and their hosts with validated endpoints.
+    pub clients: Vec<ValidClient>,
+    /// API tokens, hashed.
+    pub tokens: Vec<ValidToken>,
+    /// Certificate and key files of the listeners, when TLS is on.
+    pub listen_tls: Option<ServerTlsFiles>,
+    /// OTLP push settings merged with the environment; None when OTLP is off.
+    pub otlp: Option<ValidOtlp>,
+}
+
+/// Resolved listener TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// A client from the file with validated hosts.
+#[derive(Debug, Clone)]
+pub struct ValidClient {
+    /// Client name.
+    pub name: String,
+    /// Collect at start.
+    pub monitoring: bool,
+    /// Hosts in file order.
+    pub hosts: Vec<ValidHost>,
+}
+
+/// A host from the file with a validated endpoint.
+#[derive(Debug, Clone)]
+pub struct ValidHost {
+    /// Host name.
+    pub name: String,
+    /// Where and how to connect.
+    pub endpoint: Endpoint,
+    /// Collected when its client is monitored.
+    pub enabled: bool,
+}
+
+/// Turns a Docker label key into the suffix of a Prometheus label name.
+pub fn sanitize_label(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Config {
+    /// Checks what the types cannot; returns every problem found, in the order of the file's
+    /// sections.
+    pub(super) fn validate(self, base: &Path, source: &Path) -> Result<Validated, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let database_path = database_path(&self.database, base, &mut problems);
+        ranges::check(&self, &mut problems);
+        check_monitoring(&self.monitoring, &mut problems);
+        let labels = label_allowlist(&self.metrics.label_allowlist, &mut problems);
+        let clients = clients(&self.clients, base, &mut problems);
+        let tokens = validate_tokens(&self.api.tokens, &mut problems);
+        check_listeners(&self.listen, &tokens, &mut problems);
+        let listen_tls = listen_tls(&self.listen, base, &mut problems);
+        let otlp = otlp::validate(&self.otlp, &|k| std::env::var(k).ok(), base, &mut problems);
+        if problems.is_empty() {
+            Ok(Validated {
+                config: self,
+                source: source.to_path_buf(),
+                database_path,
+                labels,
+                clients,
+                tokens,
+                listen_tls,
+                otlp,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// The database file, expanded and resolved; its directory must exist.
+fn database_path(db: &DatabaseConfig, base: &Path, problems: &mut Vec<Problem>) -> PathBuf {
+    match expand_env(&db.path) {
+        Ok(p) if p.trim().is_empty() => {
+            problems.push(Problem::new(
+                path!["database", "path"],
+                "must not be empty (default ./dockstat.db)",
+            ));
+            PathBuf::new()
+        }
+        Ok(p) => {
+            let p = resolve(base, &p);
+            match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                _ if p.is_dir() => problems.push(Problem::new(
+                    path!["database", "path"],
+                    format!(
+                        "`{}` is a directory; name the database file in it, e.g. {}",
+                        p.display(),
+                        p.join("dockstat.db").display()
+                    ),
+                )),
+                Some(dir) if !dir.is_dir() => problems.push(Problem::new(
+                    path!["database", "path"],
+                    format!("directory `{}` does not exist", dir.display()),
+                )),
+                _ => {}
+            }
+            p
+        }
+        Err(e) => {
+            problems.push(Problem::new(path!["database", "path"], e));
+            PathBuf::new()
+        }
+    }
+}
+
+/// What `ranges` does not check of `monitoring`: the roots of the cgroup reader, the retry
+/// delays against each other.
+fn check_monitoring(m: &MonitoringConfig, problems: &mut Vec<Problem>) {
+    for (key, p) in [("cgroup_root", &m.cgroup_root), ("proc_root", &m.proc_root)] {
+        if p.as_os_str().is_empty() || p.as_os_str().as_encoded_bytes().contains(&0) {
+            problems.push(Problem::new(
+                path!["monitoring", key],
+                "must be a directory path without NUL characters",
+            ));
+        }
+    }
+    if m.retry_max_delay < m.retry_delay {
+        problems.push(Problem::new(
+            path!["monitoring", "retry_max_delay"],
+            "must not be shorter than retry_delay",
+        ));
+    }
+}
+
+/// The label allowlist as (Docker key, Prometheus label name); two keys must not become the
+/// same name.
+fn label_allowlist(keys: &[String], problems: &mut Vec<Problem>) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut label_names: HashMap<String, &str> = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        let at = path!["metrics", "label_allowlist", i];
+        if key.is_empty() {
+            problems.push(Problem::new(at, "label key must not be empty"));
+            continue;
+        }
+        let name = format!("container_label_{}", sanitize_label(key));
+        if let Some(first) = label_names.get(&name) {
+            problems.push(Problem::new(
+                at,
+                format!("`{key}` and `{first}` both become the label `{name}`"),
+            ));
+            continue;
+        }
+        label_names.insert(name.clone(), key);
+        labels.push((key.clone(), name));
+    }
+    labels
+}
+
+/// Clients and their hosts: unique names, valid endpoints, no endpoint declared twice.
+fn clients(list: &[ClientConfig], base: &Path, problems: &mut Vec<Problem>) -> Vec<ValidClient> {
+    let mut clients = Vec::new();
+    let mut client_names = BTreeSet::new();
+    let mut addresses: HashMap<Endpoint, String> = HashMap::new();
+    for (ci, client) in list.iter().enumerate() {
+        if client.name.trim().is_empty() {
+            problems.push(Problem::new(
+                path!["clients", ci, "name"],
+                "must not be empty",
+            ));
+        } else if !client_names.insert(client.name.as_str()) {
+            problems.push(Problem::new(
+                path!["clients", ci, "name"],
+                format!("duplicate client `{}`", client.name),
+            ));
+        }
+        let mut hosts = Vec::new();
+        let mut host_names = BTreeSet::new();
+        for (hi, host) in client.hosts.iter().enumerate() {
+            let at = |rest: Vec<PathSeg>| {
+                let mut p = path!["clients", ci, "hosts", hi];
+                p.extend(rest);
+                p
+            };
+            if host.name.trim().is_empty() {
+                problems.push(Problem::new(at(path!["name"]), "must not be empty"));
+            } else if !host_names.insert(host.name.as_str()) {
+                problems.push(Problem::new(
+                    at(path!["name"]),
+                    format!("duplicate host `{}` in client `{}`", host.name, client.name),
+                ));
+            }
+            match Endpoint::from_user(&host.address, host.tls.as_ref(), base) {
+                Ok(endpoint) => {
+                    let here = format!("{}/{}", client.name, host.name);
+                    if let Some(first) = addresses.get(&endpoint) {
+                        problems.push(Problem::new(
+                            at(path!["address"]),
+                            format!(
+                                "duplicate host: {} is already declared as `{first}`",
+                                endpoint.address
+                            ),
+                        ));
+                    } else {
+                        addresses.insert(endpoint.clone(), here);
+                    }
+                    hosts.push(ValidHost {
+                        name: host.name.clone(),
+                        endpoint,
+                        enabled: host.enabled,
+                    });
+                }
+                Err(found) => problems.extend(
+                    found
+                        .into_iter()
+                        .map(|p| Problem::new(at(p.path), p.message)),
+                ),
+            }
+        }
+        clients.push(ValidClient {
+            name: client.name.clone(),
+            monitoring: client.monitoring,
+            hosts,
+        });
+    }
+    clients
+}
+
+/// The admin listener: never anonymous beyond loopback, never the metrics port.
+fn check_listeners(listen: &ListenConfig, tokens: &[ValidToken], problems: &mut Vec<Problem>) {
+    if tokens.is_empty() && !listen.admin.ip().is_loopback() {
+        problems.push(Problem::new(
+            path!["listen", "admin"],
+            format!(
+                "the admin API on non-loopback address {} needs api.tokens: without \
+                 tokens anyone who can reach it could stop and remove containers",
+                listen.admin
+            ),
+        ));
+    }
+    if listen.admin == listen.metrics {
+        problems.push(Problem::new(
+            path!["listen", "admin"],
+            "must differ from listen.metrics: container actions are never served on the metrics port",
+        ));
+    }
+}
+
+/// The listeners' certificate and key files, when TLS is on.
+fn listen_tls(
+    listen: &ListenConfig,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<ServerTlsFiles> {
+    listen.tls.as_ref().map(|t| {
+        let mut file = |key: &str, value: &str| match expand_env(value)
+            .and_then(|v| readable_file(&resolve(base, &v)))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(Problem::new(path!["listen", "tls", key], e));
+                PathBuf::new()
+            }
+        };
+        ServerTlsFiles {
+            cert: file("cert", &t.cert),
+            key: file("key", &t.key),
+        }
+    })
+}
