@@ -63,6 +63,7 @@ pub fn recorded_sample() -> Result<Sample, String> {
 /// host snapshot was built three seconds before [`now`].
 pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sample: &Sample) {
     let info = Arc::new(HostInfo {
+        name: "docker-host".into(),
         server_version: "20.10.24".into(),
         api_version: "1.41".into(),
         operating_system: "Debian GNU/Linux 12 (bookworm)".into(),

@@ -197,6 +197,8 @@ pub type EventCounts = BTreeMap<(String, String), u64>;
 /// Facts about the daemon from `/version` and `/info`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct HostInfo {
+    /// The daemon's own host name (`/info` `Name`): `host.name` in OTLP.
+    pub name: String,
     /// Engine version.
     pub server_version: String,
     /// Negotiated API version.

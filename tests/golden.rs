@@ -121,6 +121,17 @@ fn attrs(list: &[KeyValue]) -> String {
         let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
             Some(any_value::Value::StringValue(s)) => format!("{s:?}"),
             Some(any_value::Value::IntValue(i)) => i.to_string(),
+            Some(any_value::Value::ArrayValue(a)) => {
+                let items: Vec<String> = a
+                    .values
+                    .iter()
+                    .map(|v| match &v.value {
+                        Some(any_value::Value::StringValue(s)) => format!("{s:?}"),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                format!("[{}]", items.join(", "))
+            }
             Some(other) => format!("{other:?}"),
             None => "-".to_string(),
         };

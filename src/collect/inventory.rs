@@ -365,6 +365,7 @@ impl Collector {
 pub(super) fn host_info(conn: &Connection, info: Option<&bollard::models::SystemInfo>) -> HostInfo {
     let text = |v: Option<&String>| v.cloned().unwrap_or_default();
     HostInfo {
+        name: text(info.and_then(|i| i.name.as_ref())),
         server_version: conn.daemon.server_version.clone(),
         api_version: conn.daemon.api_version.clone(),
         operating_system: text(info.and_then(|i| i.operating_system.as_ref())),

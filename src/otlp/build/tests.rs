@@ -82,7 +82,30 @@ fn every_series_becomes_one_point_with_the_same_value() {
         .expect("render");
     let reading = Reading::take(&store, &instruments, &Pool);
     let request = RequestBuilder::new(&[], &[]).request(&reading);
-    let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
+    // Every resource's part of each metric, merged: the values are compared per family.
+    let mut metrics: Vec<Metric> = Vec::new();
+    for m in request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+    {
+        match metrics.iter_mut().find(|x| x.name == m.name) {
+            None => metrics.push(m.clone()),
+            Some(x) => match (&mut x.data, &m.data) {
+                (Some(Data::Sum(a)), Some(Data::Sum(b))) => {
+                    a.data_points.extend(b.data_points.iter().cloned())
+                }
+                (Some(Data::Gauge(a)), Some(Data::Gauge(b))) => {
+                    a.data_points.extend(b.data_points.iter().cloned())
+                }
+                (Some(Data::Histogram(a)), Some(Data::Histogram(b))) => {
+                    a.data_points.extend(b.data_points.iter().cloned())
+                }
+                _ => panic!("{} changes kind between resources", m.name),
+            },
+        }
+    }
 
     // OTLP values per (metric name, family), told apart by the points' attributes.
     let mut checked = 0;
@@ -189,10 +212,18 @@ fn split_requests_keep_every_point_once_and_in_order() {
     crate::fixtures::publish_fleet(&store, 2, 5, &sample());
     let reading = Reading::take(&store, &Instruments::default(), &Pool);
     let request = RequestBuilder::new(&[], &[]).request(&reading);
-    let flat = |reqs: &[ExportMetricsServiceRequest]| -> Vec<(String, Vec<u8>)> {
+    // Every point with its resource and metric, in order.
+    let flat = |reqs: &[ExportMetricsServiceRequest]| -> Vec<(Vec<u8>, String, Vec<u8>)> {
         reqs.iter()
-            .flat_map(|r| &r.resource_metrics[0].scope_metrics[0].metrics)
-            .flat_map(|m| {
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|rm| {
+                let resource = rm.resource.as_ref().map(|r| r.encode_to_vec()).unwrap_or_default();
+                rm.scope_metrics
+                    .iter()
+                    .flat_map(|s| &s.metrics)
+                    .map(move |m| (resource.clone(), m))
+            })
+            .flat_map(|(resource, m)| {
                 let encoded: Vec<Vec<u8>> = match &m.data {
                     Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.encode_to_vec()).collect(),
                     Some(Data::Gauge(g)) => {
@@ -203,7 +234,9 @@ fn split_requests_keep_every_point_once_and_in_order() {
                     }
                     _ => Vec::new(),
                 };
-                encoded.into_iter().map(|e| (m.name.clone(), e))
+                encoded
+                    .into_iter()
+                    .map(move |e| (resource.clone(), m.name.clone(), e))
             })
             .collect()
     };
@@ -213,16 +246,23 @@ fn split_requests_keep_every_point_once_and_in_order() {
         let parts = split(request.clone(), max);
         assert_eq!(parts.len(), whole.len().div_ceil(max), "max {max}");
         for p in &parts {
-            let n: usize = p.resource_metrics[0].scope_metrics[0]
-                .metrics
+            let n: usize = p
+                .resource_metrics
                 .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
                 .map(points)
                 .sum();
             assert!(n <= max && n > 0, "{n} points in a part of max {max}");
-            assert_eq!(
-                p.resource_metrics[0].resource,
-                request.resource_metrics[0].resource
-            );
+            for rm in &p.resource_metrics {
+                assert!(
+                    request
+                        .resource_metrics
+                        .iter()
+                        .any(|r| r.resource == rm.resource),
+                    "a part's resource is one of the request's"
+                );
+            }
         }
         assert_eq!(flat(&parts), whole, "max {max}");
     }
@@ -239,24 +279,51 @@ fn container_points_carry_identity_and_per_run_start_times() {
         &[],
     )
     .request(&reading);
-    let rm = &request.resource_metrics[0];
-    let resource: BTreeMap<&str, String> = rm
-        .resource
-        .iter()
-        .flat_map(|r| r.attributes.iter())
-        .map(|a| (a.key.as_str(), format!("{:?}", a.value)))
-        .collect();
+    let attrs = |rm: &ResourceMetrics| -> BTreeMap<String, String> {
+        rm.resource
+            .iter()
+            .flat_map(|r| r.attributes.iter())
+            .map(|a| (a.key.clone(), format!("{:?}", a.value)))
+            .collect()
+    };
+    // The exporter's own resource comes first.
+    let service = attrs(&request.resource_metrics[0]);
     for key in [
         "service.name",
         "service.version",
         "service.instance.id",
         "deployment.environment.name",
     ] {
-        assert!(
-            resource.contains_key(key),
-            "resource lacks {key}: {resource:?}"
-        );
+        assert!(service.contains_key(key), "resource lacks {key}: {service:?}");
     }
+    let (_, c) = reading.containers()[0];
+    let containers: Vec<&ResourceMetrics> = request
+        .resource_metrics
+        .iter()
+        .filter(|rm| attrs(rm).contains_key("container.id"))
+        .collect();
+    assert_eq!(containers.len(), 1, "one resource per container");
+    let rm = containers[0];
+    let resource = attrs(rm);
+    for k in [
+        "container.id",
+        "container.name",
+        "container.image.name",
+        "container.image.tags",
+        "container.runtime.name",
+        "host.name",
+        "dockstat.client",
+        "dockstat.host",
+    ] {
+        assert!(resource.contains_key(k), "{k} missing from {resource:?}");
+    }
+    assert!(!resource.contains_key("service.name"), "{resource:?}");
+    assert!(
+        resource["container.image.name"].contains("registry.example.org/team/service\""),
+        "{resource:?}"
+    );
+    assert!(resource["container.image.tags"].contains("1.2.3"), "{resource:?}");
+    assert!(resource["host.name"].contains("docker-host"), "{resource:?}");
     let cpu = rm.scope_metrics[0]
         .metrics
         .iter()
@@ -265,23 +332,28 @@ fn container_points_carry_identity_and_per_run_start_times() {
     let Some(Data::Sum(sum)) = &cpu.data else {
         panic!("a sum")
     };
-    let (_, c) = reading.containers()[0];
     for p in &sum.data_points {
         let keys: Vec<&str> = p.attributes.iter().map(|a| a.key.as_str()).collect();
-        for k in [
-            "container.id",
-            "container.name",
-            "container.image.name",
-            "host.name",
-            "dockstat.client",
-            "cpu.mode",
-        ] {
-            assert!(keys.contains(&k), "{k} missing from {keys:?}");
-        }
+        assert_eq!(keys, ["cpu.mode"], "identity is on the resource");
         let started = c.meta.started_at.expect("started");
         assert_eq!(p.start_time_unix_nano, seconds_to_nanos(started));
         let seen = c.stats.as_ref().expect("sampled").seen_at;
         assert_eq!(p.time_unix_nano, seconds_to_nanos(seen));
     }
     assert_eq!(sum.data_points.len(), 2, "user and system");
+}
+
+#[test]
+fn image_references_split_into_name_and_tag() {
+    for (image, name, tag) in [
+        ("nginx", "nginx", Some("latest")),
+        ("nginx:1.25", "nginx", Some("1.25")),
+        ("localhost:5000/team/app", "localhost:5000/team/app", Some("latest")),
+        ("localhost:5000/team/app:v2", "localhost:5000/team/app", Some("v2")),
+        ("app@sha256:abcd", "app", None),
+        ("app:v1@sha256:abcd", "app", Some("v1")),
+        ("sha256:0123abcd", "sha256:0123abcd", None),
+    ] {
+        assert_eq!(split_image(image), (name, tag), "{image}");
+    }
 }
