@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
+use dockstat_exporter::families::FAMILIES;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric};
 use otlp_receiver::{Answer, Point, Protocol, Received, Receiver, Tls};
 
@@ -90,31 +91,97 @@ fn last_error_kind(s: &Scrape) -> Option<String> {
     })
 }
 
-/// Invariants every export must hold: one resource and scope named after the exporter,
-/// unique metric names with units, Sums cumulative and monotonic with 0 < start <= time,
-/// every point timestamped, container points carrying the container and host attributes,
-/// host points carrying the client, histograms consistent.
+/// Invariants every export must hold: the exporter's resource (when in this request)
+/// named after it, one scope named after the exporter, each resource either the
+/// exporter's, a Docker host's or a container's (with the attributes the semantic
+/// conventions give them, none of them repeated on the points), metric names unique within
+/// a resource and with units, Sums cumulative and monotonic with 0 < start <= time, every
+/// point timestamped, histograms consistent.
 fn check_export_shape(r: &Received) {
     assert!(r.decode_error.is_none(), "undecodable export: {r:?}");
-    assert_eq!(
-        r.resource_attr("service.name").as_deref(),
-        Some("dockstat-exporter"),
-        "service.name"
-    );
-    assert_eq!(
-        r.resource_attr("service.version").as_deref(),
-        Some(env!("CARGO_PKG_VERSION")),
-        "service.version"
-    );
-    assert!(
-        r.resource_attr("service.instance.id")
-            .is_some_and(|v| !v.is_empty()),
-        "service.instance.id missing or empty"
-    );
-    assert_eq!(r.scope_names(), vec!["dockstat-exporter".to_string()]);
+    let has_service = r.request.resource_metrics.iter().any(|rm| {
+        rm.resource
+            .as_ref()
+            .is_some_and(|res| otlp_receiver::attr_text(&res.attributes, "service.name").is_some())
+    });
+    if has_service {
+        assert_eq!(
+            r.resource_attr("service.name").as_deref(),
+            Some("dockstat-exporter"),
+            "service.name"
+        );
+        assert_eq!(
+            r.resource_attr("service.version").as_deref(),
+            Some(env!("CARGO_PKG_VERSION")),
+            "service.version"
+        );
+        assert!(
+            r.resource_attr("service.instance.id")
+                .is_some_and(|v| !v.is_empty()),
+            "service.instance.id missing or empty"
+        );
+    }
+    for name in r.scope_names() {
+        assert_eq!(name, "dockstat-exporter");
+    }
+    const IDENTITY: [&str; 5] = [
+        "container.id",
+        "container.name",
+        "host.name",
+        "dockstat.client",
+        "dockstat.host",
+    ];
     let mut names = std::collections::BTreeSet::new();
-    for m in r.metrics() {
-        assert!(names.insert(m.name.clone()), "metric {} twice", m.name);
+    for rm in &r.request.resource_metrics {
+        assert_eq!(rm.scope_metrics.len(), 1, "one scope per resource");
+        let res = otlp_receiver::attr_map(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes));
+        if res.contains_key("service.name") {
+            assert!(
+                !res.keys()
+                    .any(|k| k.starts_with("container.") || k.starts_with("dockstat.")),
+                "the exporter's resource carries no host or container: {res:?}"
+            );
+        } else if res.contains_key("container.id") {
+            for k in [
+                "container.name",
+                "container.image.name",
+                "container.image.tags",
+                "container.runtime.name",
+                "host.name",
+                "dockstat.client",
+                "dockstat.host",
+            ] {
+                assert!(
+                    res.get(k).is_some_and(|v| !v.is_empty()),
+                    "container resource without {k}: {res:?}"
+                );
+            }
+            assert!(
+                !res["container.name"].starts_with('/'),
+                "container.name with a slash: {res:?}"
+            );
+            assert!(
+                !res["container.image.name"].contains(':')
+                    || res["container.image.name"].starts_with("sha256:"),
+                "container.image.name with its tag: {res:?}"
+            );
+        } else {
+            for k in ["dockstat.client", "dockstat.host"] {
+                assert!(
+                    res.get(k).is_some_and(|v| !v.is_empty()),
+                    "host resource without {k}: {res:?}"
+                );
+            }
+        }
+        for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            assert!(
+                names.insert((format!("{res:?}"), m.name.clone())),
+                "metric {} twice in one resource",
+                m.name
+            );
+        }
+    }
+    for (_, m) in r.metrics_in_resources() {
         assert!(!m.unit.is_empty(), "{} has no unit", m.name);
         let points: Vec<Point> = match &m.data {
             Some(metric::Data::Sum(s)) => {
@@ -158,6 +225,13 @@ fn check_export_shape(r: &Received) {
                         m.name
                     );
                     assert!(p.time_unix_nano > 0 && p.start_time_unix_nano <= p.time_unix_nano);
+                    for k in IDENTITY {
+                        assert!(
+                            otlp_receiver::attr_text(&p.attributes, k).is_none(),
+                            "{}: {k} on a point, not its resource",
+                            m.name
+                        );
+                    }
                 }
                 Vec::new()
             }
@@ -166,29 +240,10 @@ fn check_export_shape(r: &Received) {
         for p in points {
             assert!(p.time_unix_nano > 0, "{}: no time: {p:?}", m.name);
             assert!(p.value.is_finite(), "{}: value {p:?}", m.name);
-            if p.attr("container.id").is_some() {
-                for k in [
-                    "container.name",
-                    "container.image.name",
-                    "host.name",
-                    "dockstat.client",
-                ] {
-                    assert!(
-                        p.attr(k).is_some_and(|v| !v.is_empty()),
-                        "{}: container point without {k}: {p:?}",
-                        m.name
-                    );
-                }
+            for k in IDENTITY {
                 assert!(
-                    !p.attr("container.name").unwrap_or("").starts_with('/'),
-                    "{}: container.name with a slash: {p:?}",
-                    m.name
-                );
-            }
-            if p.attr("host.name").is_some() {
-                assert!(
-                    p.attr("dockstat.client").is_some(),
-                    "{}: host point without dockstat.client: {p:?}",
+                    p.attr(k).is_none(),
+                    "{}: {k} on a point, not its resource: {p:?}",
                     m.name
                 );
             }
@@ -331,12 +386,45 @@ fn grpc_export_matches_metrics() {
         .next()
         .expect("container_cpu_user_seconds_total")
         .clone();
+    let (image_name, image_tag) = prom.labels["image"]
+        .rsplit_once(':')
+        .expect("the test image has a tag");
+    let daemon_name = d.run(&["info", "--format", "{{.Name}}"]).trim().to_string();
+    assert!(
+        !daemon_name.is_empty(),
+        "docker info names the daemon's host"
+    );
+    // One resource per container, holding all its points and carrying its identity.
+    let mine: Vec<_> = r
+        .request
+        .resource_metrics
+        .iter()
+        .filter(|rm| {
+            rm.resource.as_ref().is_some_and(|res| {
+                otlp_receiver::attr_text(&res.attributes, "container.id").as_deref()
+                    == Some(c.id.as_str())
+            })
+        })
+        .collect();
+    assert_eq!(mine.len(), 1, "one resource for the container");
+    let in_resource: usize = mine[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .map(|m| otlp_receiver::number_points(m).len())
+        .sum();
+    assert!(
+        in_resource >= 10,
+        "the container's points are under its resource"
+    );
     let expected: BTreeMap<&str, &str> = [
         ("container.id", c.id.as_str()),
         ("container.name", c.name.as_str()),
-        ("container.image.name", prom.labels["image"].as_str()),
-        ("host.name", "a"),
+        ("container.image.name", image_name),
+        ("container.image.tags", image_tag),
+        ("container.runtime.name", "docker"),
+        ("host.name", daemon_name.as_str()),
         ("dockstat.client", "lab"),
+        ("dockstat.host", "a"),
     ]
     .into();
     for (k, v) in &expected {
@@ -516,7 +604,7 @@ fn grpc_export_matches_metrics() {
     assert_eq!(state.value, 1.0);
 
     // Host and exporter figures.
-    let host = [("host.name", "a"), ("dockstat.client", "lab")];
+    let host = [("dockstat.host", "a"), ("dockstat.client", "lab")];
     let up = r.point("dockstat.host.up", &host).expect("host up");
     assert_eq!(up.value, 1.0);
     let cores = r
@@ -584,7 +672,7 @@ fn grpc_export_matches_metrics() {
 /// `r` (built from the same sample), following the family table's mapping; returns how
 /// many series were compared.
 fn compare_container_families(s: &Scrape, r: &Received, c: &Container) -> usize {
-    use dockstat_exporter::families::{FAMILIES, Kind, OtlpValue, Scope};
+    use dockstat_exporter::families::{Kind, OtlpValue, Scope};
     let mut compared = 0;
     for fam in FAMILIES
         .iter()
@@ -704,7 +792,7 @@ fn http_export_with_gzip_and_headers() {
             );
             check_export_shape(r);
             assert!(
-                r.point("dockstat.host.up", &[("host.name", "a")])
+                r.point("dockstat.host.up", &[("dockstat.host", "a")])
                     .is_some_and(|p| p.value == 1.0),
                 "{:?}: payload has host a up",
                 rx.protocol
@@ -1105,11 +1193,11 @@ fn restart_gives_new_start_time() {
     let latest = rx.wait_for(n + 1, Duration::from_secs(5));
     let latest = latest.last().expect("export");
     assert_sum(latest, "dockstat.container.exits", "{exit}");
-    let m = latest.metric("dockstat.container.exits").expect("exits");
-    let p = otlp_receiver::number_points(m)
-        .iter()
-        .find(|p| otlp_receiver::attr_text(&p.attributes, "container.id").as_deref() == Some(&c.id))
-        .expect("exit point for the container");
+    let found = latest.raw_points(
+        "dockstat.container.exits",
+        &[("container.id", &c.id), ("process.exit.code", "137")],
+    );
+    let (_, p) = found.first().expect("exit point for the container");
     assert!(
         matches!(
             otlp_receiver::attr_value(&p.attributes, "process.exit.code"),
@@ -1185,11 +1273,9 @@ fn removed_container_stops_being_exported() {
         &config(&otlp(&rx.endpoint(), "grpc", "1s", "")),
     );
     let carries = |r: &Received, c: &Container| {
-        r.metrics().any(|m| {
-            otlp_receiver::number_points(m).iter().any(|p| {
-                otlp_receiver::attr_text(&p.attributes, "container.id").as_deref()
-                    == Some(c.id.as_str())
-            })
+        r.metrics_in_resources().any(|(res, m)| {
+            otlp_receiver::attr_text(res, "container.id").as_deref() == Some(c.id.as_str())
+                && !otlp_receiver::number_points(m).is_empty()
         })
     };
     let has = |r: &Received| carries(r, &c);
@@ -1607,10 +1693,15 @@ type SeriesKey = (String, BTreeMap<String, String>);
 
 /// Every data point of `metrics` (number and histogram) as its series.
 fn series_of<'a>(
-    metrics: impl Iterator<Item = &'a opentelemetry_proto::tonic::metrics::v1::Metric>,
+    metrics: impl Iterator<
+        Item = (
+            &'a [opentelemetry_proto::tonic::common::v1::KeyValue],
+            &'a opentelemetry_proto::tonic::metrics::v1::Metric,
+        ),
+    >,
 ) -> Vec<SeriesKey> {
     let mut out = Vec::new();
-    for m in metrics {
+    for (res, m) in metrics {
         let attrs: Vec<&[opentelemetry_proto::tonic::common::v1::KeyValue]> = match &m.data {
             Some(metric::Data::Sum(s)) => s.data_points.iter().map(|p| &p.attributes[..]).collect(),
             Some(metric::Data::Gauge(g)) => {
@@ -1621,11 +1712,11 @@ fn series_of<'a>(
             }
             other => panic!("{}: unexpected data {other:?}", m.name),
         };
-        out.extend(
-            attrs
-                .into_iter()
-                .map(|a| (m.name.clone(), otlp_receiver::attr_map(a))),
-        );
+        out.extend(attrs.into_iter().map(|a| {
+            let mut map = otlp_receiver::attr_map(res);
+            map.extend(otlp_receiver::attr_map(a));
+            (m.name.clone(), map)
+        }));
     }
     out
 }
@@ -1647,7 +1738,10 @@ fn points_in(r: &Received) -> usize {
 fn reading_time(rs: &[&Received]) -> u64 {
     let mut times = std::collections::BTreeSet::new();
     for r in rs {
-        for m in r.metrics() {
+        for (res, m) in r.metrics_in_resources() {
+            if otlp_receiver::attr_text(res, "container.id").is_some() {
+                continue;
+            }
             let pts: Vec<(u64, BTreeMap<String, String>)> = match &m.data {
                 Some(metric::Data::Sum(s)) => s
                     .data_points
@@ -1768,10 +1862,20 @@ fn large_exports_are_split_into_bounded_requests() {
         whole_points > 2 * max,
         "an unsplit export has {whole_points} points: too few to need splitting at {max}"
     );
-    let rm = &reference.request.resource_metrics[0];
-    let (resource, scope) = (&rm.resource, &rm.scope_metrics[0].scope);
+    let service = reference
+        .request
+        .resource_metrics
+        .iter()
+        .find(|rm| {
+            rm.resource.as_ref().is_some_and(|res| {
+                otlp_receiver::attr_text(&res.attributes, "service.name").is_some()
+            })
+        })
+        .expect("the exporter's resource");
+    let scope = &service.scope_metrics[0].scope;
 
-    // Every request: at most `max` points, one resource and one scope, the same ones.
+    // Every request: at most `max` points; each resource with the one scope, the
+    // exporter's resource the same as unsplit.
     for (i, r) in all.iter().enumerate() {
         check_export_shape(r);
         let n = points_in(r);
@@ -1779,12 +1883,27 @@ fn large_exports_are_split_into_bounded_requests() {
             (1..=max).contains(&n),
             "request {i} has {n} data points, limit {max}"
         );
-        let rms = &r.request.resource_metrics;
-        assert_eq!(rms.len(), 1, "request {i}: one resource");
-        assert_eq!(rms[0].scope_metrics.len(), 1, "request {i}: one scope");
-        assert_eq!(&rms[0].resource, resource, "request {i}: resource");
-        assert_eq!(&rms[0].scope_metrics[0].scope, scope, "request {i}: scope");
+        for rm in &r.request.resource_metrics {
+            assert_eq!(rm.scope_metrics.len(), 1, "request {i}: one scope");
+            assert_eq!(&rm.scope_metrics[0].scope, scope, "request {i}: scope");
+            let is_service = rm.resource.as_ref().is_some_and(|res| {
+                otlp_receiver::attr_text(&res.attributes, "service.name").is_some()
+            });
+            if is_service {
+                assert_eq!(rm.resource, service.resource, "request {i}: resource");
+            }
+        }
     }
+    // Table order of the OTLP metrics: each resource lists its metrics in it.
+    let mut table_order: Vec<&str> = Vec::new();
+    for f in FAMILIES {
+        for o in f.otlp {
+            if !table_order.contains(&o.name) {
+                table_order.push(o.name);
+            }
+        }
+    }
+    let rank = |name: &str| table_order.iter().position(|n| *n == name);
 
     let groups = bursts(&all, pause);
     let checked: Vec<&Vec<&Received>> = groups[..groups.len() - 1]
@@ -1812,18 +1931,32 @@ fn large_exports_are_split_into_bounded_requests() {
             sizes.iter().sum::<usize>()
         );
 
-        // Metrics in order: each metric in one run of consecutive requests, with the same
-        // description, unit and kind in every part.
-        let mut runs: Vec<&str> = Vec::new();
+        // Metrics in order: each (resource, metric) in one run of consecutive requests,
+        // each resource's metrics in table order, with the same description, unit and
+        // kind in every part.
+        let mut runs: Vec<(String, &str)> = Vec::new();
         let mut first_part: BTreeMap<&str, (&str, &str, String)> = BTreeMap::new();
-        for m in g.iter().flat_map(|r| r.metrics()) {
-            if runs.last() != Some(&m.name.as_str()) {
+        for (res, m) in g.iter().flat_map(|r| r.metrics_in_resources()) {
+            let key = (
+                format!("{:?}", otlp_receiver::attr_map(res)),
+                m.name.as_str(),
+            );
+            if runs.last() != Some(&key) {
                 assert!(
-                    !runs.contains(&m.name.as_str()),
+                    !runs.contains(&key),
                     "{} comes back after other metrics in one export: {runs:?}",
                     m.name
                 );
-                runs.push(&m.name);
+                if let Some((last_res, last)) = runs.last()
+                    && *last_res == key.0
+                {
+                    assert!(
+                        rank(last) < rank(&m.name),
+                        "{} after {last} in one resource",
+                        m.name
+                    );
+                }
+                runs.push(key);
             }
             let kind = match &m.data {
                 Some(metric::Data::Sum(s)) => {
@@ -1839,21 +1972,9 @@ fn large_exports_are_split_into_bounded_requests() {
             let first = first_part.entry(&m.name).or_insert_with(|| this.clone());
             assert_eq!(*first, this, "{}: parts of a split metric differ", m.name);
         }
-        let whole_order: Vec<&str> = reference.metrics().map(|m| m.name.as_str()).collect();
-        let common = |v: &[&str], other: &[&str]| -> Vec<String> {
-            v.iter()
-                .filter(|n| other.contains(n))
-                .map(|n| n.to_string())
-                .collect()
-        };
-        assert_eq!(
-            common(&runs, &whole_order),
-            common(&whole_order, &runs),
-            "metrics in the unsplit export's order"
-        );
 
         // Each series once, and the same series as the unsplit export nearest in time.
-        let listed = series_of(g.iter().flat_map(|r| r.metrics()));
+        let listed = series_of(g.iter().flat_map(|r| r.metrics_in_resources()));
         let ours: BTreeSet<SeriesKey> = listed.iter().cloned().collect();
         assert_eq!(
             listed.len(),
@@ -1865,7 +1986,7 @@ fn large_exports_are_split_into_bounded_requests() {
             .min_by_key(|r| reading_time(&[**r]).abs_diff(t))
             .expect("an unsplit export");
         let ours: BTreeSet<SeriesKey> = ours.into_iter().filter(mine_only).collect();
-        let theirs: BTreeSet<SeriesKey> = series_of(w.metrics())
+        let theirs: BTreeSet<SeriesKey> = series_of(w.metrics_in_resources())
             .into_iter()
             .filter(mine_only)
             .collect();

@@ -142,32 +142,55 @@ impl Received {
 
     /// Every metric of every resource and scope.
     pub fn metrics(&self) -> impl Iterator<Item = &Metric> {
-        self.request
-            .resource_metrics
-            .iter()
-            .flat_map(|r| r.scope_metrics.iter())
-            .flat_map(|s| s.metrics.iter())
+        self.metrics_in_resources().map(|(_, m)| m)
     }
 
-    /// The metric called `name`; panics if it occurs more than once in the export.
+    /// Every metric of every resource and scope, with its resource's attributes.
+    pub fn metrics_in_resources(&self) -> impl Iterator<Item = (&[KeyValue], &Metric)> {
+        self.request.resource_metrics.iter().flat_map(|r| {
+            let attrs = r.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+            r.scope_metrics
+                .iter()
+                .flat_map(|s| s.metrics.iter())
+                .map(move |m| (attrs, m))
+        })
+    }
+
+    /// The metric called `name` (its first part: a metric has one part per resource its
+    /// points belong to); panics if the parts disagree on unit or kind.
     pub fn metric(&self, name: &str) -> Option<&Metric> {
         let found: Vec<&Metric> = self.metrics().filter(|m| m.name == name).collect();
-        assert!(
-            found.len() <= 1,
-            "metric {name} occurs {} times in one export",
-            found.len()
-        );
+        let kind = |m: &Metric| std::mem::discriminant(&m.data);
+        for m in &found {
+            assert!(
+                m.unit == found[0].unit && kind(m) == kind(found[0]),
+                "metric {name}: parts differ in unit or kind"
+            );
+        }
         found.first().copied()
     }
 
-    /// Number points (Sum or Gauge) of metric `name` whose attributes include every pair
-    /// of `filter` (values compared as text, see [`attr_text`]).
+    /// Number points (Sum or Gauge) of metric `name` whose attributes, with their
+    /// resource's, include every pair of `filter` (values compared as text, see
+    /// [`attr_text`]). The points' attributes include their resource's.
     pub fn points(&self, name: &str, filter: &[(&str, &str)]) -> Vec<Point> {
-        self.metrics()
-            .filter(|m| m.name == name)
-            .flat_map(number_points)
-            .filter(|p| matches(&p.attributes, filter))
-            .map(Point::of)
+        self.raw_points(name, filter)
+            .into_iter()
+            .map(|(res, p)| Point::in_resource(res, p))
+            .collect()
+    }
+
+    /// Number points of `name` matching `filter` (see [`Received::points`]) as sent, with
+    /// their resource's attributes.
+    pub fn raw_points(
+        &self,
+        name: &str,
+        filter: &[(&str, &str)],
+    ) -> Vec<(&[KeyValue], &NumberDataPoint)> {
+        self.metrics_in_resources()
+            .filter(|(_, m)| m.name == name)
+            .flat_map(|(res, m)| number_points(m).iter().map(move |p| (res, p)))
+            .filter(|(res, p)| matches_in(res, &p.attributes, filter))
             .collect()
     }
 
@@ -182,25 +205,34 @@ impl Received {
         found.into_iter().next()
     }
 
-    /// Histogram points of metric `name` matching `filter`.
+    /// Histogram points of metric `name` matching `filter` (resource attributes included).
     pub fn histogram_points(
         &self,
         name: &str,
         filter: &[(&str, &str)],
     ) -> Vec<&HistogramDataPoint> {
-        self.metrics()
-            .filter(|m| m.name == name)
-            .flat_map(|m| match &m.data {
-                Some(metric::Data::Histogram(h)) => h.data_points.iter().collect(),
+        self.metrics_in_resources()
+            .filter(|(_, m)| m.name == name)
+            .flat_map(|(res, m)| match &m.data {
+                Some(metric::Data::Histogram(h)) => {
+                    h.data_points.iter().map(|p| (res, p)).collect()
+                }
                 _ => Vec::new(),
             })
-            .filter(|p| matches(&p.attributes, filter))
+            .filter(|(res, p)| matches_in(res, &p.attributes, filter))
+            .map(|(_, p)| p)
             .collect()
     }
 
-    /// Resource attribute `key` of the first resource, as text.
+    /// Resource attribute `key` of the exporter's own resource (the one with
+    /// `service.name`), as text.
     pub fn resource_attr(&self, key: &str) -> Option<String> {
-        let r = self.request.resource_metrics.first()?.resource.as_ref()?;
+        let r = self
+            .request
+            .resource_metrics
+            .iter()
+            .filter_map(|r| r.resource.as_ref())
+            .find(|r| attr_text(&r.attributes, "service.name").is_some())?;
         attr_text(&r.attributes, key)
     }
 
@@ -228,6 +260,15 @@ pub struct Point {
 }
 
 impl Point {
+    /// The point with its resource's attributes merged into its own.
+    pub fn in_resource(resource: &[KeyValue], p: &NumberDataPoint) -> Point {
+        let mut point = Point::of(p);
+        for (k, v) in attr_map(resource) {
+            point.attributes.entry(k).or_insert(v);
+        }
+        point
+    }
+
     pub fn of(p: &NumberDataPoint) -> Point {
         let (value, is_int) = match p.value {
             Some(number_data_point::Value::AsDouble(v)) => (v, false),
@@ -257,9 +298,13 @@ pub fn number_points(m: &Metric) -> &[NumberDataPoint] {
     }
 }
 
-/// An attribute value as text: strings as they are, ints, doubles and bools formatted.
+/// An attribute value as text: strings as they are, ints, doubles and bools formatted,
+/// arrays as their items' text joined by commas.
 pub fn any_text(v: &AnyValue) -> String {
     match &v.value {
+        Some(any_value::Value::ArrayValue(a)) => {
+            a.values.iter().map(any_text).collect::<Vec<_>>().join(",")
+        }
         Some(any_value::Value::StringValue(s)) => s.clone(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
@@ -296,10 +341,13 @@ pub fn attr_map(kvs: &[KeyValue]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn matches(kvs: &[KeyValue], filter: &[(&str, &str)]) -> bool {
-    filter
-        .iter()
-        .all(|(k, v)| attr_text(kvs, k).as_deref() == Some(*v))
+fn matches_in(resource: &[KeyValue], kvs: &[KeyValue], filter: &[(&str, &str)]) -> bool {
+    filter.iter().all(|(k, v)| {
+        attr_text(kvs, k)
+            .or_else(|| attr_text(resource, k))
+            .as_deref()
+            == Some(*v)
+    })
 }
 
 /// What the receiver has recorded, and how it answers, shared with its server tasks.
