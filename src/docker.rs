@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::config::Endpoint;
 use crate::instruments::{ApiCall, HostInstruments};
 
+mod df;
 mod error;
 mod events;
 pub mod limits;
@@ -28,6 +29,7 @@ mod logs;
 mod read;
 mod transport;
 
+pub use df::{DfContainer, DfImage, DfVolume, DiskUsageAnswer};
 pub use error::{DockerError, ErrorKind};
 use error::{api_error, decode_error};
 pub use events::base_action;
@@ -66,7 +68,8 @@ pub struct Connection {
     transport: Transport,
     /// `/v1.41`: the negotiated version, in front of every path after `/version`.
     prefix: String,
-    /// API >= 1.42: a log answer's Content-Type tells multiplexed from raw.
+    /// API >= 1.42: a log answer's Content-Type tells multiplexed from raw, and
+    /// `/system/df` takes `type` to leave kinds out.
     typed_logs: bool,
     timeout: Duration,
     one_shot: bool,
@@ -291,6 +294,33 @@ impl Connection {
                 .map_err(|e| decode_error(&path, &e))
         })
         .await
+    }
+
+    /// `GET /system/df`, under its own `deadline` (Docker takes tens of seconds on big hosts,
+    /// holding a lock that other calls wait for). `with_containers` false leaves the
+    /// containers out where the daemon can (API >= 1.42: their sizes are what costs most);
+    /// older daemons answer with everything.
+    pub async fn system_df(
+        &self,
+        deadline: Duration,
+        with_containers: bool,
+    ) -> Result<DiskUsageAnswer, DockerError> {
+        let path = if with_containers || !self.typed_logs {
+            "/system/df?verbose=1".to_string()
+        } else {
+            "/system/df?verbose=1&type=image&type=volume&type=build-cache".to_string()
+        };
+        self.call_within(
+            ApiCall::SystemDf,
+            deadline,
+            self.get_json(&path, limits::SYSTEM_DF),
+        )
+        .await
+    }
+
+    /// Whether [`Connection::system_df`] can leave the containers out.
+    pub fn df_without_containers(&self) -> bool {
+        self.typed_logs
     }
 
     /// Starts a container. Ok(false) when it was already running (Docker's 304).

@@ -20,8 +20,8 @@ use crate::metrics::Format;
 use crate::otlp::RequestBuilder;
 use crate::process::ProcessStats;
 use crate::snapshot::{
-    ContainerMeta, ContainerSnapshot, ContainerState, Health, HostInfo, HostSnapshot, Lifecycle,
-    SnapshotStore, Spec,
+    ContainerDisk, ContainerMeta, ContainerSnapshot, ContainerState, DiskUsage, Health, HostInfo,
+    HostSnapshot, Lifecycle, SnapshotStore, Spec, VolumeDisk,
 };
 use crate::stats::Sample;
 
@@ -105,6 +105,35 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
             .collect();
         let mut counts = BTreeMap::new();
         counts.insert(ContainerState::Running, per_host as u64);
+        // The last disk usage pass, a minute old: writable layers measured here.
+        let disk = DiskUsage {
+            at: Some(now() - Duration::from_secs(60)),
+            success: true,
+            duration: Duration::from_millis(1500),
+            containers: containers
+                .iter()
+                .enumerate()
+                .map(|(c, x)| {
+                    (
+                        x.meta.id.clone(),
+                        ContainerDisk {
+                            rw: Some(4096 * (c as u64 + 1)),
+                            root_fs: Some((5 << 20) + 4096 * (c as u64 + 1)),
+                            device: Some("253:1".into()),
+                        },
+                    )
+                })
+                .collect(),
+            volumes: vec![VolumeDisk {
+                name: "data".into(),
+                driver: "local".into(),
+                size: Some(20 << 20),
+                references: Some(1),
+            }],
+            images: Some(300 << 20),
+            build_cache: Some(0),
+            logs: Some(12_345),
+        };
         store.publish(HostSnapshot {
             id: h as i64 + 1,
             name: Arc::from(format!("host-{h:03}").as_str()),
@@ -122,6 +151,7 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
                 cgroup: per_host as u64,
                 api: 0,
             },
+            disk: Some(Arc::new(disk)),
             monitored: true,
             attempted: true,
         });
@@ -160,6 +190,23 @@ pub fn reading() -> Result<Reading, String> {
     }
     h.container_counts =
         BTreeMap::from([(ContainerState::Running, 2), (ContainerState::Exited, 1)]);
+    // Docker's figure for the stopped container (no device), and a volume whose driver
+    // Docker cannot size.
+    if let Some(disk) = &h.disk {
+        let mut d = (**disk).clone();
+        if let Some(c) = h.containers.get(1)
+            && let Some(x) = d.containers.get_mut(&c.meta.id)
+        {
+            x.device = None;
+        }
+        d.volumes.push(VolumeDisk {
+            name: "shared".into(),
+            driver: "nfs".into(),
+            size: None,
+            references: Some(2),
+        });
+        h.disk = Some(Arc::new(d));
+    }
     h.events = Arc::new(BTreeMap::from([
         (("container".to_string(), "die".to_string()), 3),
         (("network".to_string(), "connect".to_string()), 1),

@@ -183,9 +183,14 @@ mod tests {
         // The same as rendered whole, but for what depends on the moment of reading: the
         // exporter's own figures and the snapshot's age.
         let own = |l: &&str| {
-            ["dockstat_process", "process_", "dockstat_snapshot_age"]
-                .iter()
-                .any(|p| l.starts_with(p))
+            [
+                "dockstat_process",
+                "process_",
+                "dockstat_snapshot_age",
+                "dockstat_disk_usage_age",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
         };
         let lines = |t: &str| {
             t.lines()

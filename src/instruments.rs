@@ -30,11 +30,13 @@ pub enum ApiCall {
     ContainerAction,
     /// `GET /containers/{id}/logs` until the head of the answer (admin API).
     ContainerLogs,
+    /// `GET /system/df` (disk usage, off the scrape path).
+    SystemDf,
 }
 
 impl ApiCall {
     /// Every call, in label order.
-    pub const ALL: [ApiCall; 9] = [
+    pub const ALL: [ApiCall; 10] = [
         ApiCall::Ping,
         ApiCall::Version,
         ApiCall::Info,
@@ -44,6 +46,7 @@ impl ApiCall {
         ApiCall::Events,
         ApiCall::ContainerAction,
         ApiCall::ContainerLogs,
+        ApiCall::SystemDf,
     ];
 
     /// Label value.
@@ -58,6 +61,7 @@ impl ApiCall {
             ApiCall::Events => "events",
             ApiCall::ContainerAction => "container_action",
             ApiCall::ContainerLogs => "container_logs",
+            ApiCall::SystemDf => "system_df",
         }
     }
 }

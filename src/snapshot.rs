@@ -221,6 +221,54 @@ pub struct HostInfo {
     pub mem_total: Option<u64>,
 }
 
+/// One container's disk usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerDisk {
+    /// Writable layer, bytes.
+    pub rw: Option<u64>,
+    /// Root filesystem (image layers and writable layer), bytes.
+    pub root_fs: Option<u64>,
+    /// `major:minor` of the file system holding the writable layer, when it was measured
+    /// here from its upper directory; None when the figure is Docker's (`SizeRw`).
+    pub device: Option<String>,
+}
+
+/// One volume's disk usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VolumeDisk {
+    /// Name.
+    pub name: String,
+    /// Driver.
+    pub driver: String,
+    /// Bytes; None where Docker cannot tell (drivers other than `local`).
+    pub size: Option<u64>,
+    /// Containers referencing it; None where Docker cannot tell.
+    pub references: Option<u64>,
+}
+
+/// What a host's last disk usage pass found (`GET /system/df`, and on the daemon's own
+/// machine the writable layers' upper directories), kept until the next one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DiskUsage {
+    /// When the last successful pass ended; None before the first.
+    pub at: Option<SystemTime>,
+    /// Whether the last pass succeeded (a failed one keeps the figures before it).
+    pub success: bool,
+    /// How long the last pass took.
+    pub duration: Duration,
+    /// Per container id.
+    pub containers: BTreeMap<String, ContainerDisk>,
+    /// Volumes, by name.
+    pub volumes: Vec<VolumeDisk>,
+    /// Image layers, bytes.
+    pub images: Option<u64>,
+    /// Build cache, bytes.
+    pub build_cache: Option<u64>,
+    /// Containers' log files (json-file and local drivers), bytes: measured here, on the
+    /// daemon's own machine only (Docker's API does not tell).
+    pub logs: Option<u64>,
+}
+
 /// One host at one moment.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostSnapshot {
@@ -251,6 +299,8 @@ pub struct HostSnapshot {
     pub events: Arc<EventCounts>,
     /// Running containers sampled from cgroup files and through the API.
     pub stats_sources: StatsSources,
+    /// The last disk usage pass; None before the first or when disk usage is off.
+    pub disk: Option<Arc<DiskUsage>>,
     /// A collector runs for the host. False for a host whose client's monitoring is
     /// stopped: it stays in the snapshot (`dockstat_host_monitoring 0`) so it can be alerted
     /// on, with nothing else known.
@@ -320,6 +370,7 @@ impl HostSnapshot {
             collection_success: false,
             events,
             stats_sources: StatsSources::default(),
+            disk: None,
             monitored: true,
             attempted: true,
         }

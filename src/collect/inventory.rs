@@ -87,6 +87,10 @@ pub(super) struct Entry {
     pub(super) located_pid: i64,
     /// When an inspect answer last updated it: a re-list asked before keeps it.
     pub(super) updated: Instant,
+    /// Its writable layer's directory (`GraphDriver.Data.UpperDir`, overlay2).
+    pub(super) upper_dir: Option<Arc<str>>,
+    /// Its log file (`LogPath`).
+    pub(super) log_path: Option<Arc<str>>,
 }
 
 /// A container with an inspect in flight, and what happened since it was asked.
@@ -193,6 +197,17 @@ impl Collector {
         };
         let key = ListKey::from_meta(&meta);
         let id = meta.id.clone();
+        let upper_dir: Option<Arc<str>> = i
+            .graph_driver
+            .as_ref()
+            .and_then(|g| g.data.get("UpperDir"))
+            .filter(|d| !d.is_empty())
+            .map(|d| Arc::from(d.as_str()));
+        let log_path: Option<Arc<str>> = i
+            .log_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(Arc::from);
         let pid = if meta.state.is_live() {
             i.state.as_ref().and_then(|s| s.pid).unwrap_or(0)
         } else {
@@ -229,6 +244,8 @@ impl Collector {
                 e.updated = Instant::now();
                 e.started_raw = started_raw;
                 e.key = key;
+                e.upper_dir = upper_dir;
+                e.log_path = log_path;
                 if *e.meta != meta {
                     e.meta = Arc::new(meta);
                 }
@@ -246,6 +263,8 @@ impl Collector {
                         cgroup,
                         located_pid: pid,
                         updated: Instant::now(),
+                        upper_dir,
+                        log_path,
                     },
                 );
             }

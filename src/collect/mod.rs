@@ -15,6 +15,7 @@
 //! - `sampling`: which containers to sample, one cycle of stats calls or cgroup reads
 //!   (`call_each` bounds them), each answer reduced to a sample.
 
+mod disk;
 mod events;
 mod inventory;
 mod sampling;
@@ -34,10 +35,12 @@ use crate::config::{Endpoint, StatsSource, Validated};
 use crate::docker::{Connection, DockerError};
 use crate::instruments::HostInstruments;
 use crate::snapshot::{
-    ContainerSnapshot, EventCounts, HostInfo, HostSnapshot, Lifecycle, SnapshotStore, StatsSources,
+    ContainerSnapshot, DiskUsage, EventCounts, HostInfo, HostSnapshot, Lifecycle, SnapshotStore,
+    StatsSources,
 };
 use crate::store::Store;
 use crate::streams::{Channel, Payload, StreamManager};
+use disk::{DiskPass, DiskTarget, disk_pass};
 use events::EventCursor;
 use inventory::{Entry, Inspecting, host_info, relist_job};
 use sampling::{Cycle, sample_task};
@@ -85,6 +88,17 @@ pub struct Settings {
     pub cgroup: Option<Arc<CgroupReader>>,
     /// Warn about containers read through the API (`stats_source: cgroup`).
     pub warn_api_fallback: bool,
+    /// Disk usage passes; None when off.
+    pub disk: Option<DiskSettings>,
+}
+
+/// When disk usage passes run (`monitoring.disk_usage_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSettings {
+    /// Time between the starts of two passes (a pass still running delays the next).
+    pub interval: Duration,
+    /// Deadline of one pass.
+    pub timeout: Duration,
 }
 
 impl Settings {
@@ -114,6 +128,10 @@ impl Settings {
             cgroup: (m.stats_source != StatsSource::Api)
                 .then(|| Arc::new(CgroupReader::new(&m.cgroup_root, &m.proc_root))),
             warn_api_fallback: m.stats_source == StatsSource::Cgroup,
+            disk: m.disk_usage.then_some(DiskSettings {
+                interval: m.disk_usage_interval,
+                timeout: m.disk_usage_timeout,
+            }),
         }
     }
 
@@ -155,6 +173,8 @@ pub struct Collector {
     cycle_ok: bool,
     /// Containers with an inspect in flight.
     inspecting: HashMap<String, Inspecting>,
+    /// The last disk usage pass.
+    disk: Option<Arc<DiskUsage>>,
     /// Bounds the background inspects of this host (`stats_concurrency`): a re-list that
     /// finds thousands of new containers does not open thousands of calls.
     permits: Arc<tokio::sync::Semaphore>,
@@ -224,6 +244,7 @@ impl Collector {
             last_cycle: None,
             cycle_ok: true,
             inspecting: HashMap::new(),
+            disk: None,
             permits: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
         }
     }
@@ -338,6 +359,12 @@ impl Collector {
         let mut jobs: JoinSet<Job> = JoinSet::new();
         let mut relisting = false;
         let mut cycle_ping = false;
+        // Disk usage: one pass at a time, the first soon after connecting.
+        let mut disk_passes: JoinSet<DiskPass> = JoinSet::new();
+        let mut next_disk = self
+            .settings
+            .disk
+            .map(|d| tokio::time::Instant::now() + d.interval.min(Duration::from_secs(10)));
         sampling.spawn(sample_task(
             conn.clone(),
             self.running_targets(),
@@ -462,6 +489,28 @@ impl Collector {
                         jobs.spawn(ping_job(conn.clone(), PingFor::EventsEnded));
                     }
                 },
+                _ = sleep_until(next_disk), if next_disk.is_some() && disk_passes.is_empty() => {
+                    if let Some(d) = self.settings.disk {
+                        next_disk = Some(tokio::time::Instant::now() + d.interval);
+                        disk_passes.spawn(disk_pass(
+                            conn.clone(),
+                            self.disk_targets(),
+                            self.is_local(),
+                            d.timeout,
+                        ));
+                    }
+                }
+                Some(done) = disk_passes.join_next(), if !disk_passes.is_empty() => {
+                    match done {
+                        // A failed pass (a slow df timing out, say) says nothing of the
+                        // host's health: sampling and the events stream tell that.
+                        Ok(pass) => {
+                            self.disk = Some(disk::after(self.disk.as_ref(), pass));
+                            self.publish(None);
+                        }
+                        Err(e) => tracing::error!(error = %e, "disk usage task failed"),
+                    }
+                }
                 _ = sleep_until(events_retry), if events_retry.is_some() => {
                     events_retry = None;
                     events = Box::pin(conn.events(self.cursor.since()));
@@ -545,9 +594,32 @@ impl Collector {
             collection_success: success,
             events: self.events.clone(),
             stats_sources,
+            disk: self.disk.clone(),
             monitored: true,
             attempted: true,
         });
+    }
+
+    /// What a disk usage pass needs of each container.
+    fn disk_targets(&self) -> Vec<DiskTarget> {
+        self.inventory
+            .values()
+            .map(|e| DiskTarget {
+                id: e.meta.id.clone(),
+                upper_dir: e.upper_dir.clone(),
+                log_path: e.log_path.clone(),
+                image_id: e.meta.image_id.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether the exporter sees the daemon's file system: the host is a unix socket, or
+    /// the cgroup stats source found a container's files here (the same machine). A pass
+    /// then measures what it can here; each directory that cannot be read falls back to
+    /// Docker's figure.
+    fn is_local(&self) -> bool {
+        matches!(self.spec.endpoint.address, crate::config::Address::Unix(_))
+            || self.inventory.values().any(|e| e.cgroup.is_some())
     }
 }
 

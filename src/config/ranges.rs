@@ -72,6 +72,12 @@ pub const RETRY_DELAY: (Duration, Duration) = (millis(10), secs(3600));
 pub const RETRY_MAX_DELAY: (Duration, Duration) = (millis(10), secs(86_400));
 /// `monitoring.relist_interval`.
 pub const RELIST_INTERVAL: (Duration, Duration) = (secs(1), secs(86_400));
+/// `monitoring.disk_usage_interval`: a pass walks every writable layer and volume; more
+/// often than every second it never rests.
+pub const DISK_USAGE_INTERVAL: (Duration, Duration) = (secs(1), secs(86_400));
+/// `monitoring.disk_usage_timeout`: Docker's `/system/df` takes tens of seconds on big
+/// hosts (moby#31158); beyond an hour the figures are stale anyway.
+pub const DISK_USAGE_TIMEOUT: (Duration, Duration) = (secs(1), secs(3600));
 /// `monitoring.max_retries`.
 pub const MAX_RETRIES: (u32, u32) = (0, 1000);
 /// `monitoring.max_workers`.
@@ -116,6 +122,8 @@ pub fn documented() -> Vec<(&'static str, String)> {
         ("monitoring.retry_delay", d(RETRY_DELAY)),
         ("monitoring.retry_max_delay", d(RETRY_MAX_DELAY)),
         ("monitoring.relist_interval", d(RELIST_INTERVAL)),
+        ("monitoring.disk_usage_interval", d(DISK_USAGE_INTERVAL)),
+        ("monitoring.disk_usage_timeout", d(DISK_USAGE_TIMEOUT)),
         (
             "monitoring.max_retries",
             format!("{} to {}", MAX_RETRIES.0, MAX_RETRIES.1),
@@ -221,6 +229,18 @@ pub(super) fn check(cfg: &Config, problems: &mut Vec<Problem>) {
         &["monitoring", "relist_interval"],
         m.relist_interval,
         RELIST_INTERVAL,
+    );
+    duration(
+        problems,
+        &["monitoring", "disk_usage_interval"],
+        m.disk_usage_interval,
+        DISK_USAGE_INTERVAL,
+    );
+    duration(
+        problems,
+        &["monitoring", "disk_usage_timeout"],
+        m.disk_usage_timeout,
+        DISK_USAGE_TIMEOUT,
     );
     number(
         problems,

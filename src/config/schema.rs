@@ -207,6 +207,19 @@ pub struct MonitoringConfig {
     pub cgroup_root: PathBuf,
     /// Where the host's /proc is (`--pid=host` keeps `/proc`). Default `/proc`.
     pub proc_root: PathBuf,
+    /// Collect disk usage (containers' writable layers and root filesystems, volumes,
+    /// images, build cache) off the scrape path, with Docker's `GET /system/df`, which is
+    /// slow and holds a daemon lock on big hosts. Default true.
+    pub disk_usage: bool,
+    /// Time between two disk usage passes of a host (never two at once). Default `5m`.
+    /// Range: 1s to 1day.
+    #[serde(deserialize_with = "duration")]
+    pub disk_usage_interval: Duration,
+    /// Deadline of one disk usage pass, the `/system/df` call and the walks of writable
+    /// layers included; longer than `request_timeout`, as Docker takes tens of seconds on
+    /// big hosts. Default `2m`. Range: 1s to 1h.
+    #[serde(deserialize_with = "duration")]
+    pub disk_usage_timeout: Duration,
 }
 
 /// Stats source, see [`MonitoringConfig::stats_source`].
@@ -337,6 +350,9 @@ impl Default for MonitoringConfig {
             stats_source: StatsSource::Auto,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             proc_root: PathBuf::from("/proc"),
+            disk_usage: true,
+            disk_usage_interval: Duration::from_secs(300),
+            disk_usage_timeout: Duration::from_secs(120),
         }
     }
 }

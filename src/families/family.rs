@@ -1,7 +1,7 @@
 //! What one row of the family table says, and the constructors the table is written with.
 
 use crate::process::ProcessStats;
-use crate::snapshot::{ContainerMeta, HostInfo};
+use crate::snapshot::{ContainerDisk, ContainerMeta, DiskUsage, HostInfo, VolumeDisk};
 use crate::stats::{BlkioCounters, NetCounters, Sample};
 
 /// Pool figures for the self-metrics.
@@ -145,6 +145,19 @@ pub enum Series {
     DockerErrors,
     /// Process-wide pool figure.
     Pool(fn(&PoolFigures) -> f64),
+    /// One series per container the host's last disk usage pass sized; `device` where the
+    /// writable layer was measured here (a family that declares it).
+    ContainerDisk(fn(&ContainerDisk) -> Option<u64>),
+    /// One series per volume of the host's last disk usage pass, by `volume` and `driver`.
+    Volume(fn(&VolumeDisk) -> Option<u64>),
+    /// One series per host with a disk usage figure.
+    HostDisk(fn(&DiskUsage) -> Option<u64>),
+    /// `dockstat_disk_usage_age_seconds`: since the last successful pass.
+    DiskUsageAge,
+    /// `dockstat_disk_usage_success`.
+    DiskUsageSuccess,
+    /// `dockstat_disk_usage_duration_seconds`.
+    DiskUsageDuration,
     /// `dockstat_build_info` with the `version`.
     BuildInfo,
     /// Process figure from `/proc/self`.
@@ -164,10 +177,11 @@ impl Series {
         match self {
             Stat(_) | Network(_) | Blkio(_) => Scope::LiveContainer,
             Meta(_) | ContainerInfo | ContainerState | ContainerHealth | ContainerExits
-            | ContainerOom | ContainerLastExit => Scope::Container,
+            | ContainerOom | ContainerLastExit | ContainerDisk(_) => Scope::Container,
             Machine(_) | HostUp | HostMonitoring | HostInfo | HostContainers | StatsSources
             | CollectionDuration | CollectionSuccess | SnapshotAge | RequestDuration
-            | DockerErrors | HostEvents => Scope::Host,
+            | DockerErrors | HostEvents | Volume(_) | HostDisk(_) | DiskUsageAge
+            | DiskUsageSuccess | DiskUsageDuration => Scope::Host,
             Pool(_) | BuildInfo | Process(_) | OtlpExports | OtlpLastError | OtlpLastSuccess => {
                 Scope::Exporter
             }

@@ -40,6 +40,12 @@ const EVENT: &[Label] = &[
     l("type", "dockstat.event.type"),
     l("action", "dockstat.event.action"),
 ];
+const FS_DEVICE: &[Label] =
+    &[l("device", "system.device").note("measured here, from the upper directory")];
+const VOLUME: &[Label] = &[
+    l("volume", "dockstat.volume.name"),
+    l("driver", "dockstat.volume.driver"),
+];
 const STATS_SOURCE: &[Label] = &[l("source", "dockstat.stats_source")];
 const ENDPOINT: &[Label] = &[l("endpoint", "dockstat.docker.endpoint")];
 const ERROR: &[Label] = &[
@@ -142,6 +148,28 @@ pub static FAMILIES: &[Family] = &[
         "Times the container's process ended (Docker `die` events), by exit code."),
     fam("container_oom_events", N, Counter, ContainerOom, NO, &[o("dockstat.container.oom_events", "{event}")],
         "OOM events Docker reported for the container (one kill can raise several)."),
+    // Disk usage: from each host's last disk usage pass (`GET /system/df`, and the upper
+    // directories on the daemon's own machine), never computed at scrape time.
+    fam("container_fs_usage", B, Gauge, ContainerDisk(|d| d.rw), FS_DEVICE, &[o("container.filesystem.usage", "By")],
+        "Bytes of the container's writable layer (measured from its overlay2 upper directory where the exporter sees it, with a device label; else Docker's SizeRw)."),
+    fam("dockstat_container_rootfs_size", B, Gauge, ContainerDisk(|d| d.root_fs), NO, &[o("dockstat.container.rootfs.size", "By")],
+        "Bytes of every file of the container's root filesystem, image layers and writable layer (Docker's SizeRootFs)."),
+    fam("dockstat_volume_size", B, Gauge, Volume(|v| v.size), VOLUME, &[o("dockstat.volume.size", "By")],
+        "Bytes of the volume (volumes of the local driver only: Docker cannot tell others)."),
+    fam("dockstat_volume_references", N, Gauge, Volume(|v| v.references), VOLUME, &[o("dockstat.volume.references", "{container}")],
+        "Containers using the volume."),
+    fam("dockstat_host_images_size", B, Gauge, HostDisk(|d| d.images), NO, &[o("dockstat.host.images.size", "By")],
+        "Bytes of the host's image layers (Docker's LayersSize, as docker system df shows Images)."),
+    fam("dockstat_host_build_cache_size", B, Gauge, HostDisk(|d| d.build_cache), NO, &[o("dockstat.host.build_cache.size", "By")],
+        "Bytes of the host's build cache (records not shared, as docker system df counts them)."),
+    fam("dockstat_host_container_logs_size", B, Gauge, HostDisk(|d| d.logs), NO, &[o("dockstat.host.container_logs.size", "By")],
+        "Bytes of the containers' log files and their rotations; only where the exporter sees the daemon's files (Docker's API does not tell)."),
+    fam("dockstat_disk_usage_age", S, Gauge, DiskUsageAge, NO, &[o("dockstat.disk_usage.age", "s")],
+        "Time since the host's last successful disk usage pass; absent before the first."),
+    fam("dockstat_disk_usage_success", N, Gauge, DiskUsageSuccess, NO, &[o("dockstat.disk_usage.success", "1")],
+        "1 when the host's last disk usage pass succeeded, else 0 (the figures are then the last pass's that did)."),
+    fam("dockstat_disk_usage_duration", S, Gauge, DiskUsageDuration, NO, &[o("dockstat.disk_usage.duration", "s")],
+        "Duration of the host's last disk usage pass."),
     // Hosts.
     fam("machine_cpu_cores", N, Gauge, Machine(|i| i.ncpu), NO, &[o("system.cpu.logical.count", "{cpu}")],
         "CPUs of the Docker host."),

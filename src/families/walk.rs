@@ -308,6 +308,53 @@ pub(crate) fn walk(
                 }
             }
         }
+        Series::ContainerDisk(get) => {
+            for (i, (h, c)) in rows.iter().enumerate() {
+                let Some(d) = h.disk.as_ref().and_then(|d| d.containers.get(&c.meta.id)) else {
+                    continue;
+                };
+                let Some(v) = get(d) else { continue };
+                match d.device.as_deref().filter(|_| !f.labels.is_empty()) {
+                    Some(dev) => sink.point(Subject::Container(i), &[dev], v as f64)?,
+                    None => sink.point(Subject::Container(i), &[], v as f64)?,
+                }
+            }
+        }
+        Series::Volume(get) => {
+            for h in &snap.hosts {
+                for v in h.disk.iter().flat_map(|d| d.volumes.iter()) {
+                    if let Some(x) = get(v) {
+                        sink.point(Subject::of(h), &[&v.name, &v.driver], x as f64)?;
+                    }
+                }
+            }
+        }
+        Series::HostDisk(get) => {
+            for h in &snap.hosts {
+                if let Some(v) = h.disk.as_deref().and_then(get) {
+                    sink.point(Subject::of(h), &[], v as f64)?;
+                }
+            }
+        }
+        Series::DiskUsageAge | Series::DiskUsageSuccess | Series::DiskUsageDuration => {
+            for h in &snap.hosts {
+                let Some(d) = h.disk.as_deref() else { continue };
+                let v = match f.series {
+                    Series::DiskUsageSuccess => f64::from(u8::from(d.success)),
+                    Series::DiskUsageDuration => d.duration.as_secs_f64(),
+                    // Absent before the first successful pass.
+                    _ => match d.at {
+                        Some(at) => reading
+                            .now
+                            .duration_since(at)
+                            .map(|d| d.as_secs_f64())
+                            .unwrap_or(0.0),
+                        None => continue,
+                    },
+                };
+                sink.point(Subject::of(h), &[], v)?;
+            }
+        }
         Series::Pool(get) => sink.point(Subject::Process, &[], get(&reading.pool))?,
         Series::BuildInfo => sink.point(Subject::Process, &[reading.version], 1.0)?,
         Series::Process(get) => {

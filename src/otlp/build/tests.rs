@@ -217,7 +217,11 @@ fn split_requests_keep_every_point_once_and_in_order() {
         reqs.iter()
             .flat_map(|r| &r.resource_metrics)
             .flat_map(|rm| {
-                let resource = rm.resource.as_ref().map(|r| r.encode_to_vec()).unwrap_or_default();
+                let resource = rm
+                    .resource
+                    .as_ref()
+                    .map(|r| r.encode_to_vec())
+                    .unwrap_or_default();
                 rm.scope_metrics
                     .iter()
                     .flat_map(|s| &s.metrics)
@@ -294,7 +298,10 @@ fn container_points_carry_identity_and_per_run_start_times() {
         "service.instance.id",
         "deployment.environment.name",
     ] {
-        assert!(service.contains_key(key), "resource lacks {key}: {service:?}");
+        assert!(
+            service.contains_key(key),
+            "resource lacks {key}: {service:?}"
+        );
     }
     let (_, c) = reading.containers()[0];
     let containers: Vec<&ResourceMetrics> = request
@@ -322,8 +329,14 @@ fn container_points_carry_identity_and_per_run_start_times() {
         resource["container.image.name"].contains("registry.example.org/team/service\""),
         "{resource:?}"
     );
-    assert!(resource["container.image.tags"].contains("1.2.3"), "{resource:?}");
-    assert!(resource["host.name"].contains("docker-host"), "{resource:?}");
+    assert!(
+        resource["container.image.tags"].contains("1.2.3"),
+        "{resource:?}"
+    );
+    assert!(
+        resource["host.name"].contains("docker-host"),
+        "{resource:?}"
+    );
     let cpu = rm.scope_metrics[0]
         .metrics
         .iter()
@@ -348,8 +361,16 @@ fn image_references_split_into_name_and_tag() {
     for (image, name, tag) in [
         ("nginx", "nginx", Some("latest")),
         ("nginx:1.25", "nginx", Some("1.25")),
-        ("localhost:5000/team/app", "localhost:5000/team/app", Some("latest")),
-        ("localhost:5000/team/app:v2", "localhost:5000/team/app", Some("v2")),
+        (
+            "localhost:5000/team/app",
+            "localhost:5000/team/app",
+            Some("latest"),
+        ),
+        (
+            "localhost:5000/team/app:v2",
+            "localhost:5000/team/app",
+            Some("v2"),
+        ),
         ("app@sha256:abcd", "app", None),
         ("app:v1@sha256:abcd", "app", Some("v1")),
         ("sha256:0123abcd", "sha256:0123abcd", None),
