@@ -161,7 +161,7 @@ kill "$DFLOOP" 2>/dev/null || true; wait "$DFLOOP" 2>/dev/null || true; DFLOOP=
 
 # 3. The exporter's own pass.
 start_exporter own auto true 5s; OWN_PORT=$PORT
-own="$WORK/own"; : > "$own"; last=""
+own="$WORK/own-passes"; : > "$own"; last=""
 for _ in $(seq 1 120); do
   v=$(curl -sf --max-time 10 "http://127.0.0.1:$OWN_PORT/metrics" | awk '/^dockstat_disk_usage_duration_seconds\{/ {print $2}' || true)
   [ -n "$v" ] && [ "$v" != "$last" ] && echo "$v" >> "$own" && last=$v

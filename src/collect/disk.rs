@@ -53,6 +53,7 @@ pub(super) async fn disk_pass(
         .iter()
         .map(|t| (t.id.clone(), t.image_id.clone()))
         .collect();
+    let count = targets.len();
     let walks = async {
         if !local {
             return Local::default();
@@ -64,11 +65,16 @@ pub(super) async fn disk_pass(
             _ => Local::default(),
         }
     };
-    // Where every container's writable layer is measured here, Docker need not size them.
-    let (found, answer) = tokio::join!(walks, async {
-        conn.system_df(deadline, !local || !conn.df_without_containers())
-            .await
-    });
+    let (found, answer) = if local && conn.df_without_containers() {
+        // Docker need not size the containers whose writable layers were measured here:
+        // walk first, and leave them out of the df when every one was.
+        let found = walks.await;
+        let all = found.layers.len() >= count;
+        let left = deadline.saturating_sub(started.elapsed());
+        (found, conn.system_df(left, !all).await)
+    } else {
+        tokio::join!(walks, conn.system_df(deadline, true))
+    };
     let result = answer.map(|a| usage(&a, found, &images));
     DiskPass {
         took: started.elapsed(),
