@@ -11,10 +11,23 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn config_a() -> String {
+    config_with("disk_usage_interval: 2s\n  disk_usage_timeout: 60s")
+}
+
+fn config_with(disk: &str) -> String {
     format!(
-        "monitoring:\n  interval: 1s\n  disk_usage_interval: 2s\n  disk_usage_timeout: 60s\nclients:\n  - name: lab\n    hosts:\n      - name: a\n        address: unix://{}\n",
+        "monitoring:\n  interval: 1s\n  {disk}\nclients:\n  - name: lab\n    hosts:\n      - name: a\n        address: unix://{}\n",
         env().a_socket
     )
+}
+
+/// `/system/df` calls the exporter made to host a.
+fn df_calls(s: &Scrape) -> f64 {
+    s.value(
+        "dockstat_docker_request_duration_seconds_count",
+        &[("host", "a"), ("endpoint", "system_df")],
+    )
+    .unwrap_or(0.0)
 }
 
 /// `52.43MB`, `1.5kB`, `0B`: the docker CLI's decimal human sizes, in bytes.
@@ -225,4 +238,67 @@ fn disk_usage_matches_docker_system_df() {
         .value("dockstat_disk_usage_duration_seconds", &[("host", "a")])
         .expect("duration");
     eprintln!("last pass took {took:.3} s, {age:.1} s ago");
+}
+
+/// Scrapes read the last pass's figures: however many there are, the df calls follow the
+/// interval (2 s) only.
+#[test]
+fn scrapes_never_ask_docker_for_disk_usage() {
+    let d = Docker::a();
+    let c = d.start("dfscrape", &[], "sleep 600");
+    let exp = Exporter::start("disk-scrapes", &config_a());
+    let f = [("name", c.name.as_str())];
+    let s = exp.wait_for(Duration::from_secs(60), "a first disk usage pass", |s| {
+        s.value("container_fs_usage_bytes", &f).is_some()
+    });
+    let (calls0, t0) = (df_calls(&s), Instant::now());
+    let mut scrapes = 0;
+    while t0.elapsed() < Duration::from_secs(6) {
+        let s = exp.scrape();
+        assert!(s.value("container_fs_usage_bytes", &f).is_some());
+        scrapes += 1;
+    }
+    let calls1 = df_calls(&exp.scrape());
+    let allowed = (t0.elapsed().as_secs_f64() / 2.0).ceil() + 1.0;
+    eprintln!(
+        "{scrapes} scrapes in {:?}: {} df calls",
+        t0.elapsed(),
+        calls1 - calls0
+    );
+    assert!(scrapes > 20, "only {scrapes} scrapes");
+    assert!(
+        calls1 - calls0 <= allowed,
+        "{} df calls during {scrapes} scrapes in {:?} (interval 2 s)",
+        calls1 - calls0,
+        t0.elapsed()
+    );
+}
+
+/// `disk_usage: false`: no pass, no disk series, no df call, while stats go on.
+#[test]
+fn disk_usage_off_makes_no_df_call() {
+    let d = Docker::a();
+    let c = d.start("dfoff", &[], "sleep 600");
+    let exp = Exporter::start("disk-off", &config_with("disk_usage: false"));
+    let f = [("name", c.name.as_str())];
+    let first = exp.wait_for(Duration::from_secs(30), "a first sample", |s| {
+        s.value("container_last_seen", &f).is_some()
+    });
+    let seen = first.value("container_last_seen", &f).unwrap_or(0.0);
+    // Past the first pass's time (10 s after connecting) had it been on.
+    let s = exp.wait_for(Duration::from_secs(40), "12 s of samples", |s| {
+        s.value("container_last_seen", &f)
+            .is_some_and(|t| t > seen + 12.0)
+    });
+    assert_eq!(df_calls(&s), 0.0, "no /system/df call");
+    for family in [
+        "container_fs_usage_bytes",
+        "dockstat_volume_size_bytes",
+        "dockstat_disk_usage_success",
+    ] {
+        assert!(
+            s.find(family, &[]).next().is_none(),
+            "{family} with disk usage off"
+        );
+    }
 }
