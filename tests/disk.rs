@@ -302,3 +302,60 @@ fn disk_usage_off_makes_no_df_call() {
         );
     }
 }
+
+/// A host the exporter does not see the files of (daemon B over TCP, stats through the
+/// API, so no cgroup files found here either): the writable layer is Docker's `SizeRw`,
+/// without a `device` label, and still within 5 % of `docker system df -v`.
+#[test]
+fn a_remote_host_gets_dockers_figure() {
+    let d = Docker::b();
+    let c = d.start(
+        "dfremote",
+        &[],
+        "dd if=/dev/urandom of=/layer bs=1M count=10 2>/dev/null && touch /done && sleep 600",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.try_run(&["exec", &c.id, "test", "-f", "/done"]).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the container did not write its 10 MB in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let exp = Exporter::start(
+        "disk-remote",
+        &format!(
+            "monitoring:\n  interval: 1s\n  stats_source: api\n  disk_usage_interval: 2s\nclients:\n  - name: lab\n    hosts:\n      - name: b\n        address: tcp://{}\n",
+            env().b_tcp
+        ),
+    );
+    let f = [("name", c.name.as_str())];
+    let s = exp.wait_for(Duration::from_secs(60), "a disk usage pass", |s| {
+        s.value("container_fs_usage_bytes", &f)
+            .is_some_and(|v| v > 10e6)
+    });
+    let series = s
+        .find("container_fs_usage_bytes", &f)
+        .next()
+        .expect("fs usage")
+        .clone();
+    assert!(
+        !series.labels.contains_key("device"),
+        "Docker's figure carries no device: {:?}",
+        series.labels
+    );
+    let text = d.run(&["system", "df", "-v", "--format", "{{json .}}"]);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("docker system df -v json");
+    let size = v["Containers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["Names"] == c.name.as_str()))
+        .and_then(|x| x["Size"].as_str())
+        .and_then(|s| human_bytes(s.split(" (").next().unwrap_or(s)))
+        .expect("docker system df -v lists the container");
+    within("writable layer (Docker's SizeRw)", series.value, size, 0.05);
+    assert!(
+        s.value("dockstat_host_container_logs_size_bytes", &[("host", "b")])
+            .is_none(),
+        "log files are measured only where the exporter sees them"
+    );
+}
