@@ -14,6 +14,8 @@
 //! - `inventory`: the containers known: list, inspect, the host's `/info`.
 //! - `sampling`: which containers to sample, one cycle of stats calls or cgroup reads
 //!   (`call_each` bounds them), each answer reduced to a sample.
+//! - `disk`: one disk usage pass (`/system/df`, and the writable layers' upper directories
+//!   where the exporter sees them), run one at a time on its own interval and deadline.
 
 mod disk;
 mod events;
