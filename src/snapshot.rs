@@ -134,6 +134,11 @@ pub struct Spec {
     pub cpu_period: Option<u64>,
     /// CPU shares (1024 = default weight).
     pub cpu_shares: u64,
+    /// Memory plus swap limit, bytes (Docker's `MemorySwap`, the kernel's
+    /// `memory.memsw.limit_in_bytes`); 0 when unlimited.
+    pub memory_swap_limit: u64,
+    /// Memory soft limit (`MemoryReservation`), bytes; 0 when none.
+    pub memory_reservation: u64,
 }
 
 /// What a container is, from list and inspect. Changes only on events and re-lists, so the
@@ -217,6 +222,10 @@ pub struct HostInfo {
     pub ncpu: Option<u64>,
     /// Memory, bytes.
     pub mem_total: Option<u64>,
+    /// Physical CPU cores; known for a host on this machine only.
+    pub cpu_physical_cores: Option<u64>,
+    /// CPU sockets; known for a host on this machine only.
+    pub cpu_sockets: Option<u64>,
 }
 
 /// One host at one moment.

@@ -385,6 +385,21 @@ pub(super) fn host_info(conn: &Connection, info: Option<&bollard::models::System
         mem_total: info
             .and_then(|i| i.mem_total)
             .and_then(|n| u64::try_from(n).ok()),
+        cpu_physical_cores: None,
+        cpu_sockets: None,
+    }
+}
+
+/// Memory plus swap limit as Docker sets `memory.memsw.limit_in_bytes`: `MemorySwap` when
+/// given, twice the memory limit when only that is (Docker's default), else unlimited (0).
+fn swap_limit(memory: Option<i64>, swap: Option<i64>) -> u64 {
+    let memory = memory
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0);
+    match (memory, swap) {
+        (_, Some(s)) if s > 0 => s.unsigned_abs(),
+        (_, Some(-1)) | (None, _) => 0,
+        (Some(m), _) => m.saturating_mul(2),
     }
 }
 
@@ -455,6 +470,11 @@ pub(super) fn meta_from_inspect(
             cpu_quota,
             cpu_period,
             cpu_shares: positive(hc.and_then(|h| h.cpu_shares)).unwrap_or(1024),
+            memory_swap_limit: swap_limit(
+                hc.and_then(|h| h.memory),
+                hc.and_then(|h| h.memory_swap),
+            ),
+            memory_reservation: positive(hc.and_then(|h| h.memory_reservation)).unwrap_or(0),
         },
         id,
     };

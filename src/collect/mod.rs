@@ -28,7 +28,7 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
 
-use crate::cgroup::CgroupReader;
+use crate::cgroup::{CgroupReader, CpuTopology};
 use crate::clock::{parse_rfc3339, unix_now};
 use crate::config::{Endpoint, StatsSource, Validated};
 use crate::docker::{Connection, DockerError};
@@ -158,6 +158,9 @@ pub struct Collector {
     /// Bounds the background inspects of this host (`stats_concurrency`): a re-list that
     /// finds thousands of new containers does not open thousands of calls.
     permits: Arc<tokio::sync::Semaphore>,
+    /// This machine's CPU topology, read once the host shows it runs here (a container read
+    /// from its cgroup files); `Some(None)` when the files do not tell.
+    topology: Option<Option<CpuTopology>>,
 }
 
 /// Docker calls the collector started and whose answers the loop applies as they come.
@@ -225,6 +228,7 @@ impl Collector {
             cycle_ok: true,
             inspecting: HashMap::new(),
             permits: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
+            topology: None,
         }
     }
 
@@ -527,6 +531,9 @@ impl Collector {
         if full_cycle && success {
             self.status.set_error(None);
         }
+        if stats_sources.cgroup > 0 {
+            self.add_topology();
+        }
         self.snapshots.publish(HostSnapshot {
             id: self.spec.id,
             name: self.spec.name.clone(),
@@ -548,6 +555,26 @@ impl Collector {
             monitored: true,
             attempted: true,
         });
+    }
+}
+
+impl Collector {
+    /// Adds this machine's CPU topology to the host's facts: `/info` tells logical CPUs only,
+    /// and the local files are the host's own only when its containers are read from them.
+    fn add_topology(&mut self) {
+        let Some(reader) = &self.settings.cgroup else {
+            return;
+        };
+        let topology = *self.topology.get_or_insert_with(|| reader.cpu_topology());
+        let Some(t) = topology else { return };
+        if let Some(info) = &self.info
+            && info.cpu_sockets.is_none()
+        {
+            let mut with = HostInfo::clone(info);
+            with.cpu_physical_cores = Some(t.physical_cores);
+            with.cpu_sockets = Some(t.sockets);
+            self.info = Some(Arc::new(with));
+        }
     }
 }
 

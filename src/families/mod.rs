@@ -19,6 +19,32 @@ pub use table::FAMILIES;
 pub use walk::{ContainerRow, Inputs, PoolSource, Reading};
 pub(crate) use walk::{Sink, Subject, walk};
 
+/// What `promtool check metrics` says, and may say, of the families named as cAdvisor names
+/// them against its lint rules (listed in the README's exceptions): one line each.
+pub fn promtool_exceptions() -> Vec<String> {
+    FAMILIES
+        .iter()
+        .filter(|f| f.no_total)
+        .map(|f| {
+            format!(
+                "{} counter metrics should have \"_total\" suffix",
+                f.exposed_name()
+            )
+        })
+        .collect()
+}
+
+/// `promtool check metrics` output without the documented exceptions: what is left must
+/// be empty.
+pub fn promtool_unexpected(report: &str) -> String {
+    let allowed = promtool_exceptions();
+    report
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !allowed.iter().any(|a| a == l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The README's metric list, generated from the table.
 pub fn markdown_table() -> String {
     let mut out = String::from(

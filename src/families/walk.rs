@@ -162,8 +162,25 @@ pub(crate) fn walk(
         Series::Blkio(get) => {
             for (at, c) in containers() {
                 for (dev, b) in c.stats.iter().flat_map(|s| s.blkio.iter()) {
-                    sink.point(at, &[dev], get(b) as f64)?;
+                    if let Some(v) = get(b) {
+                        sink.point(at, &[dev], v as f64)?;
+                    }
                 }
+            }
+        }
+        Series::MemoryFailures => {
+            for (at, c) in containers() {
+                let Some(f) = c.stats.as_ref().and_then(|s| s.memory?.faults) else {
+                    continue;
+                };
+                sink.point(at, &["pgfault", "container"], f.pgfault as f64)?;
+                sink.point(at, &["pgfault", "hierarchy"], f.hierarchy_pgfault as f64)?;
+                sink.point(at, &["pgmajfault", "container"], f.pgmajfault as f64)?;
+                sink.point(
+                    at,
+                    &["pgmajfault", "hierarchy"],
+                    f.hierarchy_pgmajfault as f64,
+                )?;
             }
         }
         Series::ContainerInfo => {

@@ -159,6 +159,9 @@ impl PromCollector for PromFamilies {
                 Unit::Bytes => PromUnit::Bytes,
             });
             let metric_type = match f.kind {
+                // prometheus-client gives every counter `_total`; `unknown` keeps the name
+                // (see `Family::no_total`).
+                Kind::Counter if f.no_total => MetricType::Unknown,
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Histogram => MetricType::Histogram,
@@ -166,7 +169,7 @@ impl PromCollector for PromFamilies {
             let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), metric_type)?;
             let mut sink = PromSink {
                 me: &mut me,
-                kind: f.kind,
+                kind: if f.no_total { Kind::Gauge } else { f.kind },
                 names: f.labels,
                 blocks: &blocks,
             };

@@ -27,11 +27,15 @@ pub(super) fn write_descriptor(
         name.push('_');
         name.push_str(u.as_str());
     }
-    let type_name = f.kind.as_str();
+    let type_name = match format {
+        // OpenMetrics counters must end in `_total`: a cAdvisor name without it is `unknown`.
+        Format::OpenMetrics if f.no_total => "unknown",
+        _ => f.kind.as_str(),
+    };
     match format {
         Format::Text => {
             // The text format names the family as its series: counters with `_total`.
-            if f.kind == Kind::Counter {
+            if f.kind == Kind::Counter && !f.no_total {
                 name.push_str("_total");
             }
             out.write_str("# HELP ")?;
@@ -73,7 +77,7 @@ pub(super) fn write_descriptor(
                 out.write_str("\n")?;
             }
             // OpenMetrics names the family without `_total` but its counter series with it.
-            if f.kind == Kind::Counter {
+            if f.kind == Kind::Counter && !f.no_total {
                 name.push_str("_total");
             }
             Ok(())
