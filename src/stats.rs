@@ -361,9 +361,10 @@ pub fn sample(
             rss,
             limit,
             max_usage: mem.max_usage,
-            failcnt: mem.failcnt,
-            // v1 names swap only with swap accounting on; v2's answer has none (the
-            // cgroup stats source reads memory.swap.current).
+            // Docker leaves a zero v1 failcnt out of its answer (omitempty).
+            failcnt: mem.failcnt.or(v1.then_some(0)),
+            // memory.stat's v1 total_swap (swap accounting on); Docker's answers leave it
+            // out, so in practice the cgroup stats source's (v2: memory.swap.current).
             swap: if v1 {
                 get("total_swap").or(get("swap"))
             } else {

@@ -95,7 +95,7 @@ pub static FAMILIES: &[Family] = &[
     fam("container_memory_rss", N, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.rss))), NO, &[o("dockstat.container.memory.rss", "By")],
         "Anonymous memory in bytes (v1 total_rss, v2 anon)."),
     fam("container_memory_swap", N, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.swap))), NO, &[o("dockstat.container.memory.swap", "By")],
-        "Swap in use in bytes (v1 total_swap, with swap accounting on; v2 memory.swap.current, cgroup stats source)."),
+        "Swap in use in bytes (v1 total_swap, with swap accounting on; v2 memory.swap.current; cgroup stats source only: Docker's answer leaves it out)."),
     fam("container_memory_mapped_file", N, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.mapped_file))), NO, &[o("dockstat.container.memory.mapped_file", "By")],
         "Memory-mapped files in bytes (v1 total_mapped_file, v2 file_mapped)."),
     fam("container_memory_max_usage", B, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.max_usage))), NO, &[o("dockstat.container.memory.max_usage", "By")],
