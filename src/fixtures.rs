@@ -253,6 +253,7 @@ pub fn reading() -> Result<Reading, String> {
         otlp_last_error: instruments.otlp.last_error().map(|(kind, _, _)| kind),
         otlp_last_success: Some(now() - Duration::from_secs(15)),
         version: VERSION,
+        selection: Arc::default(),
     })
 }
 

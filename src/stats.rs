@@ -647,6 +647,15 @@ mod tests {
                 sockets: Some(2),
             }
         );
+        // `metrics.disable: [process, pressure]`: no /proc walk, no PSI read.
+        let lean = crate::cgroup::CgroupReader::new(&cg, &proc).reading(false, false);
+        let paths = lean.locate(id, 4242, "host").expect("located");
+        let mut out = lean.read_many([paths], |p| p, |_, r| r.expect("read"));
+        let (_, extra) = out.pop().expect("one answer");
+        assert_eq!(
+            (extra.processes, extra.file_descriptors, extra.cpu_pressure),
+            (None, None, None)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -126,13 +126,26 @@ pub(super) async fn inspect_job(
 }
 
 impl Collector {
+    /// Whether a listed container is followed (`containers` sections, opt-out label): the
+    /// others are never inspected after a list, sampled or shown.
+    fn admits(&self, s: &ContainerSummary) -> bool {
+        let name = s
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map_or("", |n| n.trim_start_matches('/'));
+        let labels = s.labels.as_ref();
+        self.filter
+            .admits(name, &|k| labels.and_then(|l| l.get(k)).map(String::as_str))
+    }
+
     /// Full list: drops containers gone, inspects new and changed ones, refreshes /info.
     /// Ok(false) when some inspect failed.
     pub(super) async fn relist(&mut self, conn: &Arc<Connection>) -> Result<bool, DockerError> {
         let list = conn.list_containers(true).await?;
         let mut seen = HashSet::with_capacity(list.len());
         let mut changed = Vec::new();
-        for s in &list {
+        for s in list.iter().filter(|s| self.admits(s)) {
             let Some(id) = &s.id else { continue };
             seen.insert(id.as_str());
             let key = ListKey::from_summary(s);
@@ -191,6 +204,15 @@ impl Collector {
         let Some((meta, started_raw)) = meta_from_inspect(i, &self.settings.labels) else {
             return;
         };
+        let labels = i.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !self.filter.admits(&meta.name, &|k| {
+            labels.and_then(|l| l.get(k)).map(String::as_str)
+        }) {
+            // Left out by the `containers` sections or its opt-out label (which can change
+            // only with a new container: labels are fixed at creation).
+            self.inventory.remove(&meta.id);
+            return;
+        }
         let key = ListKey::from_meta(&meta);
         let id = meta.id.clone();
         let pid = if meta.state.is_live() {
@@ -347,7 +369,8 @@ impl Collector {
             self.info = Some(Arc::new(host_info(conn, Some(&info))));
         }
         let mut seen = HashSet::with_capacity(list.len());
-        for s in &list {
+        let admitted: Vec<&ContainerSummary> = list.iter().filter(|s| self.admits(s)).collect();
+        for s in admitted {
             let Some(id) = &s.id else { continue };
             seen.insert(id.as_str());
             let key = ListKey::from_summary(s);

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::cgroup::{CgroupReader, CpuTopology};
 use crate::clock::{parse_rfc3339, unix_now};
+use crate::config::filter::{Filters, HostFilter};
 use crate::config::{Endpoint, StatsSource, Validated};
 use crate::docker::{Connection, DockerError};
 use crate::instruments::HostInstruments;
@@ -85,6 +86,8 @@ pub struct Settings {
     pub cgroup: Option<Arc<CgroupReader>>,
     /// Warn about containers read through the API (`stats_source: cgroup`).
     pub warn_api_fallback: bool,
+    /// Which containers each host's collector follows (`containers` sections).
+    pub containers: Arc<Filters>,
 }
 
 impl Settings {
@@ -96,6 +99,7 @@ impl Settings {
         store: Option<Store>,
     ) -> Settings {
         let m = &cfg.config.monitoring;
+        let metrics = &cfg.config.metrics;
         Settings {
             interval: m.interval,
             relist_interval: m.relist_interval,
@@ -111,9 +115,14 @@ impl Settings {
                 .collect(),
             streams,
             store,
-            cgroup: (m.stats_source != StatsSource::Api)
-                .then(|| Arc::new(CgroupReader::new(&m.cgroup_root, &m.proc_root))),
+            cgroup: (m.stats_source != StatsSource::Api).then(|| {
+                Arc::new(
+                    CgroupReader::new(&m.cgroup_root, &m.proc_root)
+                        .reading(!metrics.disables("process"), !metrics.disables("pressure")),
+                )
+            }),
             warn_api_fallback: m.stats_source == StatsSource::Cgroup,
+            containers: Arc::new(cfg.containers.clone()),
         }
     }
 
@@ -161,6 +170,8 @@ pub struct Collector {
     /// This machine's CPU topology, read once the host shows it runs here (a container read
     /// from its cgroup files); `Some(None)` when the files do not tell.
     topology: Option<Option<CpuTopology>>,
+    /// Which containers are followed; the others are dropped from the inventory.
+    filter: HostFilter,
 }
 
 /// Docker calls the collector started and whose answers the loop applies as they come.
@@ -211,6 +222,7 @@ impl Collector {
         instruments: Arc<HostInstruments>,
     ) -> Collector {
         let settings_concurrency = settings.concurrency.max(1);
+        let filter = settings.containers.for_host(&spec.client, &spec.name);
         Collector {
             spec,
             settings,
@@ -229,6 +241,7 @@ impl Collector {
             inspecting: HashMap::new(),
             permits: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
             topology: None,
+            filter,
         }
     }
 

@@ -21,6 +21,7 @@ fn settings() -> Settings {
         store: None,
         cgroup: None,
         warn_api_fallback: false,
+        containers: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ use crate::instruments::{ExportOutcome, HistogramFigures, HostInstruments, Instr
 use crate::process::ProcessStats;
 use crate::snapshot::{ContainerSnapshot, ContainerState, HostSnapshot, Snapshot, SnapshotStore};
 
+use super::Selection;
 use super::family::{Family, PoolFigures, Series};
 
 /// Something that reports pool figures at scrape time. Why a trait: the pool sits above
@@ -29,12 +30,17 @@ pub struct Inputs {
     pub instruments: Arc<Instruments>,
     /// Pool figures.
     pub pool: Arc<dyn PoolSource>,
+    /// The families exported (`metrics.disable`).
+    pub selection: Arc<Selection>,
 }
 
 impl Inputs {
     /// Reads them now.
     pub fn read(&self) -> Reading {
-        Reading::take(&self.snapshots, &self.instruments, &*self.pool)
+        Reading {
+            selection: self.selection.clone(),
+            ..Reading::take(&self.snapshots, &self.instruments, &*self.pool)
+        }
     }
 }
 
@@ -52,6 +58,8 @@ pub struct Reading {
     pub(crate) otlp_last_success: Option<SystemTime>,
     /// `dockstat_build_info`'s `version`: this build's, fixed in the golden files.
     pub(crate) version: &'static str,
+    /// The families exported.
+    pub(crate) selection: Arc<Selection>,
 }
 
 /// One container of a reading and its host.
@@ -74,7 +82,13 @@ impl Reading {
             otlp_last_error: instruments.otlp.last_error().map(|(kind, _, _)| kind),
             otlp_last_success: instruments.otlp.last_success(),
             version: env!("CARGO_PKG_VERSION"),
+            selection: Arc::default(),
         }
+    }
+
+    /// Whether the family is exported (not disabled by `metrics.disable`).
+    pub fn exports(&self, f: &Family) -> bool {
+        self.selection.enabled(f)
     }
 
     /// Every container of every host, in snapshot order; a container series' subject

@@ -153,7 +153,7 @@ impl PromCollector for PromFamilies {
             .iter()
             .map(|(h, c)| LabelBlock::new(h, &c.meta))
             .collect();
-        for f in self.families {
+        for f in self.families.iter().filter(|f| reading.exports(f)) {
             let unit = f.unit.map(|u| match u {
                 Unit::Seconds => PromUnit::Seconds,
                 Unit::Bytes => PromUnit::Bytes,

@@ -93,7 +93,7 @@ impl RequestBuilder {
         let bases: Vec<Vec<KeyValue>> = rows.iter().map(|row| self.container_attrs(row)).collect();
         let mut metrics: Vec<Metric> = Vec::new();
         let mut by_name: HashMap<&str, usize> = HashMap::new();
-        for f in FAMILIES {
+        for f in FAMILIES.iter().filter(|f| reading.exports(f)) {
             for o in f.otlp {
                 let i = *by_name.entry(o.name).or_insert_with(|| {
                     metrics.push(empty_metric(f, o));
