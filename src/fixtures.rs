@@ -113,6 +113,11 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
                     compose_project: Some("shop".into()),
                     compose_service: Some(format!("svc-{}", c % 10)),
                     labels: Vec::new(),
+                    info_labels: vec![crate::snapshot::InfoLabel {
+                        name: "container_label_com_example_tier".into(),
+                        key: "com.example.tier".into(),
+                        value: format!("tier-{}", c % 2),
+                    }],
                     state: ContainerState::Running,
                     health: Health::Healthy,
                     restart_count: 1,

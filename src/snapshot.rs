@@ -141,6 +141,17 @@ pub struct Spec {
     pub memory_reservation: u64,
 }
 
+/// One Docker label of a container on its `dockstat_container_labels` series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InfoLabel {
+    /// `container_label_<key>`, the key sanitized.
+    pub name: String,
+    /// The Docker label key (the OTLP attribute is `container.label.<key>`).
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
 /// What a container is, from list and inspect. Changes only on events and re-lists, so the
 /// collector shares it between snapshots behind an `Arc`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -159,6 +170,9 @@ pub struct ContainerMeta {
     pub compose_service: Option<String>,
     /// Allowlisted Docker labels present on the container: (Prometheus label name, value).
     pub labels: Vec<(Arc<str>, String)>,
+    /// Docker labels `metrics.info_labels` allows, for `dockstat_container_labels` only,
+    /// by Prometheus label name.
+    pub info_labels: Vec<InfoLabel>,
     /// Current state.
     pub state: ContainerState,
     /// HEALTHCHECK status.

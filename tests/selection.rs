@@ -186,3 +186,66 @@ fn an_unknown_name_in_metrics_disable_is_a_config_error_with_its_position() {
         "{err}"
     );
 }
+
+/// `dockstat_container_labels` carries the labels `metrics.info_labels` allows, and the
+/// README's join puts one of them on another family's series in a real Prometheus.
+#[test]
+fn the_labels_info_family_joins_onto_other_series_in_prometheus() {
+    let d = Docker::a();
+    let team = unique("team");
+    let c = d.start(
+        "labels-info",
+        &[
+            "--label",
+            &format!("com.example.team={team}"),
+            "--label",
+            "com.example.tier=back end \"quoted\"",
+            "--label",
+            "other.key=x",
+        ],
+        "sleep 100000",
+    );
+    let exp = Exporter::start(
+        "labels-info",
+        &format!(
+            "monitoring:\n  interval: 1s\n  relist_interval: 60s\n\
+             metrics:\n  info_labels: ['com.example.*']\n\
+             clients:\n  - name: lab\n    hosts:\n      - name: a\n        address: unix://{}\n",
+            env().a_socket
+        ),
+    );
+    let f = [
+        ("name", c.name.as_str()),
+        ("container_label_com_example_team", team.as_str()),
+        ("container_label_com_example_tier", "back end \"quoted\""),
+    ];
+    let s = exp.wait_for(Duration::from_secs(20), "the labels info series", |s| {
+        s.value("dockstat_container_labels", &f) == Some(1.0)
+    });
+    let series = s
+        .find("dockstat_container_labels", &f)
+        .next()
+        .expect("series");
+    assert!(
+        !series.labels.contains_key("container_label_other_key"),
+        "only allowed keys: {series:?}"
+    );
+    // Not on the other families.
+    assert!(
+        s.find("container_memory_usage_bytes", &[("name", c.name.as_str())])
+            .all(|m| !m.labels.contains_key("container_label_com_example_team"))
+    );
+    let prom = Prometheus::start(&exp.dir, exp.port, None);
+    let q = format!(
+        "container_memory_usage_bytes * on(host, id) group_left(container_label_com_example_team) dockstat_container_labels{{container_label_com_example_team=\"{team}\"}}"
+    );
+    let r = poll("the join", Duration::from_secs(30), || {
+        prom.query(&q).ok().filter(|r| !r.is_empty())
+    });
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        r[0]["metric"]["container_label_com_example_team"],
+        team.as_str()
+    );
+    assert_eq!(r[0]["metric"]["name"], c.name.as_str());
+}

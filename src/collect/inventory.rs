@@ -13,8 +13,10 @@ use super::sampling::{Cycle, Target, call_each, sample_task};
 use super::{Collector, Job};
 use crate::cgroup::CgroupPaths;
 use crate::clock::parse_rfc3339;
+use crate::config::filter::glob;
+use crate::config::sanitize_label;
 use crate::docker::{Connection, DockerError};
-use crate::snapshot::{ContainerMeta, ContainerState, Health, HostInfo, Spec};
+use crate::snapshot::{ContainerMeta, ContainerState, Health, HostInfo, InfoLabel, Spec};
 use crate::stats::{CpuPoint, Sample};
 
 /// What decides whether a re-list must inspect a container again.
@@ -201,10 +203,15 @@ impl Collector {
     /// Applies an inspect answer; a new run (StartedAt changed) or a stop drops the previous
     /// sample so rates never span two runs.
     pub(super) fn upsert(&mut self, i: &ContainerInspectResponse) {
-        let Some((meta, started_raw)) = meta_from_inspect(i, &self.settings.labels) else {
+        let Some((mut meta, started_raw)) = meta_from_inspect(i, &self.settings.labels) else {
             return;
         };
         let labels = i.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !self.settings.info_labels.is_empty()
+            && let Some(all) = labels
+        {
+            meta.info_labels = info_labels(all, &self.settings.info_labels, &meta.labels);
+        }
         if !self.filter.admits(&meta.name, &|k| {
             labels.and_then(|l| l.get(k)).map(String::as_str)
         }) {
@@ -413,6 +420,35 @@ pub(super) fn host_info(conn: &Connection, info: Option<&bollard::models::System
     }
 }
 
+/// The container's Docker labels whose key matches a glob of `metrics.info_labels`, as
+/// `container_label_<key>` sorted by name: one per name (the first key in order when two
+/// sanitize alike), none that the allowlist already puts on every series.
+fn info_labels(
+    all: &std::collections::HashMap<String, String>,
+    globs: &[String],
+    on_every_series: &[(Arc<str>, String)],
+) -> Vec<InfoLabel> {
+    let mut keys: Vec<&String> = all
+        .keys()
+        .filter(|k| globs.iter().any(|g| glob(g, k)))
+        .collect();
+    keys.sort();
+    let mut out: Vec<InfoLabel> = Vec::with_capacity(keys.len());
+    for key in keys {
+        let name = format!("container_label_{}", sanitize_label(key));
+        if out.iter().any(|l| l.name == name) || on_every_series.iter().any(|(n, _)| **n == *name) {
+            continue;
+        }
+        out.push(InfoLabel {
+            name,
+            key: key.clone(),
+            value: all.get(key).cloned().unwrap_or_default(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 /// Memory plus swap limit as Docker sets `memory.memsw.limit_in_bytes`: `MemorySwap` when
 /// given, twice the memory limit when only that is (Docker's default), else unlimited (0).
 fn swap_limit(memory: Option<i64>, swap: Option<i64>) -> u64 {
@@ -469,6 +505,7 @@ pub(super) fn meta_from_inspect(
         image_id: i.image.clone().unwrap_or_default(),
         compose_project: label("com.docker.compose.project"),
         compose_service: label("com.docker.compose.service"),
+        info_labels: Vec::new(),
         labels: allow
             .iter()
             .filter_map(|(key, name)| label(key).map(|v| (name.clone(), v)))

@@ -88,6 +88,8 @@ pub struct Settings {
     pub warn_api_fallback: bool,
     /// Which containers each host's collector follows (`containers` sections).
     pub containers: Arc<Filters>,
+    /// Globs of the Docker label keys `dockstat_container_labels` carries.
+    pub info_labels: Arc<[String]>,
 }
 
 impl Settings {
@@ -123,6 +125,7 @@ impl Settings {
             }),
             warn_api_fallback: m.stats_source == StatsSource::Cgroup,
             containers: Arc::new(cfg.containers.clone()),
+            info_labels: metrics.info_labels.clone().into(),
         }
     }
 

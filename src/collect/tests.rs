@@ -22,6 +22,7 @@ fn settings() -> Settings {
         cgroup: None,
         warn_api_fallback: false,
         containers: Default::default(),
+        info_labels: Arc::from(Vec::new()),
     }
 }
 

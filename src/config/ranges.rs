@@ -80,6 +80,8 @@ pub const MAX_WORKERS: (usize, usize) = (1, 10_000);
 pub const STATS_CONCURRENCY: (usize, usize) = (1, 256);
 /// `metrics.label_allowlist`: each label is a series dimension on every container family.
 pub const LABEL_ALLOWLIST_LEN: (usize, usize) = (0, 64);
+/// `metrics.info_labels`: keys or globs.
+pub const INFO_LABELS_LEN: (usize, usize) = (0, 256);
 /// `metrics.disable`: names of families or groups.
 pub const DISABLE_LEN: (usize, usize) = (0, 256);
 /// Each list of a `containers` section (`include.names`, `exclude.labels`, …).
@@ -132,6 +134,10 @@ pub fn documented() -> Vec<(&'static str, String)> {
                 "{} to {} keys",
                 LABEL_ALLOWLIST_LEN.0, LABEL_ALLOWLIST_LEN.1
             ),
+        ),
+        (
+            "metrics.info_labels",
+            format!("{} to {} keys", INFO_LABELS_LEN.0, INFO_LABELS_LEN.1),
         ),
         (
             "metrics.disable",
@@ -253,6 +259,12 @@ pub(super) fn check(cfg: &Config, problems: &mut Vec<Problem>) {
         &["metrics", "label_allowlist"],
         cfg.metrics.label_allowlist.len(),
         LABEL_ALLOWLIST_LEN,
+    );
+    number(
+        problems,
+        &["metrics", "info_labels"],
+        cfg.metrics.info_labels.len(),
+        INFO_LABELS_LEN,
     );
     number(
         problems,

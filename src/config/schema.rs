@@ -239,6 +239,11 @@ pub struct MetricsConfig {
     /// every character outside `[a-zA-Z0-9_]` replaced by `_`). Empty by default: every label
     /// is a new series dimension, so cardinality is your choice. Range: 0 to 64 keys.
     pub label_allowlist: Vec<String>,
+    /// Docker label keys, or globs of them (`com.example.*`, `*`), that
+    /// `dockstat_container_labels` carries as `container_label_<key>`: one series per
+    /// container instead of a label on every series; join it where a label is needed
+    /// (README). Empty by default. Range: 0 to 256 keys.
+    pub info_labels: Vec<String>,
     /// Families or groups of families not collected nor exported, like cAdvisor's
     /// `-disable_metrics`: a group (`cpu`, `memory`, `network`, `diskIO`, `disk`,
     /// `process`, `pressure`) or a family's name, as exposed (`container_fs_reads_total`) or
@@ -267,6 +272,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             label_allowlist: Vec::new(),
             disable: Vec::new(),
+            info_labels: Vec::new(),
             gzip: true,
         }
     }

@@ -111,6 +111,9 @@ pub enum Series {
     /// `dockstat_container_info`: 1, identity in `image_id`, `compose_project`,
     /// `compose_service`.
     ContainerInfo,
+    /// `dockstat_container_labels`: 1, with the container's `metrics.info_labels` as
+    /// `container_label_<key>` (names vary per container: handed over as pairs).
+    ContainerLabels,
     /// `dockstat_container_state`: 1 with the current `state`.
     ContainerState,
     /// `dockstat_container_health_status`: 1 with the current `status`.
@@ -166,8 +169,8 @@ impl Series {
         use Series::*;
         match self {
             Stat(_) | Network(_) | Blkio(_) | MemoryFailures => Scope::LiveContainer,
-            Meta(_) | ContainerInfo | ContainerState | ContainerHealth | ContainerExits
-            | ContainerOom | ContainerLastExit => Scope::Container,
+            Meta(_) | ContainerInfo | ContainerLabels | ContainerState | ContainerHealth
+            | ContainerExits | ContainerOom | ContainerLastExit => Scope::Container,
             Machine(_) | HostUp | HostMonitoring | HostInfo | HostContainers | StatsSources
             | CollectionDuration | CollectionSuccess | SnapshotAge | RequestDuration
             | DockerErrors | HostEvents => Scope::Host,

@@ -179,6 +179,8 @@ pub static FAMILIES: &[Family] = &[
         "Processes and threads in the container."),
     fam("dockstat_container_info", N, Gauge, ContainerInfo, IDENTITY, &[o("dockstat.container.info", "1")],
         "Container identity; always 1."),
+    fam("dockstat_container_labels", N, Gauge, ContainerLabels, NO, &[o("dockstat.container.labels", "1")],
+        "The container's Docker labels that metrics.info_labels allows, as container_label_<key>; always 1. Join it: `* on(host, id) group_left(container_label_<key>) dockstat_container_labels`."),
     fam("dockstat_container_state", N, Gauge, ContainerState, STATE, &[o("dockstat.container.state", "1")],
         "Current container state; always 1."),
     fam("dockstat_container_health_status", N, Gauge, ContainerHealth, HEALTH, &[o("dockstat.container.health.status", "1")],

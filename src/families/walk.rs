@@ -8,7 +8,9 @@ use std::time::SystemTime;
 
 use crate::instruments::{ExportOutcome, HistogramFigures, HostInstruments, Instruments};
 use crate::process::ProcessStats;
-use crate::snapshot::{ContainerSnapshot, ContainerState, HostSnapshot, Snapshot, SnapshotStore};
+use crate::snapshot::{
+    ContainerSnapshot, ContainerState, HostSnapshot, InfoLabel, Snapshot, SnapshotStore,
+};
 
 use super::Selection;
 use super::family::{Family, PoolFigures, Series};
@@ -136,6 +138,11 @@ pub(crate) trait Sink {
     fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result;
     /// One histogram.
     fn histogram(&mut self, at: Subject<'_>, values: &[&str], h: &HistogramFigures) -> fmt::Result;
+    /// `dockstat_container_labels`: 1, with `labels` as the series' own labels.
+    fn info(&mut self, at: Subject<'_>, labels: &[InfoLabel]) -> fmt::Result {
+        let _ = labels;
+        self.point(at, &[], 1.0)
+    }
 }
 
 /// Finds every series of `f` in the reading and hands it to `sink`.
@@ -206,6 +213,13 @@ pub(crate) fn walk(
                     m.compose_service.as_deref().unwrap_or(""),
                 ];
                 sink.point(at, &values, 1.0)?;
+            }
+        }
+        Series::ContainerLabels => {
+            for (at, c) in containers() {
+                if !c.meta.info_labels.is_empty() {
+                    sink.info(at, &c.meta.info_labels)?;
+                }
             }
         }
         Series::ContainerState => {

@@ -18,6 +18,7 @@ use crate::families::{
     ContainerRow, FAMILIES, Family, Kind, Otlp, OtlpValue, Reading, Scope, Sink, Subject, walk,
 };
 use crate::instruments::{BUCKETS, HistogramFigures};
+use crate::snapshot::InfoLabel;
 
 /// Attributes whose values are integers in the semantic conventions.
 const INT_ATTRIBUTES: [&str; 2] = ["process.exit.code", "http.response.status_code"];
@@ -239,6 +240,30 @@ impl PointSink<'_> {
 }
 
 impl Sink for PointSink<'_> {
+    fn info(&mut self, at: Subject<'_>, labels: &[InfoLabel]) -> fmt::Result {
+        let Some((start, time)) = self.times(at) else {
+            return Ok(());
+        };
+        let mut attributes = self.attributes(at, &[]);
+        for l in labels.iter().filter(|l| !l.value.is_empty()) {
+            attributes.push(kv(&format!("container.label.{}", l.key), &l.value));
+        }
+        let point = NumberDataPoint {
+            attributes,
+            start_time_unix_nano: 0,
+            time_unix_nano: time,
+            exemplars: Vec::new(),
+            flags: 0,
+            value: Some(number_data_point::Value::AsDouble(1.0)),
+        };
+        // A gauge: its points carry no start.
+        let _ = start;
+        if let Some(Data::Gauge(g)) = &mut self.metric.data {
+            g.data_points.push(point);
+        }
+        Ok(())
+    }
+
     fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
         let value = match self.otlp.value {
             OtlpValue::Same => v,
