@@ -47,12 +47,17 @@ fn left_out_containers_cost_no_stats_call_and_have_no_series() {
         })
         .value("container_last_seen", &f)
         .expect("last seen");
+    // Started while the exporter runs: known from events first.
+    let late_out = d.start("sel-late-skipname", &["--label", &label], "sleep 100000");
+    let late_in = d.start("sel-late-in", &["--label", &label], "sleep 100000");
     // Several cycles and re-lists later.
     let s = exp.wait_for(Duration::from_secs(20), "five more samples", |s| {
         s.value("container_last_seen", &f)
             .is_some_and(|t| t >= first + 5.0)
+            && s.value("container_last_seen", &[("name", late_in.name.as_str())])
+                .is_some()
     });
-    for c in [&by_glob, &opted_out, &no_label] {
+    for c in [&by_glob, &opted_out, &no_label, &late_out] {
         assert!(
             !s.has_container(&c.name),
             "{} has series:\n{}",
@@ -71,9 +76,9 @@ fn left_out_containers_cost_no_stats_call_and_have_no_series() {
         stats_of(&c_in) >= 5,
         "the included container is sampled: {requests:#?}"
     );
-    for c in [&by_glob, &opted_out, &no_label] {
+    for c in [&by_glob, &opted_out, &no_label, &late_out] {
         assert_eq!(stats_of(c), 0, "{}: stats calls", c.name);
-        // Nor inspected: the list already says it is left out.
+        // Nor inspected: the list, or the event's attributes, already say it is left out.
         assert!(
             !requests
                 .iter()
@@ -88,7 +93,7 @@ fn left_out_containers_cost_no_stats_call_and_have_no_series() {
             "dockstat_host_containers",
             &[("host", "b"), ("state", "running")]
         ),
-        Some(1.0)
+        Some(2.0)
     );
 }
 
