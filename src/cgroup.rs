@@ -15,13 +15,17 @@
 //!
 //! Files read, cgroup v1: `cpuacct.usage`, `cpuacct.usage_percpu`, `cpuacct.stat`,
 //! `cpu.stat`, `memory.{usage_in_bytes,max_usage_in_bytes,limit_in_bytes,failcnt,stat}`,
-//! `pids.current`, the first non-empty of `blkio.bfq.io_service_bytes_recursive`,
+//! `pids.current`, `pids.max`, the first non-empty of `blkio.bfq.io_service_bytes_recursive`,
 //! `blkio.io_service_bytes_recursive`, `blkio.throttle.io_service_bytes_recursive`,
-//! `blkio.throttle.io_service_bytes` (runc's order). cgroup v2: `cpu.stat`, `memory.current`,
-//! `memory.max`, `memory.stat`, `pids.current`, `io.stat`. Both: `/proc/<pid>/net/dev` of
-//! the container's init process (its network namespace; `lo` left out, as Docker does),
-//! `/proc/stat` (host CPU time and online CPUs) and `/proc/meminfo` (the memory limit of an
-//! unlimited container, as Docker reports it).
+//! `blkio.throttle.io_service_bytes` (runc's order) and the same order of `*io_serviced*`
+//! files for operation counts. cgroup v2: `cpu.stat`, `memory.current`, `memory.max`,
+//! `memory.peak`, `memory.swap.current`, `memory.events`, `memory.stat`, `pids.current`,
+//! `pids.max`, `io.stat`, and `cpu.pressure`, `memory.pressure`, `io.pressure` (PSI). Both:
+//! `/proc/<pid>/net/dev` of the container's init process (its network namespace; `lo` left
+//! out, as Docker does), `/proc/stat` (host CPU time and online CPUs) and `/proc/meminfo`
+//! (the memory limit of an unlimited container, as Docker reports it). For cAdvisor's
+//! `process` figures ([`Extra`]), unless switched off: the container's `cgroup.procs` and
+//! each of its processes' `/proc/<pid>/fd` links.
 
 use std::collections::HashMap;
 use std::io;
@@ -45,6 +49,121 @@ pub struct CgroupReader {
     proc_root: PathBuf,
     /// Unified hierarchy (cgroup v2).
     v2: bool,
+    /// Walk the container's processes for the `process` figures.
+    processes: bool,
+    /// Read the PSI files.
+    pressure: bool,
+}
+
+/// One resource's PSI totals, microseconds: `some` and `full` (None when the file has no
+/// `full` line).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PsiTotals {
+    /// `some … total=`.
+    pub some_us: u64,
+    /// `full … total=`.
+    pub full_us: Option<u64>,
+}
+
+/// What the kernel's files tell beyond Docker's stats answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// Processes in `cgroup.procs`.
+    pub processes: Option<u64>,
+    /// Open file descriptors of those processes.
+    pub file_descriptors: Option<u64>,
+    /// Of those, sockets.
+    pub sockets: Option<u64>,
+    /// `cpu.pressure` (v2).
+    pub cpu_pressure: Option<PsiTotals>,
+    /// `memory.pressure` (v2).
+    pub memory_pressure: Option<PsiTotals>,
+    /// `io.pressure` (v2).
+    pub io_pressure: Option<PsiTotals>,
+    /// `memory.swap.current` (v2).
+    pub swap: Option<u64>,
+}
+
+/// `some avg10=… total=N` / `full …` lines of a PSI file; None when there is no `some` line.
+pub fn parse_pressure(text: &str) -> Option<PsiTotals> {
+    let total = |line: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix("total="))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let mut some = None;
+    let mut full = None;
+    for line in text.lines() {
+        if line.starts_with("some ") {
+            some = total(line);
+        } else if line.starts_with("full ") {
+            full = total(line);
+        }
+    }
+    Some(PsiTotals {
+        some_us: some?,
+        full_us: full,
+    })
+}
+
+/// CPU topology of the machine: physical cores and sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTopology {
+    /// Distinct (package, core) pairs.
+    pub physical_cores: u64,
+    /// Distinct packages.
+    pub sockets: u64,
+}
+
+/// Reads the local machine's CPU topology from `<sys>/devices/system/cpu/cpu*/topology`
+/// (`physical_package_id`, `core_id`), else from `<proc>/cpuinfo` (`physical id`, `core
+/// id`); None when neither tells.
+pub fn cpu_topology(sys_root: &Path, proc_root: &Path) -> Option<CpuTopology> {
+    use std::collections::BTreeSet;
+    let mut cores = BTreeSet::new();
+    let mut sockets = BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir(sys_root.join("devices/system/cpu")) {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let Some(n) = name.strip_prefix("cpu") else {
+                continue;
+            };
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let t = e.path().join("topology");
+            let (Ok(pkg), Ok(core)) = (
+                read(&t.join("physical_package_id")),
+                read(&t.join("core_id")),
+            ) else {
+                continue;
+            };
+            let (pkg, core) = (pkg.trim().to_string(), core.trim().to_string());
+            sockets.insert(pkg.clone());
+            cores.insert((pkg, core));
+        }
+    }
+    if cores.is_empty()
+        && let Ok(info) = read(&proc_root.join("cpuinfo"))
+    {
+        for block in info.split("\n\n") {
+            let field = |k: &str| {
+                block.lines().find_map(|l| {
+                    let (key, v) = l.split_once(':')?;
+                    (key.trim() == k).then(|| v.trim().to_string())
+                })
+            };
+            if let (Some(pkg), Some(core)) = (field("physical id"), field("core id")) {
+                sockets.insert(pkg.clone());
+                cores.insert((pkg, core));
+            }
+        }
+    }
+    (!cores.is_empty()).then_some(CpuTopology {
+        physical_cores: cores.len() as u64,
+        sockets: sockets.len() as u64,
+    })
 }
 
 /// Where one container's figures are, found once per run of the container.
@@ -100,6 +219,28 @@ impl CgroupReader {
             cgroup_root: cgroup_root.to_path_buf(),
             proc_root: proc_root.to_path_buf(),
             v2: cgroup_root.join("cgroup.controllers").is_file(),
+            processes: true,
+            pressure: true,
+        }
+    }
+
+    /// This machine's CPU topology: `/sys` beside the proc root (`/proc` → `/sys`), else
+    /// the proc root's `cpuinfo`.
+    pub fn cpu_topology(&self) -> Option<CpuTopology> {
+        let sys = self
+            .proc_root
+            .parent()
+            .map_or_else(|| PathBuf::from("/sys"), |p| p.join("sys"));
+        cpu_topology(&sys, &self.proc_root)
+    }
+
+    /// Whether to walk each container's processes (`process` figures) and read its PSI
+    /// files (`pressure`): off when the families they fill are disabled.
+    pub fn reading(self, processes: bool, pressure: bool) -> CgroupReader {
+        CgroupReader {
+            processes,
+            pressure,
+            ..self
         }
     }
 
@@ -185,7 +326,7 @@ impl CgroupReader {
         &self,
         items: impl IntoIterator<Item = I>,
         paths: impl Fn(&I) -> &CgroupPaths,
-        mut reduce: impl FnMut(I, io::Result<ContainerStatsResponse>) -> T,
+        mut reduce: impl FnMut(I, io::Result<(ContainerStatsResponse, Extra)>) -> T,
     ) -> Vec<T> {
         let host = self.host_cpu();
         items
@@ -225,7 +366,11 @@ impl CgroupReader {
         h
     }
 
-    fn read_one(&self, p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerStatsResponse> {
+    fn read_one(
+        &self,
+        p: &CgroupPaths,
+        host: HostCpu,
+    ) -> io::Result<(ContainerStatsResponse, Extra)> {
         let (cpu, memory, pids, blkio) = if p.v2 {
             (
                 self.cpu_v2(p, host)?,
@@ -240,14 +385,59 @@ impl CgroupReader {
             Some(dev) => Some(net_dev(&read(dev)?)),
             None => None,
         };
-        Ok(ContainerStatsResponse {
+        let mut extra = Extra::default();
+        if self.processes {
+            self.walk_processes(p, &mut extra);
+        }
+        if p.v2 {
+            if self.pressure {
+                self.read_pressure(p, &mut extra);
+            }
+            extra.swap = read_u64(&p.memory.join("memory.swap.current")).ok();
+        }
+        let answer = ContainerStatsResponse {
             cpu_stats: Some(cpu),
             memory_stats: Some(memory),
             pids_stats: Some(pids),
             blkio_stats: Some(blkio),
             networks,
             ..Default::default()
-        })
+        };
+        Ok((answer, extra))
+    }
+
+    /// The PSI totals of the container's cgroup (v2 only: v1 has no per-cgroup pressure).
+    pub fn read_pressure(&self, p: &CgroupPaths, extra: &mut Extra) {
+        let psi = |f: &str| read(&p.cpu.join(f)).ok().and_then(|t| parse_pressure(&t));
+        extra.cpu_pressure = psi("cpu.pressure");
+        extra.memory_pressure = psi("memory.pressure");
+        extra.io_pressure = psi("io.pressure");
+    }
+
+    /// Processes of the cgroup, and their file descriptors and sockets: one directory read
+    /// and one `readlink` per descriptor. A process that ends meanwhile is skipped.
+    fn walk_processes(&self, p: &CgroupPaths, extra: &mut Extra) {
+        let Ok(procs) = read(&p.pids.join("cgroup.procs")) else {
+            return;
+        };
+        let (mut n, mut fds, mut sockets) = (0u64, 0u64, 0u64);
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            n += 1;
+            let Ok(dir) = std::fs::read_dir(self.proc_root.join(pid.to_string()).join("fd")) else {
+                continue;
+            };
+            for fd in dir.flatten() {
+                fds += 1;
+                if std::fs::read_link(fd.path())
+                    .is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+                {
+                    sockets += 1;
+                }
+            }
+        }
+        extra.processes = Some(n);
+        extra.file_descriptors = Some(fds);
+        extra.sockets = Some(sockets);
     }
 
     fn cpu_v2(&self, p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerCpuStats> {
@@ -332,8 +522,15 @@ fn memory_v2(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerMemoryStats>
         .unwrap_or_default();
     // `max` (unlimited) does not parse: the host's memory stands in.
     let limit = read_u64(&p.memory.join("memory.max")).ok();
+    // runc's v2 failcnt: the times usage hit memory.max (`max` in memory.events).
+    let failcnt = read(&p.memory.join("memory.events"))
+        .ok()
+        .and_then(|t| key_values(&t).get("max").copied());
     Ok(ContainerMemoryStats {
         usage: Some(usage),
+        // memory.peak: kernel 5.19 and later.
+        max_usage: read_u64(&p.memory.join("memory.peak")).ok(),
+        failcnt,
         stats: Some(stats),
         limit: cap_limit(limit, host),
         ..Default::default()
@@ -341,9 +538,16 @@ fn memory_v2(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerMemoryStats>
 }
 
 fn pids(p: &CgroupPaths) -> ContainerPidsStats {
+    // `max` (unlimited) is 0, as runc reports it.
+    let limit = read(&p.pids.join("pids.max"))
+        .ok()
+        .and_then(|t| match t.trim() {
+            "max" => Some(0),
+            v => v.parse().ok(),
+        });
     ContainerPidsStats {
         current: read_u64(&p.pids.join("pids.current")).ok(),
-        limit: read_u64(&p.pids.join("pids.max")).ok(),
+        limit,
     }
 }
 
@@ -370,44 +574,62 @@ fn blkio_entries(text: &str) -> Option<Vec<ContainerBlkioStatEntry>> {
 }
 
 fn blkio_v1(p: &CgroupPaths) -> ContainerBlkioStats {
-    let entries = [
-        "blkio.bfq.io_service_bytes_recursive",
-        "blkio.io_service_bytes_recursive",
-        "blkio.throttle.io_service_bytes_recursive",
-        "blkio.throttle.io_service_bytes",
-    ]
-    .iter()
-    .find_map(|f| read(&p.blkio.join(f)).ok().and_then(|t| blkio_entries(&t)));
+    let first = |files: [&str; 4]| {
+        files
+            .iter()
+            .find_map(|f| read(&p.blkio.join(f)).ok().and_then(|t| blkio_entries(&t)))
+            .unwrap_or_default()
+    };
     ContainerBlkioStats {
-        io_service_bytes_recursive: Some(entries.unwrap_or_default()),
+        io_service_bytes_recursive: Some(first([
+            "blkio.bfq.io_service_bytes_recursive",
+            "blkio.io_service_bytes_recursive",
+            "blkio.throttle.io_service_bytes_recursive",
+            "blkio.throttle.io_service_bytes",
+        ])),
+        io_serviced_recursive: Some(first([
+            "blkio.bfq.io_serviced_recursive",
+            "blkio.io_serviced_recursive",
+            "blkio.throttle.io_serviced_recursive",
+            "blkio.throttle.io_serviced",
+        ])),
         ..Default::default()
     }
 }
 
-/// `io.stat`: `MAJ:MIN rbytes=… wbytes=… rios=…`, as read/write entries like Docker's.
 fn io_v2(p: &CgroupPaths) -> ContainerBlkioStats {
-    let mut entries = Vec::new();
-    for line in read(&p.blkio.join("io.stat")).unwrap_or_default().lines() {
+    io_stat(&read(&p.blkio.join("io.stat")).unwrap_or_default())
+}
+
+/// `io.stat`: `MAJ:MIN rbytes=… wbytes=… rios=… wios=…`, as read/write entries like
+/// Docker's: bytes in `io_service_bytes_recursive`, operations in `io_serviced_recursive`
+/// (which Docker's own v2 answer leaves out).
+fn io_stat(text: &str) -> ContainerBlkioStats {
+    let (mut bytes, mut ops) = (Vec::new(), Vec::new());
+    for line in text.lines() {
         let mut f = line.split_whitespace();
         let Some((major, minor)) = f.next().and_then(|d| d.split_once(':')) else {
             continue;
         };
         for kv in f {
-            let op = match kv.split_once('=') {
-                Some(("rbytes", v)) => ("read", v),
-                Some(("wbytes", v)) => ("write", v),
+            let (to, op, v) = match kv.split_once('=') {
+                Some(("rbytes", v)) => (&mut bytes, "read", v),
+                Some(("wbytes", v)) => (&mut bytes, "write", v),
+                Some(("rios", v)) => (&mut ops, "read", v),
+                Some(("wios", v)) => (&mut ops, "write", v),
                 _ => continue,
             };
-            entries.push(ContainerBlkioStatEntry {
+            to.push(ContainerBlkioStatEntry {
                 major: major.parse().ok(),
                 minor: minor.parse().ok(),
-                op: Some(op.0.to_string()),
-                value: op.1.parse().ok(),
+                op: Some(op.to_string()),
+                value: v.parse().ok(),
             });
         }
     }
     ContainerBlkioStats {
-        io_service_bytes_recursive: Some(entries),
+        io_service_bytes_recursive: Some(bytes),
+        io_serviced_recursive: Some(ops),
         ..Default::default()
     }
 }
@@ -537,5 +759,47 @@ mod tests {
         );
         assert_eq!(r.locate(id, 43, "bridge"), None, "no such process");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cpu_topology_from_sysfs_then_cpuinfo() {
+        let dir = std::env::temp_dir().join(format!("dockstat-topo-{}", std::process::id()));
+        let sys = dir.join("sys");
+        // Two sockets, two cores each, two threads per core.
+        for cpu in 0..8 {
+            let t = sys.join(format!("devices/system/cpu/cpu{cpu}/topology"));
+            std::fs::create_dir_all(&t).expect("mkdir");
+            std::fs::write(t.join("physical_package_id"), format!("{}\n", cpu / 4)).expect("write");
+            std::fs::write(t.join("core_id"), format!("{}\n", (cpu / 2) % 2)).expect("write");
+        }
+        std::fs::create_dir_all(sys.join("devices/system/cpu/cpufreq")).expect("mkdir");
+        let t = cpu_topology(&sys, &dir.join("proc")).expect("topology");
+        assert_eq!((t.physical_cores, t.sockets), (4, 2));
+
+        let proc = dir.join("proc");
+        std::fs::create_dir_all(&proc).expect("mkdir");
+        std::fs::write(
+            proc.join("cpuinfo"),
+            "processor\t: 0\nphysical id\t: 0\ncore id\t\t: 0\n\nprocessor\t: 1\nphysical id\t: 0\ncore id\t\t: 1\n\nprocessor\t: 2\nphysical id\t: 0\ncore id\t\t: 1\n",
+        )
+        .expect("write");
+        let t = cpu_topology(&dir.join("nosys"), &proc).expect("from cpuinfo");
+        assert_eq!((t.physical_cores, t.sockets), (2, 1));
+        assert_eq!(cpu_topology(&dir.join("nosys"), &dir.join("noproc")), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn io_stat_gives_bytes_and_operations() {
+        let b = io_stat("8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n");
+        let bytes = b.io_service_bytes_recursive.unwrap_or_default();
+        let ops = b.io_serviced_recursive.unwrap_or_default();
+        assert_eq!(bytes.len(), 2);
+        assert_eq!(
+            ops.iter()
+                .map(|e| (e.op.as_deref(), e.value))
+                .collect::<Vec<_>>(),
+            [(Some("read"), Some(1)), (Some("write"), Some(2))]
+        );
     }
 }

@@ -216,7 +216,7 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
         errln!("no configuration file: pass --config FILE or set DOCKSTAT_CONFIG");
         return Err(ExitCode::from(EXIT_CONFIG));
     };
-    Config::load(&path).map_err(|e| {
+    let cfg = Config::load(&path).map_err(|e| {
         match &e {
             ConfigError::Read { .. } => errln!("{e}"),
             ConfigError::Invalid(problems) => {
@@ -226,7 +226,27 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
             }
         }
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    // Which names are families is the family table's to say, not the configuration's.
+    let (_, unknown) = crate::families::Selection::of(&cfg.config.metrics.disable);
+    if !unknown.is_empty() {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for (i, name) in unknown {
+            let at = [
+                crate::config::PathSeg::from("metrics"),
+                "disable".into(),
+                i.into(),
+            ];
+            let (line, column) = crate::config::locate(&text, &at).unwrap_or((1, 1));
+            errln!(
+                "{}:{line}:{column}: metrics.disable[{i}]: `{name}` is neither a group ({}) nor a family (`dockstat-exporter metrics --markdown` lists them)",
+                path.display(),
+                crate::families::GROUPS.join(", ")
+            );
+        }
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    Ok(cfg)
 }
 
 /// Starts collection, the metrics listener and the admin API; returns when a signal asks

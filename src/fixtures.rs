@@ -37,8 +37,9 @@ pub const VERSION: &str = "0.0.0-fixture";
 pub const LABEL: (&str, &str) = ("com.example.team", "container_label_com_example_team");
 
 /// The recorded cgroup v1 one-shot stats answer of `tests/fixtures`, as a sample taken two
-/// seconds before [`now`], with a CPU percentage and one block device (`8:0`, 4096 bytes
-/// read, 8192 written) set.
+/// seconds before [`now`], with a CPU percentage, one block device (`8:0`, 4096 bytes in 2
+/// reads, 8192 in 3 writes), a memory failcnt and swap, and what only the cgroup stats
+/// source reads (processes, file descriptors, sockets, v2 pressure) set.
 pub fn recorded_sample() -> Result<Sample, String> {
     let path = format!(
         "{}/tests/fixtures/stats-cgroup-v1-oneshot.json",
@@ -53,8 +54,32 @@ pub fn recorded_sample() -> Result<Sample, String> {
         crate::stats::BlkioCounters {
             read_bytes: 4096,
             write_bytes: 8192,
+            reads: Some(2),
+            writes: Some(3),
         },
     );
+    if let Some(m) = s.memory.as_mut() {
+        m.failcnt = Some(3);
+        m.swap = Some(4096);
+    }
+    let psi = |waiting: f64, stalled: f64| crate::stats::Psi {
+        waiting,
+        stalled: Some(stalled),
+    };
+    crate::stats::add_extra(
+        &mut s,
+        &crate::cgroup::Extra {
+            processes: Some(2),
+            file_descriptors: Some(9),
+            sockets: Some(1),
+            ..Default::default()
+        },
+    );
+    s.pressure = Some(crate::stats::Pressure {
+        cpu: Some(psi(1.5, 0.25)),
+        memory: Some(psi(0.125, 0.0625)),
+        io: Some(psi(2.0, 1.0)),
+    });
     Ok(s)
 }
 
@@ -74,6 +99,8 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
         cgroup_driver: "systemd".into(),
         ncpu: Some(16),
         mem_total: Some(64 << 30),
+        cpu_physical_cores: Some(8),
+        cpu_sockets: Some(1),
     });
     let sample = Arc::new(sample.clone());
     for h in 0..hosts {
@@ -87,6 +114,11 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
                     compose_project: Some("shop".into()),
                     compose_service: Some(format!("svc-{}", c % 10)),
                     labels: Vec::new(),
+                    info_labels: vec![crate::snapshot::InfoLabel {
+                        name: "container_label_com_example_tier".into(),
+                        key: "com.example.tier".into(),
+                        value: format!("tier-{}", c % 2),
+                    }],
                     state: ContainerState::Running,
                     health: Health::Healthy,
                     restart_count: 1,
@@ -97,6 +129,8 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
                         cpu_quota: Some(50_000),
                         cpu_period: Some(100_000),
                         cpu_shares: 1024,
+                        memory_swap_limit: 1 << 30,
+                        memory_reservation: 256 << 20,
                     },
                 }),
                 stats: Some(sample.clone()),
@@ -272,6 +306,7 @@ pub fn reading() -> Result<Reading, String> {
         otlp_last_error: instruments.otlp.last_error().map(|(kind, _, _)| kind),
         otlp_last_success: Some(now() - Duration::from_secs(15)),
         version: VERSION,
+        selection: Arc::default(),
     })
 }
 

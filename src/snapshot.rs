@@ -134,6 +134,22 @@ pub struct Spec {
     pub cpu_period: Option<u64>,
     /// CPU shares (1024 = default weight).
     pub cpu_shares: u64,
+    /// Memory plus swap limit, bytes (Docker's `MemorySwap`, the kernel's
+    /// `memory.memsw.limit_in_bytes`); 0 when unlimited.
+    pub memory_swap_limit: u64,
+    /// Memory soft limit (`MemoryReservation`), bytes; 0 when none.
+    pub memory_reservation: u64,
+}
+
+/// One Docker label of a container on its `dockstat_container_labels` series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InfoLabel {
+    /// `container_label_<key>`, the key sanitized.
+    pub name: String,
+    /// The Docker label key (the OTLP attribute is `container.label.<key>`).
+    pub key: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// What a container is, from list and inspect. Changes only on events and re-lists, so the
@@ -154,6 +170,9 @@ pub struct ContainerMeta {
     pub compose_service: Option<String>,
     /// Allowlisted Docker labels present on the container: (Prometheus label name, value).
     pub labels: Vec<(Arc<str>, String)>,
+    /// Docker labels `metrics.info_labels` allows, for `dockstat_container_labels` only,
+    /// by Prometheus label name.
+    pub info_labels: Vec<InfoLabel>,
     /// Current state.
     pub state: ContainerState,
     /// HEALTHCHECK status.
@@ -219,6 +238,10 @@ pub struct HostInfo {
     pub ncpu: Option<u64>,
     /// Memory, bytes.
     pub mem_total: Option<u64>,
+    /// Physical CPU cores; known for a host on this machine only.
+    pub cpu_physical_cores: Option<u64>,
+    /// CPU sockets; known for a host on this machine only.
+    pub cpu_sockets: Option<u64>,
 }
 
 /// One container's disk usage.

@@ -43,13 +43,18 @@ pub struct NetCounters {
     pub tx_dropped: u64,
 }
 
-/// Block IO bytes of one device.
+/// Block IO of one device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BlkioCounters {
     /// Bytes read.
     pub read_bytes: u64,
     /// Bytes written.
     pub write_bytes: u64,
+    /// Read operations (v1 `blkio.io_serviced_recursive` Read, v2 `io.stat` rios); None
+    /// when the source does not count them (Docker's API on cgroup v2).
+    pub reads: Option<u64>,
+    /// Write operations (v1 Write, v2 wios).
+    pub writes: Option<u64>,
 }
 
 /// CFS throttling counters.
@@ -76,6 +81,66 @@ pub struct Memory {
     pub rss: Option<u64>,
     /// Limit the daemon reports (host memory when unlimited).
     pub limit: u64,
+    /// Highest usage recorded (v1 `memory.max_usage_in_bytes`, v2 `memory.peak`).
+    pub max_usage: Option<u64>,
+    /// Times usage hit the limit (v1 `memory.failcnt`, v2 `memory.events` max).
+    pub failcnt: Option<u64>,
+    /// Swap in use (v1 `total_swap`, v2 `memory.swap.current`).
+    pub swap: Option<u64>,
+    /// Memory-mapped files (v1 `total_mapped_file`, v2 `file_mapped`).
+    pub mapped_file: Option<u64>,
+    /// Page faults.
+    pub faults: Option<Faults>,
+}
+
+/// Page fault counters of `memory.stat`, as cAdvisor's `container_memory_failures_total`
+/// reads them: `container` scope the cgroup's own, `hierarchy` scope with its children (v1
+/// `total_pg*`; v2's figures are hierarchical already, so both scopes carry them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Faults {
+    /// `pgfault`.
+    pub pgfault: u64,
+    /// `pgmajfault`.
+    pub pgmajfault: u64,
+    /// v1 `total_pgfault`, else `pgfault`.
+    pub hierarchy_pgfault: u64,
+    /// v1 `total_pgmajfault`, else `pgmajfault`.
+    pub hierarchy_pgmajfault: u64,
+}
+
+/// One resource's pressure stall totals (cgroup v2 PSI), seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Psi {
+    /// `some` total: time at least one task waited for the resource.
+    pub waiting: f64,
+    /// `full` total: time every non-idle task stalled at once; None when the kernel has no
+    /// `full` line (cpu before 5.13).
+    pub stalled: Option<f64>,
+}
+
+/// cgroup v2 pressure of the container, from `cpu.pressure`, `memory.pressure` and
+/// `io.pressure`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Pressure {
+    /// CPU.
+    pub cpu: Option<Psi>,
+    /// Memory.
+    pub memory: Option<Psi>,
+    /// Block IO.
+    pub io: Option<Psi>,
+}
+
+/// cAdvisor's `process` figures of a container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Processes {
+    /// Processes (`cgroup.procs`); cgroup stats source only.
+    pub processes: Option<u64>,
+    /// Threads allowed (`pids.max`, 0 when unlimited).
+    pub threads_max: Option<u64>,
+    /// Open file descriptors of its processes (`/proc/<pid>/fd`); cgroup stats source only.
+    pub file_descriptors: Option<u64>,
+    /// Of those, sockets; cgroup stats source only.
+    pub sockets: Option<u64>,
 }
 
 /// One container's figures at one moment.
@@ -93,8 +158,12 @@ pub struct Sample {
     pub throttling: Option<Throttling>,
     /// Memory.
     pub memory: Option<Memory>,
-    /// Processes and threads.
+    /// Processes and threads (`pids.current`).
     pub pids: Option<u64>,
+    /// Processes, threads allowed, file descriptors, sockets.
+    pub processes: Processes,
+    /// cgroup v2 pressure; None elsewhere.
+    pub pressure: Option<Pressure>,
     /// Per interface, by name.
     pub networks: BTreeMap<String, NetCounters>,
     /// Per block device, by `major:minor`.
@@ -274,12 +343,35 @@ pub fn sample(
             (get("file"), get("anon"))
         };
         let limit = mem.limit.unwrap_or(0);
+        let pick = |v1_key: &str, v2_key: &str| if v1 { get(v1_key) } else { get(v2_key) };
+        let faults = match (get("pgfault"), get("pgmajfault")) {
+            (Some(pgfault), Some(pgmajfault)) => Some(Faults {
+                pgfault,
+                pgmajfault,
+                hierarchy_pgfault: if v1 { get("total_pgfault") } else { None }.unwrap_or(pgfault),
+                hierarchy_pgmajfault: if v1 { get("total_pgmajfault") } else { None }
+                    .unwrap_or(pgmajfault),
+            }),
+            _ => None,
+        };
         s.memory = Some(Memory {
             usage,
             working_set,
             cache,
             rss,
             limit,
+            max_usage: mem.max_usage,
+            // Docker leaves a zero v1 failcnt out of its answer (omitempty).
+            failcnt: mem.failcnt.or(v1.then_some(0)),
+            // memory.stat's v1 total_swap (swap accounting on); Docker's answers leave it
+            // out, so in practice the cgroup stats source's (v2: memory.swap.current).
+            swap: if v1 {
+                get("total_swap").or(get("swap"))
+            } else {
+                None
+            },
+            mapped_file: pick("total_mapped_file", "file_mapped").or(get("mapped_file")),
+            faults,
         });
         if limit > 0 {
             s.memory_percent = Some(working_set as f64 / limit as f64 * 100.0);
@@ -287,6 +379,12 @@ pub fn sample(
     }
 
     s.pids = stats.pids_stats.as_ref().and_then(|p| p.current);
+    // runc reports an unlimited pids.max as 0, as cAdvisor's container_threads_max does.
+    s.processes.threads_max = stats
+        .pids_stats
+        .as_ref()
+        .filter(|p| p.current.is_some())
+        .map(|p| p.limit.unwrap_or(0));
 
     if let Some(nets) = &stats.networks {
         for (name, n) in nets {
@@ -306,11 +404,9 @@ pub fn sample(
         }
     }
 
-    let entries = stats
-        .blkio_stats
-        .as_ref()
-        .and_then(|b| b.io_service_bytes_recursive.as_ref());
-    for e in entries.into_iter().flatten() {
+    let blkio = stats.blkio_stats.as_ref();
+    let bytes = blkio.and_then(|b| b.io_service_bytes_recursive.as_ref());
+    for e in bytes.into_iter().flatten() {
         let (Some(major), Some(minor), Some(op), Some(value)) = (e.major, e.minor, &e.op, e.value)
         else {
             continue;
@@ -323,8 +419,47 @@ pub fn sample(
             dev.write_bytes += value;
         }
     }
+    // Operation counts: v1's io_serviced_recursive (the cgroup stats source fills it from
+    // v2's io.stat too); Docker's API on v2 leaves it empty.
+    let ops = blkio.and_then(|b| b.io_serviced_recursive.as_ref());
+    for e in ops.into_iter().flatten() {
+        let (Some(major), Some(minor), Some(op), Some(value)) = (e.major, e.minor, &e.op, e.value)
+        else {
+            continue;
+        };
+        let dev = s.blkio.entry(format!("{major}:{minor}")).or_default();
+        if op.eq_ignore_ascii_case("read") {
+            *dev.reads.get_or_insert(0) += value;
+        } else if op.eq_ignore_ascii_case("write") {
+            *dev.writes.get_or_insert(0) += value;
+        }
+    }
 
     (s, point)
+}
+
+/// Adds what the kernel's files tell beyond Docker's answer (the cgroup stats source).
+pub fn add_extra(s: &mut Sample, e: &crate::cgroup::Extra) {
+    s.processes.processes = e.processes;
+    s.processes.file_descriptors = e.file_descriptors;
+    s.processes.sockets = e.sockets;
+    let psi = |p: Option<crate::cgroup::PsiTotals>| {
+        p.map(|p| Psi {
+            waiting: p.some_us as f64 / 1e6,
+            stalled: p.full_us.map(|v| v as f64 / 1e6),
+        })
+    };
+    let pressure = Pressure {
+        cpu: psi(e.cpu_pressure),
+        memory: psi(e.memory_pressure),
+        io: psi(e.io_pressure),
+    };
+    if pressure != Pressure::default() {
+        s.pressure = Some(pressure);
+    }
+    if let (Some(m), Some(swap)) = (s.memory.as_mut(), e.swap) {
+        m.swap = Some(swap);
+    }
 }
 
 #[cfg(test)]
@@ -390,11 +525,8 @@ mod tests {
         assert_eq!(m.working_set, 104_857_600 - 33_554_432);
         assert_eq!((m.cache, m.rss), (Some(41_943_040), Some(62_914_560)));
         assert_eq!(
-            s.blkio["8:0"],
-            BlkioCounters {
-                read_bytes: 1_048_576,
-                write_bytes: 20_971_520
-            }
+            (s.blkio["8:0"].read_bytes, s.blkio["8:0"].write_bytes),
+            (1_048_576, 20_971_520)
         );
         assert_eq!(s.blkio["8:16"].read_bytes, 4096);
         assert_eq!(s.pids, Some(7));
@@ -433,5 +565,132 @@ mod tests {
         .expect("decodes");
         let (s, _) = sample(&stats, None, SystemTime::UNIX_EPOCH);
         assert_eq!(s.memory.expect("memory").working_set, 0);
+    }
+
+    /// The cgroup stats source over a recorded cgroup v2 directory (tests/fixtures/cgroup-v2):
+    /// every figure cAdvisor reads there, pressure included, down to the sample.
+    #[test]
+    fn cgroup_v2_files_to_sample() {
+        let id = "4d2f0c1b9e8a7f6e5d4c3b2a190817263544536271809a8b7c6d5e4f3a2b1c0d";
+        let dir = std::env::temp_dir().join(format!("dockstat-v2-{}", std::process::id()));
+        let cg = dir.join("cg");
+        let proc = dir.join("proc");
+        let rel = format!("system.slice/docker-{id}.scope");
+        let cdir = cg.join(&rel);
+        std::fs::create_dir_all(&cdir).expect("mkdir");
+        std::fs::write(cg.join("cgroup.controllers"), "cpu io memory pids\n").expect("write");
+        let recorded = format!("{}/tests/fixtures/cgroup-v2", env!("CARGO_MANIFEST_DIR"));
+        for e in std::fs::read_dir(&recorded).expect("fixtures").flatten() {
+            std::fs::copy(e.path(), cdir.join(e.file_name())).expect("copy");
+        }
+        for (pid, links) in [
+            (4242, &["/dev/null", "socket:[100]", "pipe:[7]"][..]),
+            (4243, &["socket:[101]"][..]),
+        ] {
+            let fd = proc.join(pid.to_string()).join("fd");
+            std::fs::create_dir_all(&fd).expect("mkdir");
+            for (n, target) in links.iter().enumerate() {
+                std::os::unix::fs::symlink(target, fd.join(n.to_string())).expect("symlink");
+            }
+            std::fs::write(
+                proc.join(pid.to_string()).join("cgroup"),
+                format!("0::/{rel}\n"),
+            )
+            .expect("write");
+        }
+        std::fs::write(
+            proc.join("stat"),
+            "cpu 100 0 100 800 0 0 0 0 0 0\ncpu0 100 0 100 800 0 0 0 0 0 0\n",
+        )
+        .expect("write");
+        std::fs::write(proc.join("meminfo"), "MemTotal: 1048576 kB\n").expect("write");
+
+        let reader = crate::cgroup::CgroupReader::new(&cg, &proc);
+        let paths = reader.locate(id, 4242, "host").expect("located");
+        let mut out = reader.read_many([paths], |p| p, |_, r| r.expect("read"));
+        let (raw, extra) = out.pop().expect("one answer");
+        let (mut s, _) = sample(&raw, None, SystemTime::UNIX_EPOCH);
+        add_extra(&mut s, &extra);
+
+        let p = s.pressure.expect("pressure");
+        let cpu = p.cpu.expect("cpu");
+        assert!((cpu.waiting - 547.300380).abs() < 1e-9);
+        assert!((cpu.stalled.expect("full") - 514.288265).abs() < 1e-9);
+        assert!((p.memory.expect("memory").waiting - 0.149183).abs() < 1e-12);
+        assert!((p.io.expect("io").stalled.expect("full") - 0.429920).abs() < 1e-12);
+        let m = s.memory.expect("memory");
+        assert_eq!(m.max_usage, Some(150_994_944), "memory.peak");
+        assert_eq!(m.failcnt, Some(17), "memory.events max");
+        assert_eq!(m.swap, Some(4_194_304), "memory.swap.current");
+        assert_eq!(m.mapped_file, Some(1_048_576), "file_mapped");
+        assert_eq!(
+            m.faults,
+            Some(Faults {
+                pgfault: 12000,
+                pgmajfault: 7,
+                hierarchy_pgfault: 12000,
+                hierarchy_pgmajfault: 7
+            })
+        );
+        assert_eq!(
+            (s.blkio["8:0"].reads, s.blkio["8:0"].writes),
+            (Some(256), Some(5120))
+        );
+        assert_eq!(s.blkio["8:16"].reads, Some(1));
+        assert_eq!(s.pids, Some(7));
+        assert_eq!(
+            s.processes,
+            Processes {
+                processes: Some(2),
+                threads_max: Some(0),
+                file_descriptors: Some(4),
+                sockets: Some(2),
+            }
+        );
+        // `metrics.disable: [process, pressure]`: no /proc walk, no PSI read.
+        let lean = crate::cgroup::CgroupReader::new(&cg, &proc).reading(false, false);
+        let paths = lean.locate(id, 4242, "host").expect("located");
+        let mut out = lean.read_many([paths], |p| p, |_, r| r.expect("read"));
+        let (_, extra) = out.pop().expect("one answer");
+        assert_eq!(
+            (extra.processes, extra.file_descriptors, extra.cpu_pressure),
+            (None, None, None)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pressure_files_parse_and_v1_memory_figures_come_from_the_api_answer() {
+        let some_only =
+            crate::cgroup::parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n");
+        assert_eq!(
+            some_only,
+            Some(crate::cgroup::PsiTotals {
+                some_us: 5,
+                full_us: None
+            })
+        );
+        assert_eq!(crate::cgroup::parse_pressure("garbage\n"), None);
+
+        let stats = fixture("stats-cgroup-v1-oneshot.json");
+        let (s, _) = sample(&stats, None, SystemTime::UNIX_EPOCH);
+        let m = s.memory.expect("memory");
+        assert_eq!(m.max_usage, Some(4_087_808));
+        assert_eq!(m.mapped_file, Some(0));
+        assert_eq!(m.swap, None, "no swap accounting in this answer");
+        assert_eq!(
+            m.faults.map(|f| (f.pgfault, f.hierarchy_pgfault)),
+            Some((1198, 1198))
+        );
+        assert_eq!(
+            s.processes.threads_max,
+            Some(0),
+            "no pids limit: 0 as cAdvisor"
+        );
+        assert_eq!(
+            s.processes.processes, None,
+            "the API does not count processes"
+        );
+        assert_eq!(s.pressure, None);
     }
 }

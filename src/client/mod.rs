@@ -31,7 +31,7 @@ pub use views::{
 use crate::collect::{HostSpec, Settings};
 use crate::config::Validated;
 use crate::docker::{Connection, DockerError};
-use crate::families::Inputs;
+use crate::families::{Inputs, Selection};
 use crate::instruments::{HostInstruments, Instruments};
 use crate::metrics::Exposition;
 use crate::pool::{Pool, PoolStatus};
@@ -54,6 +54,8 @@ struct Inner {
     instruments: Arc<Instruments>,
     settings: Settings,
     base_dir: PathBuf,
+    /// The families exported (`metrics.disable`).
+    selection: Arc<Selection>,
 }
 
 impl DockerClient {
@@ -87,6 +89,7 @@ impl DockerClient {
                 snapshots,
                 instruments,
                 settings,
+                selection: Arc::new(selection(cfg)),
                 base_dir: cfg
                     .source
                     .parent()
@@ -121,6 +124,7 @@ impl DockerClient {
             snapshots: self.inner.snapshots.clone(),
             instruments: self.inner.instruments.clone(),
             pool: self.inner.pool.clone(),
+            selection: self.inner.selection.clone(),
         }
     }
 
@@ -218,6 +222,16 @@ impl DockerClient {
     ) -> Result<Vec<AuditRecord>, ClientError> {
         Ok(self.inner.store.audit(limit, before).await?)
     }
+}
+
+/// The families `metrics.disable` leaves exported; a name that is neither a group nor a
+/// family (the command line refuses those before) is only warned about.
+fn selection(cfg: &Validated) -> Selection {
+    let (selection, unknown) = Selection::of(&cfg.config.metrics.disable);
+    for (_, name) in unknown {
+        tracing::warn!(name = %name, "metrics.disable: no such family or group");
+    }
+    selection
 }
 
 fn spec(h: &HostRecord) -> HostSpec {

@@ -253,6 +253,16 @@ impl Collector {
         };
         let action = base_action(action);
         tracing::debug!(container = %id, action, "container event");
+        // A container event's attributes are its labels plus `name` and `image`: enough to
+        // tell a left-out container (`containers` sections, opt-out label) without an inspect.
+        let attributes = ev.actor.as_ref().and_then(|a| a.attributes.as_ref());
+        if let Some(name) = attributes.and_then(|a| a.get("name"))
+            && !self.filter.admits(name, &|k| {
+                attributes.and_then(|a| a.get(k)).map(String::as_str)
+            })
+        {
+            return self.inventory.remove(id).is_some();
+        }
         match action {
             "destroy" => {
                 // An inspect still running for it answers from before: drop that answer.

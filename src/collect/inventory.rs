@@ -13,8 +13,10 @@ use super::sampling::{Cycle, Target, call_each, sample_task};
 use super::{Collector, Job};
 use crate::cgroup::CgroupPaths;
 use crate::clock::parse_rfc3339;
+use crate::config::filter::glob;
+use crate::config::sanitize_label;
 use crate::docker::{Connection, DockerError};
-use crate::snapshot::{ContainerMeta, ContainerState, Health, HostInfo, Spec};
+use crate::snapshot::{ContainerMeta, ContainerState, Health, HostInfo, InfoLabel, Spec};
 use crate::stats::{CpuPoint, Sample};
 
 /// What decides whether a re-list must inspect a container again.
@@ -130,13 +132,26 @@ pub(super) async fn inspect_job(
 }
 
 impl Collector {
+    /// Whether a listed container is followed (`containers` sections, opt-out label): the
+    /// others are never inspected after a list, sampled or shown.
+    fn admits(&self, s: &ContainerSummary) -> bool {
+        let name = s
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map_or("", |n| n.trim_start_matches('/'));
+        let labels = s.labels.as_ref();
+        self.filter
+            .admits(name, &|k| labels.and_then(|l| l.get(k)).map(String::as_str))
+    }
+
     /// Full list: drops containers gone, inspects new and changed ones, refreshes /info.
     /// Ok(false) when some inspect failed.
     pub(super) async fn relist(&mut self, conn: &Arc<Connection>) -> Result<bool, DockerError> {
         let list = conn.list_containers(true).await?;
         let mut seen = HashSet::with_capacity(list.len());
         let mut changed = Vec::new();
-        for s in &list {
+        for s in list.iter().filter(|s| self.admits(s)) {
             let Some(id) = &s.id else { continue };
             seen.insert(id.as_str());
             let key = ListKey::from_summary(s);
@@ -192,9 +207,23 @@ impl Collector {
     /// Applies an inspect answer; a new run (StartedAt changed) or a stop drops the previous
     /// sample so rates never span two runs.
     pub(super) fn upsert(&mut self, i: &ContainerInspectResponse) {
-        let Some((meta, started_raw)) = meta_from_inspect(i, &self.settings.labels) else {
+        let Some((mut meta, started_raw)) = meta_from_inspect(i, &self.settings.labels) else {
             return;
         };
+        let labels = i.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !self.settings.info_labels.is_empty()
+            && let Some(all) = labels
+        {
+            meta.info_labels = info_labels(all, &self.settings.info_labels, &meta.labels);
+        }
+        if !self.filter.admits(&meta.name, &|k| {
+            labels.and_then(|l| l.get(k)).map(String::as_str)
+        }) {
+            // Left out by the `containers` sections or its opt-out label (which can change
+            // only with a new container: labels are fixed at creation).
+            self.inventory.remove(&meta.id);
+            return;
+        }
         let key = ListKey::from_meta(&meta);
         let id = meta.id.clone();
         let upper_dir: Option<Arc<str>> = i
@@ -366,7 +395,8 @@ impl Collector {
             self.info = Some(Arc::new(host_info(conn, Some(&info))));
         }
         let mut seen = HashSet::with_capacity(list.len());
-        for s in &list {
+        let admitted: Vec<&ContainerSummary> = list.iter().filter(|s| self.admits(s)).collect();
+        for s in admitted {
             let Some(id) = &s.id else { continue };
             seen.insert(id.as_str());
             let key = ListKey::from_summary(s);
@@ -405,6 +435,50 @@ pub(super) fn host_info(conn: &Connection, info: Option<&bollard::models::System
         mem_total: info
             .and_then(|i| i.mem_total)
             .and_then(|n| u64::try_from(n).ok()),
+        cpu_physical_cores: None,
+        cpu_sockets: None,
+    }
+}
+
+/// The container's Docker labels whose key matches a glob of `metrics.info_labels`, as
+/// `container_label_<key>` sorted by name: one per name (the first key in order when two
+/// sanitize alike), none that the allowlist already puts on every series.
+fn info_labels(
+    all: &std::collections::HashMap<String, String>,
+    globs: &[String],
+    on_every_series: &[(Arc<str>, String)],
+) -> Vec<InfoLabel> {
+    let mut keys: Vec<&String> = all
+        .keys()
+        .filter(|k| globs.iter().any(|g| glob(g, k)))
+        .collect();
+    keys.sort();
+    let mut out: Vec<InfoLabel> = Vec::with_capacity(keys.len());
+    for key in keys {
+        let name = format!("container_label_{}", sanitize_label(key));
+        if out.iter().any(|l| l.name == name) || on_every_series.iter().any(|(n, _)| **n == *name) {
+            continue;
+        }
+        out.push(InfoLabel {
+            name,
+            key: key.clone(),
+            value: all.get(key).cloned().unwrap_or_default(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Memory plus swap limit as Docker sets `memory.memsw.limit_in_bytes`: `MemorySwap` when
+/// given, twice the memory limit when only that is (Docker's default), else unlimited (0).
+fn swap_limit(memory: Option<i64>, swap: Option<i64>) -> u64 {
+    let memory = memory
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0);
+    match (memory, swap) {
+        (_, Some(s)) if s > 0 => s.unsigned_abs(),
+        (_, Some(-1)) | (None, _) => 0,
+        (Some(m), _) => m.saturating_mul(2),
     }
 }
 
@@ -451,6 +525,7 @@ pub(super) fn meta_from_inspect(
         image_id: i.image.clone().unwrap_or_default(),
         compose_project: label("com.docker.compose.project"),
         compose_service: label("com.docker.compose.service"),
+        info_labels: Vec::new(),
         labels: allow
             .iter()
             .filter_map(|(key, name)| label(key).map(|v| (name.clone(), v)))
@@ -475,6 +550,11 @@ pub(super) fn meta_from_inspect(
             cpu_quota,
             cpu_period,
             cpu_shares: positive(hc.and_then(|h| h.cpu_shares)).unwrap_or(1024),
+            memory_swap_limit: swap_limit(
+                hc.and_then(|h| h.memory),
+                hc.and_then(|h| h.memory_swap),
+            ),
+            memory_reservation: positive(hc.and_then(|h| h.memory_reservation)).unwrap_or(0),
         },
         id,
     };

@@ -31,8 +31,9 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
 
-use crate::cgroup::CgroupReader;
+use crate::cgroup::{CgroupReader, CpuTopology};
 use crate::clock::{parse_rfc3339, unix_now};
+use crate::config::filter::{Filters, HostFilter};
 use crate::config::{Endpoint, StatsSource, Validated};
 use crate::docker::{Connection, DockerError};
 use crate::instruments::HostInstruments;
@@ -92,6 +93,10 @@ pub struct Settings {
     pub warn_api_fallback: bool,
     /// Disk usage passes; None when off.
     pub disk: Option<DiskSettings>,
+    /// Which containers each host's collector follows (`containers` sections).
+    pub containers: Arc<Filters>,
+    /// Globs of the Docker label keys `dockstat_container_labels` carries.
+    pub info_labels: Arc<[String]>,
 }
 
 /// When disk usage passes run (`monitoring.disk_usage_*`).
@@ -112,6 +117,7 @@ impl Settings {
         store: Option<Store>,
     ) -> Settings {
         let m = &cfg.config.monitoring;
+        let metrics = &cfg.config.metrics;
         Settings {
             interval: m.interval,
             relist_interval: m.relist_interval,
@@ -127,13 +133,19 @@ impl Settings {
                 .collect(),
             streams,
             store,
-            cgroup: (m.stats_source != StatsSource::Api)
-                .then(|| Arc::new(CgroupReader::new(&m.cgroup_root, &m.proc_root))),
+            cgroup: (m.stats_source != StatsSource::Api).then(|| {
+                Arc::new(
+                    CgroupReader::new(&m.cgroup_root, &m.proc_root)
+                        .reading(!metrics.disables("process"), !metrics.disables("pressure")),
+                )
+            }),
             warn_api_fallback: m.stats_source == StatsSource::Cgroup,
             disk: m.disk_usage.then_some(DiskSettings {
                 interval: m.disk_usage_interval,
                 timeout: m.disk_usage_timeout,
             }),
+            containers: Arc::new(cfg.containers.clone()),
+            info_labels: metrics.info_labels.clone().into(),
         }
     }
 
@@ -180,6 +192,11 @@ pub struct Collector {
     /// Bounds the background inspects of this host (`stats_concurrency`): a re-list that
     /// finds thousands of new containers does not open thousands of calls.
     permits: Arc<tokio::sync::Semaphore>,
+    /// This machine's CPU topology, read once the host shows it runs here (a container read
+    /// from its cgroup files); `Some(None)` when the files do not tell.
+    topology: Option<Option<CpuTopology>>,
+    /// Which containers are followed; the others are dropped from the inventory.
+    filter: HostFilter,
 }
 
 /// Docker calls the collector started and whose answers the loop applies as they come.
@@ -230,6 +247,7 @@ impl Collector {
         instruments: Arc<HostInstruments>,
     ) -> Collector {
         let settings_concurrency = settings.concurrency.max(1);
+        let filter = settings.containers.for_host(&spec.client, &spec.name);
         Collector {
             spec,
             settings,
@@ -248,6 +266,8 @@ impl Collector {
             inspecting: HashMap::new(),
             disk: None,
             permits: Arc::new(tokio::sync::Semaphore::new(settings_concurrency)),
+            topology: None,
+            filter,
         }
     }
 
@@ -578,6 +598,9 @@ impl Collector {
         if full_cycle && success {
             self.status.set_error(None);
         }
+        if stats_sources.cgroup > 0 {
+            self.add_topology();
+        }
         self.snapshots.publish(HostSnapshot {
             id: self.spec.id,
             name: self.spec.name.clone(),
@@ -622,6 +645,26 @@ impl Collector {
     fn is_local(&self) -> bool {
         matches!(self.spec.endpoint.address, crate::config::Address::Unix(_))
             || self.inventory.values().any(|e| e.cgroup.is_some())
+    }
+}
+
+impl Collector {
+    /// Adds this machine's CPU topology to the host's facts: `/info` tells logical CPUs only,
+    /// and the local files are the host's own only when its containers are read from them.
+    fn add_topology(&mut self) {
+        let Some(reader) = &self.settings.cgroup else {
+            return;
+        };
+        let topology = *self.topology.get_or_insert_with(|| reader.cpu_topology());
+        let Some(t) = topology else { return };
+        if let Some(info) = &self.info
+            && info.cpu_sockets.is_none()
+        {
+            let mut with = HostInfo::clone(info);
+            with.cpu_physical_cores = Some(t.physical_cores);
+            with.cpu_sockets = Some(t.sockets);
+            self.info = Some(Arc::new(with));
+        }
     }
 }
 

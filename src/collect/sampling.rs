@@ -12,7 +12,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::task::JoinSet;
 
 use super::{Collector, Job};
-use crate::cgroup::{CgroupPaths, CgroupReader};
+use crate::cgroup::{CgroupPaths, CgroupReader, Extra};
 use crate::docker::{Connection, DockerError};
 use crate::stats::{self, ContainerStats, CpuPoint, Sample};
 use crate::streams::{Channel, Payload};
@@ -41,12 +41,16 @@ pub(super) enum Answer {
 impl Answer {
     pub(super) fn reduce(
         r: Result<Option<ContainerStatsResponse>, DockerError>,
+        extra: Option<&Extra>,
         prev: Option<&CpuPoint>,
         seen_at: SystemTime,
     ) -> Answer {
         match r {
             Ok(Some(raw)) => {
-                let (s, point) = stats::sample(&raw, prev, seen_at);
+                let (mut s, point) = stats::sample(&raw, prev, seen_at);
+                if let Some(e) = extra {
+                    stats::add_extra(&mut s, e);
+                }
                 if s.is_empty() {
                     Answer::Empty
                 } else {
@@ -188,8 +192,13 @@ pub(super) async fn sample_task(
                 files,
                 |(paths, _)| paths,
                 |(_, t), r| match r {
-                    Ok(raw) => Ok(Sampled {
-                        answer: Answer::reduce(Ok(Some(raw)), t.prev.as_ref(), seen_at),
+                    Ok((raw, extra)) => Ok(Sampled {
+                        answer: Answer::reduce(
+                            Ok(Some(raw)),
+                            Some(&extra),
+                            t.prev.as_ref(),
+                            seen_at,
+                        ),
                         id: t.id,
                         prev: t.prev,
                     }),
@@ -221,7 +230,7 @@ pub(super) async fn sample_task(
             async move {
                 let r = conn.stats(&t.id).await;
                 Sampled {
-                    answer: Answer::reduce(r, t.prev.as_ref(), SystemTime::now()),
+                    answer: Answer::reduce(r, None, t.prev.as_ref(), SystemTime::now()),
                     id: t.id,
                     prev: t.prev,
                 }

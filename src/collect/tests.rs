@@ -22,6 +22,8 @@ fn settings() -> Settings {
         cgroup: None,
         warn_api_fallback: false,
         disk: None,
+        containers: Default::default(),
+        info_labels: Arc::from(Vec::new()),
     }
 }
 

@@ -24,6 +24,7 @@ macro_rules! path {
 
 pub mod address;
 pub mod env;
+pub mod filter;
 mod locate;
 mod otlp;
 pub mod ranges;

@@ -86,6 +86,12 @@ pub const MAX_WORKERS: (usize, usize) = (1, 10_000);
 pub const STATS_CONCURRENCY: (usize, usize) = (1, 256);
 /// `metrics.label_allowlist`: each label is a series dimension on every container family.
 pub const LABEL_ALLOWLIST_LEN: (usize, usize) = (0, 64);
+/// `metrics.info_labels`: keys or globs.
+pub const INFO_LABELS_LEN: (usize, usize) = (0, 256);
+/// `metrics.disable`: names of families or groups.
+pub const DISABLE_LEN: (usize, usize) = (0, 256);
+/// Each list of a `containers` section (`include.names`, `exclude.labels`, …).
+pub const SELECTOR_LEN: (usize, usize) = (0, 256);
 /// `api.max_body_bytes`: the largest body the API takes is a host (a few hundred bytes).
 pub const MAX_BODY_BYTES: (usize, usize) = (1024, 16 * 1024 * 1024);
 /// `api.request_timeout`.
@@ -136,6 +142,14 @@ pub fn documented() -> Vec<(&'static str, String)> {
                 "{} to {} keys",
                 LABEL_ALLOWLIST_LEN.0, LABEL_ALLOWLIST_LEN.1
             ),
+        ),
+        (
+            "metrics.info_labels",
+            format!("{} to {} keys", INFO_LABELS_LEN.0, INFO_LABELS_LEN.1),
+        ),
+        (
+            "metrics.disable",
+            format!("{} to {} names", DISABLE_LEN.0, DISABLE_LEN.1),
         ),
         ("api.max_body_bytes", n(MAX_BODY_BYTES)),
         ("api.request_timeout", d(API_REQUEST_TIMEOUT)),
@@ -266,6 +280,39 @@ pub(super) fn check(cfg: &Config, problems: &mut Vec<Problem>) {
         cfg.metrics.label_allowlist.len(),
         LABEL_ALLOWLIST_LEN,
     );
+    number(
+        problems,
+        &["metrics", "info_labels"],
+        cfg.metrics.info_labels.len(),
+        INFO_LABELS_LEN,
+    );
+    number(
+        problems,
+        &["metrics", "disable"],
+        cfg.metrics.disable.len(),
+        DISABLE_LEN,
+    );
+    for (ci, c) in cfg.clients.iter().enumerate() {
+        let sections = std::iter::once((None, &c.containers)).chain(
+            c.hosts
+                .iter()
+                .enumerate()
+                .map(|(hi, h)| (Some(hi), &h.containers)),
+        );
+        for (hi, section) in sections {
+            for (half, sel) in [("include", &section.include), ("exclude", &section.exclude)] {
+                for (key, len) in [("names", sel.names.len()), ("labels", sel.labels.len())] {
+                    let mut at: Vec<PathSeg> = vec!["clients".into(), ci.into()];
+                    if let Some(hi) = hi {
+                        at.extend(["hosts".into(), hi.into()]);
+                    }
+                    at.extend(["containers".into(), half.into(), key.into()]);
+                    Bounds::new(SELECTOR_LEN.0, SELECTOR_LEN.1)
+                        .check(problems, at, len, |v| v.to_string());
+                }
+            }
+        }
+    }
     let a = &cfg.api;
     number(
         problems,

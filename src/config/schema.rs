@@ -252,6 +252,18 @@ pub struct MetricsConfig {
     /// every character outside `[a-zA-Z0-9_]` replaced by `_`). Empty by default: every label
     /// is a new series dimension, so cardinality is your choice. Range: 0 to 64 keys.
     pub label_allowlist: Vec<String>,
+    /// Docker label keys, or globs of them (`com.example.*`, `*`), that
+    /// `dockstat_container_labels` carries as `container_label_<key>`: one series per
+    /// container instead of a label on every series; join it where a label is needed
+    /// (README). Empty by default. Range: 0 to 256 keys.
+    pub info_labels: Vec<String>,
+    /// Families or groups of families not collected nor exported, like cAdvisor's
+    /// `-disable_metrics`: a group (`cpu`, `memory`, `network`, `diskIO`, `disk`,
+    /// `process`, `pressure`) or a family's name, as exposed (`container_fs_reads_total`) or
+    /// without unit and `_total` (`container_fs_reads`: both such families). Disabling
+    /// `process` also stops the `/proc` walk that only it needs, `pressure` the PSI reads.
+    /// Empty by default. Range: 0 to 256 names.
+    pub disable: Vec<String>,
     /// Compress `/metrics` with gzip (fastest level) when the scraper accepts it, as
     /// Prometheus always does. Default true: the text shrinks about tenfold on the wire.
     /// Set false when Prometheus scrapes over loopback or a fast local link and the
@@ -259,10 +271,21 @@ pub struct MetricsConfig {
     pub gzip: bool,
 }
 
+impl MetricsConfig {
+    /// Whether `metrics.disable` names the group `group` (case aside: `diskIO`, `diskio`).
+    pub fn disables(&self, group: &str) -> bool {
+        self.disable
+            .iter()
+            .any(|d| d.trim().eq_ignore_ascii_case(group))
+    }
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             label_allowlist: Vec::new(),
+            disable: Vec::new(),
+            info_labels: Vec::new(),
             gzip: true,
         }
     }
@@ -280,6 +303,32 @@ pub struct ClientConfig {
     /// The Docker Engine endpoints of this client.
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+    /// Which containers of its hosts are collected (each host may narrow it further).
+    #[serde(default)]
+    pub containers: ContainersConfig,
+}
+
+/// Which containers are collected: those matching `include` (every list given) and nothing
+/// of `exclude`. A container carrying the label `dockstat.monitor=false` is never collected.
+/// Left-out containers cost no stats call and have no series.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainersConfig {
+    /// Only these, when given.
+    pub include: Selector,
+    /// Never these.
+    pub exclude: Selector,
+}
+
+/// Containers by name and by label.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Selector {
+    /// Name globs (`*` any run, `?` one character), the name without its leading slash.
+    /// Range: 0 to 256 entries.
+    pub names: Vec<String>,
+    /// `key` (the label is there) or `key=value`. Range: 0 to 256 entries.
+    pub labels: Vec<String>,
 }
 
 /// One Docker Engine endpoint.
@@ -299,6 +348,9 @@ pub struct HostConfig {
     /// Set to false to keep the host declared but not collected. Default true.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Which of its containers are collected, within its client's `containers`.
+    #[serde(default)]
+    pub containers: ContainersConfig,
 }
 
 /// PEM files for mutual TLS.

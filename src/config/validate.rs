@@ -6,6 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::address::{readable_file, resolve};
+use super::filter::{ContainerFilter, Filters};
+use super::schema::ContainersConfig;
 use super::tokens::validate_tokens;
 use super::{
     ClientConfig, Config, DatabaseConfig, Endpoint, ListenConfig, MonitoringConfig, PathSeg,
@@ -31,6 +33,8 @@ pub struct Validated {
     pub listen_tls: Option<ServerTlsFiles>,
     /// OTLP push settings merged with the environment; None when OTLP is off.
     pub otlp: Option<ValidOtlp>,
+    /// The `containers` sections of clients and hosts.
+    pub containers: Filters,
 }
 
 /// Resolved listener TLS files.
@@ -91,6 +95,8 @@ impl Config {
         check_listeners(&self.listen, &tokens, &mut problems);
         let listen_tls = listen_tls(&self.listen, base, &mut problems);
         let otlp = otlp::validate(&self.otlp, &|k| std::env::var(k).ok(), base, &mut problems);
+        check_disable(&self.metrics.disable, &mut problems);
+        let (client_containers, host_containers) = container_filters(&self.clients, &mut problems);
         if problems.is_empty() {
             Ok(Validated {
                 config: self,
@@ -101,6 +107,10 @@ impl Config {
                 tokens,
                 listen_tls,
                 otlp,
+                containers: Filters {
+                    clients: client_containers,
+                    hosts: host_containers,
+                },
             })
         } else {
             Err(problems)
@@ -186,6 +196,66 @@ fn label_allowlist(keys: &[String], problems: &mut Vec<Problem>) -> Vec<(String,
         labels.push((key.clone(), name));
     }
     labels
+}
+
+/// `metrics.disable`: names only; which exist is the family table's to say (checked where the
+/// configuration meets it, `families::Selection`).
+fn check_disable(names: &[String], problems: &mut Vec<Problem>) {
+    for (i, n) in names.iter().enumerate() {
+        if n.trim().is_empty() {
+            problems.push(Problem::new(
+                path!["metrics", "disable", i],
+                "must not be empty: a group (cpu, memory, network, diskIO, disk, process, pressure) or a family name",
+            ));
+        }
+    }
+}
+
+/// The `containers` sections of clients and hosts, compiled; empty names and selectors are
+/// problems.
+#[allow(clippy::type_complexity)]
+fn container_filters(
+    list: &[ClientConfig],
+    problems: &mut Vec<Problem>,
+) -> (
+    HashMap<String, ContainerFilter>,
+    HashMap<(String, String), ContainerFilter>,
+) {
+    let mut check = |c: &ContainersConfig, at: Vec<PathSeg>| {
+        for (half, sel) in [("include", &c.include), ("exclude", &c.exclude)] {
+            for (key, entries) in [("names", &sel.names), ("labels", &sel.labels)] {
+                for (i, e) in entries.iter().enumerate() {
+                    if e.trim().is_empty() || e.starts_with('=') {
+                        let mut p = at.clone();
+                        p.extend([half.into(), key.into(), i.into()]);
+                        problems.push(Problem::new(
+                            p,
+                            "must not be empty (a name glob, or a label `key` or `key=value`)",
+                        ));
+                    }
+                }
+            }
+        }
+        ContainerFilter::of(c)
+    };
+    let mut clients = HashMap::new();
+    let mut hosts = HashMap::new();
+    for (ci, client) in list.iter().enumerate() {
+        let f = check(&client.containers, path!["clients", ci, "containers"]);
+        if f != ContainerFilter::default() {
+            clients.insert(client.name.clone(), f);
+        }
+        for (hi, host) in client.hosts.iter().enumerate() {
+            let f = check(
+                &host.containers,
+                path!["clients", ci, "hosts", hi, "containers"],
+            );
+            if f != ContainerFilter::default() {
+                hosts.insert((client.name.clone(), host.name.clone()), f);
+            }
+        }
+    }
+    (clients, hosts)
 }
 
 /// Clients and their hosts: unique names, valid endpoints, no endpoint declared twice.

@@ -103,11 +103,17 @@ pub enum Series {
     Meta(fn(&ContainerMeta) -> Option<f64>),
     /// One series per container and `interface`.
     Network(fn(&NetCounters) -> u64),
-    /// One series per container and `device` (`major:minor`).
-    Blkio(fn(&BlkioCounters) -> u64),
+    /// One series per container and `device` (`major:minor`), where the figure is known.
+    Blkio(fn(&BlkioCounters) -> Option<u64>),
+    /// `container_memory_failures_total`: one series per container, `failure_type`
+    /// (pgfault, pgmajfault) and `scope` (container, hierarchy).
+    MemoryFailures,
     /// `dockstat_container_info`: 1, identity in `image_id`, `compose_project`,
     /// `compose_service`.
     ContainerInfo,
+    /// `dockstat_container_labels`: 1, with the container's `metrics.info_labels` as
+    /// `container_label_<key>` (names vary per container: handed over as pairs).
+    ContainerLabels,
     /// `dockstat_container_state`: 1 with the current `state`.
     ContainerState,
     /// `dockstat_container_health_status`: 1 with the current `status`.
@@ -175,9 +181,11 @@ impl Series {
     pub fn scope(self) -> Scope {
         use Series::*;
         match self {
-            Stat(_) | Network(_) | Blkio(_) => Scope::LiveContainer,
-            Meta(_) | ContainerInfo | ContainerState | ContainerHealth | ContainerExits
-            | ContainerOom | ContainerLastExit | ContainerDisk(_) => Scope::Container,
+            Stat(_) | Network(_) | Blkio(_) | MemoryFailures => Scope::LiveContainer,
+            Meta(_) | ContainerInfo | ContainerLabels | ContainerState | ContainerHealth
+            | ContainerExits | ContainerOom | ContainerLastExit | ContainerDisk(_) => {
+                Scope::Container
+            }
             Machine(_) | HostUp | HostMonitoring | HostInfo | HostContainers | StatsSources
             | CollectionDuration | CollectionSuccess | SnapshotAge | RequestDuration
             | DockerErrors | HostEvents | Volume(_) | HostDisk(_) | DiskUsageAge
@@ -295,6 +303,10 @@ pub struct Family {
     pub otlp: &'static [Otlp],
     /// HELP text.
     pub help: &'static str,
+    /// A counter named as cAdvisor names it, without `_total` (`container_memory_failcnt`):
+    /// the text format says `counter` without the suffix; OpenMetrics, whose counters must
+    /// end in `_total`, says `unknown`, so the name Prometheus stores is the same in both.
+    pub no_total: bool,
 }
 
 /// A [`Family`], as the table writes one: a row of positional columns.
@@ -315,6 +327,7 @@ pub const fn fam(
         labels,
         otlp,
         help,
+        no_total: false,
     }
 }
 
@@ -326,10 +339,18 @@ impl Family {
             n.push('_');
             n.push_str(u.as_str());
         }
-        if self.kind == Kind::Counter {
+        if self.kind == Kind::Counter && !self.no_total {
             n.push_str("_total");
         }
         n
+    }
+
+    /// A counter exposed without `_total`; see [`Family::no_total`].
+    pub const fn no_total(self) -> Family {
+        Family {
+            no_total: true,
+            ..self
+        }
     }
 
     /// What one series describes.

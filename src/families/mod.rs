@@ -19,6 +19,114 @@ pub use table::FAMILIES;
 pub use walk::{ContainerRow, Inputs, PoolSource, Reading};
 pub(crate) use walk::{Sink, Subject, walk};
 
+/// The groups `metrics.disable` takes, as cAdvisor's `-disable_metrics` names them.
+pub const GROUPS: &[&str] = &[
+    "cpu", "memory", "network", "diskIO", "disk", "process", "pressure",
+];
+
+/// The group a family belongs to, if any (cAdvisor's grouping; lower case).
+pub fn group(f: &Family) -> Option<&'static str> {
+    let b = f.base;
+    let starts = |p: &str| b.starts_with(p);
+    Some(match () {
+        _ if starts("container_cpu_") || b == "dockstat_container_cpu_percent" => "cpu",
+        _ if starts("container_memory_") || b == "dockstat_container_memory_percent" => "memory",
+        _ if starts("container_network_") => "network",
+        _ if b == "container_fs_reads" || b == "container_fs_writes" => "diskio",
+        _ if starts("container_fs_") => "disk",
+        _ if matches!(
+            b,
+            "container_processes"
+                | "container_threads"
+                | "container_threads_max"
+                | "container_file_descriptors"
+                | "container_sockets"
+        ) =>
+        {
+            "process"
+        }
+        _ if starts("container_pressure_") => "pressure",
+        _ => return None,
+    })
+}
+
+/// Which families are exported: all but those `metrics.disable` names (a group or a
+/// family, as exposed or without unit and `_total`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// By index in [`FAMILIES`]; empty when none is disabled.
+    disabled: Vec<bool>,
+}
+
+impl Selection {
+    /// From `metrics.disable`; the second part lists the names (with their index) that are
+    /// neither a group nor a family.
+    pub fn of(names: &[String]) -> (Selection, Vec<(usize, String)>) {
+        let mut disabled = vec![false; FAMILIES.len()];
+        let mut unknown = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let n = name.trim();
+            let mut found = false;
+            for (fi, f) in FAMILIES.iter().enumerate() {
+                let hit = group(f).is_some_and(|g| g.eq_ignore_ascii_case(n))
+                    || f.base == n
+                    || f.exposed_name() == n;
+                if hit {
+                    disabled[fi] = true;
+                    found = true;
+                }
+            }
+            // A group whose families are not built in this version is still a group.
+            if !found && !GROUPS.iter().any(|g| g.eq_ignore_ascii_case(n)) {
+                unknown.push((i, name.clone()));
+            }
+        }
+        let disabled = if disabled.iter().any(|d| *d) {
+            disabled
+        } else {
+            Vec::new()
+        };
+        (Selection { disabled }, unknown)
+    }
+
+    /// Whether `f` (a row of [`FAMILIES`]) is exported.
+    pub fn enabled(&self, f: &Family) -> bool {
+        if self.disabled.is_empty() {
+            return true;
+        }
+        FAMILIES
+            .iter()
+            .position(|x| std::ptr::eq(x, f))
+            .is_none_or(|i| !self.disabled[i])
+    }
+}
+
+/// What `promtool check metrics` says, and may say, of the families named as cAdvisor names
+/// them against its lint rules (listed in the README's exceptions): one line each.
+pub fn promtool_exceptions() -> Vec<String> {
+    FAMILIES
+        .iter()
+        .filter(|f| f.no_total)
+        .map(|f| {
+            format!(
+                "{} counter metrics should have \"_total\" suffix",
+                f.exposed_name()
+            )
+        })
+        .collect()
+}
+
+/// `promtool check metrics` output without the documented exceptions: what is left must
+/// be empty.
+pub fn promtool_unexpected(report: &str) -> String {
+    let allowed = promtool_exceptions();
+    report
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !allowed.iter().any(|a| a == l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The README's metric list, generated from the table.
 pub fn markdown_table() -> String {
     let mut out = String::from(
@@ -125,6 +233,44 @@ mod tests {
             walk(f, &reading, &rows, &mut check).expect("walks");
             assert!(check.seen > 0, "{}: no series in the golden fleet", f.base);
         }
+    }
+
+    #[test]
+    fn disable_takes_groups_and_family_names() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (sel, unknown) = Selection::of(&names(&[
+            "process",
+            "DiskIO",
+            "container_memory_failcnt",
+            "container_cpu_usage_seconds_total",
+            "nope",
+        ]));
+        assert_eq!(unknown, [(4, "nope".to_string())]);
+        let off: Vec<String> = FAMILIES
+            .iter()
+            .filter(|f| !sel.enabled(f))
+            .map(|f| f.exposed_name())
+            .collect();
+        assert_eq!(
+            off,
+            [
+                "container_cpu_usage_seconds_total",
+                "container_memory_failcnt",
+                "container_fs_reads_bytes_total",
+                "container_fs_writes_bytes_total",
+                "container_fs_reads_total",
+                "container_fs_writes_total",
+                "container_processes",
+                "container_threads",
+                "container_threads_max",
+                "container_file_descriptors",
+                "container_sockets",
+            ]
+        );
+        for g in GROUPS {
+            assert!(Selection::of(&names(&[g])).1.is_empty(), "{g}");
+        }
+        assert!(Selection::default().enabled(&FAMILIES[0]));
     }
 
     #[test]

@@ -18,6 +18,10 @@ const N: Option<Unit> = None;
 const NO: &[Label] = &[];
 const IFACE: &[Label] = &[l("interface", "network.interface.name")];
 const DEVICE: &[Label] = &[l("device", "system.device")];
+const FAILURE: &[Label] = &[
+    l("failure_type", "dockstat.memory.failure_type"),
+    l("scope", "dockstat.memory.scope"),
+];
 const STATE: &[Label] = &[l("state", "dockstat.state")];
 const HEALTH: &[Label] = &[l("status", "dockstat.health.status")];
 const EXIT_CODE: &[Label] = &[l("exit_code", "process.exit.code")];
@@ -63,6 +67,9 @@ const RX: &[(&str, &str)] = &[("network.io.direction", "receive")];
 const TX: &[(&str, &str)] = &[("network.io.direction", "transmit")];
 const READ: &[(&str, &str)] = &[("disk.io.direction", "read")];
 const WRITE: &[(&str, &str)] = &[("disk.io.direction", "write")];
+const PSI_CPU: &[(&str, &str)] = &[("dockstat.pressure.resource", "cpu")];
+const PSI_MEMORY: &[(&str, &str)] = &[("dockstat.pressure.resource", "memory")];
+const PSI_IO: &[(&str, &str)] = &[("dockstat.pressure.resource", "io")];
 
 fn opt(v: Option<u64>) -> Option<f64> {
     v.map(|v| v as f64)
@@ -93,8 +100,22 @@ pub static FAMILIES: &[Family] = &[
         "Page cache memory in bytes (v1 total_cache, v2 file)."),
     fam("container_memory_rss", N, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.rss))), NO, &[o("dockstat.container.memory.rss", "By")],
         "Anonymous memory in bytes (v1 total_rss, v2 anon)."),
+    fam("container_memory_swap", N, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.swap))), NO, &[o("dockstat.container.memory.swap", "By")],
+        "Swap in use in bytes (v1 total_swap, with swap accounting on; v2 memory.swap.current; cgroup stats source only: Docker's answer leaves it out)."),
+    fam("container_memory_mapped_file", N, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.mapped_file))), NO, &[o("dockstat.container.memory.mapped_file", "By")],
+        "Memory-mapped files in bytes (v1 total_mapped_file, v2 file_mapped)."),
+    fam("container_memory_max_usage", B, Gauge, Stat(|s| opt(s.memory.and_then(|m| m.max_usage))), NO, &[o("dockstat.container.memory.max_usage", "By")],
+        "Highest memory usage recorded (v1 memory.max_usage_in_bytes; v2 memory.peak, kernel 5.19+, cgroup stats source)."),
+    fam("container_memory_failcnt", N, Counter, Stat(|s| opt(s.memory.and_then(|m| m.failcnt))), NO, &[o("dockstat.container.memory.failcnt", "{event}")],
+        "Times memory usage hit the limit (v1 memory.failcnt; v2 memory.events max, cgroup stats source).").no_total(),
+    fam("container_memory_failures", N, Counter, MemoryFailures, FAILURE, &[o("dockstat.container.memory.failures", "{fault}")],
+        "Page faults by type (pgfault, pgmajfault) and scope (container; hierarchy: with child cgroups)."),
     fam("container_spec_memory_limit", B, Gauge, Meta(|m| Some(m.spec.memory_limit as f64)), NO, &[o("dockstat.container.memory.limit", "By")],
         "Memory limit of the container; 0 when unlimited."),
+    fam("container_spec_memory_swap_limit", B, Gauge, Meta(|m| Some(m.spec.memory_swap_limit as f64)), NO, &[o("dockstat.container.memory.swap_limit", "By")],
+        "Memory plus swap limit of the container (Docker's MemorySwap; twice the memory limit when only that is set); 0 when unlimited."),
+    fam("container_spec_memory_reservation_limit", B, Gauge, Meta(|m| Some(m.spec.memory_reservation as f64)), NO, &[o("dockstat.container.memory.reservation", "By")],
+        "Memory soft limit of the container (MemoryReservation); 0 when none."),
     fam("container_spec_cpu_quota", N, Gauge, Meta(|m| opt(m.spec.cpu_quota)), NO, &[o("dockstat.container.cpu.cfs.quota", "us")],
         "CFS quota of the container in microseconds per period (absent when unlimited)."),
     fam("container_spec_cpu_period", N, Gauge, Meta(|m| opt(m.spec.cpu_period)), NO, &[o("dockstat.container.cpu.cfs.period", "us")],
@@ -119,10 +140,38 @@ pub static FAMILIES: &[Family] = &[
     fam("container_network_transmit_packets_dropped", N, Counter, Network(|n| n.tx_dropped), IFACE, &[o("dockstat.container.network.dropped", "{packet}").fixed(TX)],
         "Cumulative transmitted packets dropped."),
     // Container block IO, per device.
-    fam("container_fs_reads", B, Counter, Blkio(|b| b.read_bytes), DEVICE, &[o("container.disk.io", "By").fixed(READ)],
+    fam("container_fs_reads", B, Counter, Blkio(|b| Some(b.read_bytes)), DEVICE, &[o("container.disk.io", "By").fixed(READ)],
         "Cumulative bytes read from block devices."),
-    fam("container_fs_writes", B, Counter, Blkio(|b| b.write_bytes), DEVICE, &[o("container.disk.io", "By").fixed(WRITE)],
+    fam("container_fs_writes", B, Counter, Blkio(|b| Some(b.write_bytes)), DEVICE, &[o("container.disk.io", "By").fixed(WRITE)],
         "Cumulative bytes written to block devices."),
+    fam("container_fs_reads", N, Counter, Blkio(|b| b.reads), DEVICE, &[o("dockstat.container.disk.operations", "{operation}").fixed(READ)],
+        "Cumulative reads completed from block devices (v1 blkio io_serviced, v2 io.stat rios: not in Docker's API answer on cgroup v2)."),
+    fam("container_fs_writes", N, Counter, Blkio(|b| b.writes), DEVICE, &[o("dockstat.container.disk.operations", "{operation}").fixed(WRITE)],
+        "Cumulative writes completed to block devices (v1 blkio io_serviced, v2 io.stat wios: not in Docker's API answer on cgroup v2)."),
+    // Container processes (cAdvisor's `process` group).
+    fam("container_processes", N, Gauge, Stat(|s| opt(s.processes.processes)), NO, &[o("dockstat.container.processes", "{process}")],
+        "Processes in the container (cgroup.procs; cgroup stats source only)."),
+    fam("container_threads", N, Gauge, Stat(|s| opt(s.pids)), NO, &[o("dockstat.container.threads", "{thread}")],
+        "Threads in the container (pids.current; Docker's pids_stats through the API)."),
+    fam("container_threads_max", N, Gauge, Stat(|s| opt(s.processes.threads_max)), NO, &[o("dockstat.container.threads.max", "{thread}")],
+        "Threads allowed in the container (pids.max; Docker's pids_stats limit); 0 when unlimited."),
+    fam("container_file_descriptors", N, Gauge, Stat(|s| opt(s.processes.file_descriptors)), NO, &[o("dockstat.container.file_descriptors", "{file_descriptor}")],
+        "Open file descriptors of the container's processes (/proc/<pid>/fd; cgroup stats source only)."),
+    fam("container_sockets", N, Gauge, Stat(|s| opt(s.processes.sockets)), NO, &[o("dockstat.container.sockets", "{socket}")],
+        "Open sockets of the container's processes (/proc/<pid>/fd; cgroup stats source only)."),
+    // Container pressure stall information (cgroup v2 PSI; cgroup stats source only).
+    fam("container_pressure_cpu_waiting", S, Counter, Stat(|s| Some(s.pressure?.cpu?.waiting)), NO, &[o("dockstat.container.pressure.waiting", "s").fixed(PSI_CPU)],
+        "Time at least one task waited for CPU (cpu.pressure some total)."),
+    fam("container_pressure_cpu_stalled", S, Counter, Stat(|s| s.pressure?.cpu?.stalled), NO, &[o("dockstat.container.pressure.stalled", "s").fixed(PSI_CPU)],
+        "Time every non-idle task stalled on CPU at once (cpu.pressure full total)."),
+    fam("container_pressure_memory_waiting", S, Counter, Stat(|s| Some(s.pressure?.memory?.waiting)), NO, &[o("dockstat.container.pressure.waiting", "s").fixed(PSI_MEMORY)],
+        "Time at least one task waited for memory (memory.pressure some total)."),
+    fam("container_pressure_memory_stalled", S, Counter, Stat(|s| s.pressure?.memory?.stalled), NO, &[o("dockstat.container.pressure.stalled", "s").fixed(PSI_MEMORY)],
+        "Time every non-idle task stalled on memory at once (memory.pressure full total)."),
+    fam("container_pressure_io_waiting", S, Counter, Stat(|s| Some(s.pressure?.io?.waiting)), NO, &[o("dockstat.container.pressure.waiting", "s").fixed(PSI_IO)],
+        "Time at least one task waited for block IO (io.pressure some total)."),
+    fam("container_pressure_io_stalled", S, Counter, Stat(|s| s.pressure?.io?.stalled), NO, &[o("dockstat.container.pressure.stalled", "s").fixed(PSI_IO)],
+        "Time every non-idle task stalled on block IO at once (io.pressure full total)."),
     // Container lifecycle and identity.
     fam("container_start_time", S, Gauge, Meta(|m| m.started_at), NO, &[o("dockstat.container.start_time", "s"), o("container.uptime", "s").uptime()],
         "Start time of the container's current or last run, unix seconds."),
@@ -136,6 +185,8 @@ pub static FAMILIES: &[Family] = &[
         "Processes and threads in the container."),
     fam("dockstat_container_info", N, Gauge, ContainerInfo, IDENTITY, &[o("dockstat.container.info", "1")],
         "Container identity; always 1."),
+    fam("dockstat_container_labels", N, Gauge, ContainerLabels, NO, &[o("dockstat.container.labels", "1")],
+        "The container's Docker labels that metrics.info_labels allows, as container_label_<key>; always 1. Join it: `* on(host, id) group_left(container_label_<key>) dockstat_container_labels`."),
     fam("dockstat_container_state", N, Gauge, ContainerState, STATE, &[o("dockstat.container.state", "1")],
         "Current container state; always 1."),
     fam("dockstat_container_health_status", N, Gauge, ContainerHealth, HEALTH, &[o("dockstat.container.health.status", "1")],
@@ -173,6 +224,10 @@ pub static FAMILIES: &[Family] = &[
     // Hosts.
     fam("machine_cpu_cores", N, Gauge, Machine(|i| i.ncpu), NO, &[o("system.cpu.logical.count", "{cpu}")],
         "CPUs of the Docker host."),
+    fam("machine_cpu_physical_cores", N, Gauge, Machine(|i| i.cpu_physical_cores), NO, &[o("system.cpu.physical.count", "{cpu}")],
+        "Physical CPU cores of the Docker host; only for a host on the exporter's machine (its containers read from cgroup files)."),
+    fam("machine_cpu_sockets", N, Gauge, Machine(|i| i.cpu_sockets), NO, &[o("dockstat.host.cpu.sockets", "{socket}")],
+        "CPU sockets of the Docker host; only for a host on the exporter's machine."),
     fam("machine_memory", B, Gauge, Machine(|i| i.mem_total), NO, &[o("system.memory.limit", "By")],
         "Memory of the Docker host."),
     fam("dockstat_host_up", N, Gauge, HostUp, NO, &[o("dockstat.host.up", "1")],

@@ -8,8 +8,11 @@ use std::time::SystemTime;
 
 use crate::instruments::{ExportOutcome, HistogramFigures, HostInstruments, Instruments};
 use crate::process::ProcessStats;
-use crate::snapshot::{ContainerSnapshot, ContainerState, HostSnapshot, Snapshot, SnapshotStore};
+use crate::snapshot::{
+    ContainerSnapshot, ContainerState, HostSnapshot, InfoLabel, Snapshot, SnapshotStore,
+};
 
+use super::Selection;
 use super::family::{Family, PoolFigures, Series};
 
 /// Something that reports pool figures at scrape time. Why a trait: the pool sits above
@@ -29,12 +32,17 @@ pub struct Inputs {
     pub instruments: Arc<Instruments>,
     /// Pool figures.
     pub pool: Arc<dyn PoolSource>,
+    /// The families exported (`metrics.disable`).
+    pub selection: Arc<Selection>,
 }
 
 impl Inputs {
     /// Reads them now.
     pub fn read(&self) -> Reading {
-        Reading::take(&self.snapshots, &self.instruments, &*self.pool)
+        Reading {
+            selection: self.selection.clone(),
+            ..Reading::take(&self.snapshots, &self.instruments, &*self.pool)
+        }
     }
 }
 
@@ -52,6 +60,8 @@ pub struct Reading {
     pub(crate) otlp_last_success: Option<SystemTime>,
     /// `dockstat_build_info`'s `version`: this build's, fixed in the golden files.
     pub(crate) version: &'static str,
+    /// The families exported.
+    pub(crate) selection: Arc<Selection>,
 }
 
 /// One container of a reading and its host.
@@ -74,7 +84,13 @@ impl Reading {
             otlp_last_error: instruments.otlp.last_error().map(|(kind, _, _)| kind),
             otlp_last_success: instruments.otlp.last_success(),
             version: env!("CARGO_PKG_VERSION"),
+            selection: Arc::default(),
         }
+    }
+
+    /// Whether the family is exported (not disabled by `metrics.disable`).
+    pub fn exports(&self, f: &Family) -> bool {
+        self.selection.enabled(f)
     }
 
     /// Every container of every host, in snapshot order; a container series' subject
@@ -122,6 +138,11 @@ pub(crate) trait Sink {
     fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result;
     /// One histogram.
     fn histogram(&mut self, at: Subject<'_>, values: &[&str], h: &HistogramFigures) -> fmt::Result;
+    /// `dockstat_container_labels`: 1, with `labels` as the series' own labels.
+    fn info(&mut self, at: Subject<'_>, labels: &[InfoLabel]) -> fmt::Result {
+        let _ = labels;
+        self.point(at, &[], 1.0)
+    }
 }
 
 /// Finds every series of `f` in the reading and hands it to `sink`.
@@ -162,8 +183,25 @@ pub(crate) fn walk(
         Series::Blkio(get) => {
             for (at, c) in containers() {
                 for (dev, b) in c.stats.iter().flat_map(|s| s.blkio.iter()) {
-                    sink.point(at, &[dev], get(b) as f64)?;
+                    if let Some(v) = get(b) {
+                        sink.point(at, &[dev], v as f64)?;
+                    }
                 }
+            }
+        }
+        Series::MemoryFailures => {
+            for (at, c) in containers() {
+                let Some(f) = c.stats.as_ref().and_then(|s| s.memory?.faults) else {
+                    continue;
+                };
+                sink.point(at, &["pgfault", "container"], f.pgfault as f64)?;
+                sink.point(at, &["pgfault", "hierarchy"], f.hierarchy_pgfault as f64)?;
+                sink.point(at, &["pgmajfault", "container"], f.pgmajfault as f64)?;
+                sink.point(
+                    at,
+                    &["pgmajfault", "hierarchy"],
+                    f.hierarchy_pgmajfault as f64,
+                )?;
             }
         }
         Series::ContainerInfo => {
@@ -175,6 +213,13 @@ pub(crate) fn walk(
                     m.compose_service.as_deref().unwrap_or(""),
                 ];
                 sink.point(at, &values, 1.0)?;
+            }
+        }
+        Series::ContainerLabels => {
+            for (at, c) in containers() {
+                if !c.meta.info_labels.is_empty() {
+                    sink.info(at, &c.meta.info_labels)?;
+                }
             }
         }
         Series::ContainerState => {

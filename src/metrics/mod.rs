@@ -68,6 +68,7 @@ impl Exposition {
             snapshots,
             instruments,
             pool,
+            selection: Arc::default(),
         })
     }
 
@@ -151,7 +152,7 @@ pub fn render(reading: &Arc<Reading>, format: Format, out: &mut impl fmt::Write)
         let (families, tail) = rest.split_at(run);
         if direct {
             let mut name = String::with_capacity(64);
-            for f in families {
+            for f in families.iter().filter(|f| reading.exports(f)) {
                 text::write_descriptor(out, format, f, &mut name)?;
                 let mut sink = text::TextSink {
                     out: &mut *out,

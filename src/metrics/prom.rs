@@ -16,7 +16,7 @@ use prometheus_client::registry::Unit as PromUnit;
 use super::text::{EXACT_INT, push_escaped};
 use crate::families::{Family, Kind, Label, Reading, Sink, Subject, Unit, walk};
 use crate::instruments::{BUCKETS, HistogramFigures};
-use crate::snapshot::{ContainerMeta, HostSnapshot};
+use crate::snapshot::{ContainerMeta, HostSnapshot, InfoLabel};
 
 /// A container's base labels (`host`, `client`, `id`, `name`, `image`, allowlisted Docker
 /// labels), escaped and joined once per scrape.
@@ -72,12 +72,18 @@ impl EncodeLabel for &LabelBlock<'_> {
 struct ContainerLabels<'a> {
     block: &'a LabelBlock<'a>,
     extra: ExtraLabels<'a>,
+    /// `dockstat_container_labels`' labels, named per container.
+    info: &'a [InfoLabel],
 }
 
 impl EncodeLabelSet for ContainerLabels<'_> {
     fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
         self.block.encode(enc.encode_label())?;
-        self.extra.encode(enc)
+        self.extra.encode(enc)?;
+        for l in self.info {
+            (l.name.as_str(), l.value.as_str()).encode(enc.encode_label())?;
+        }
+        Ok(())
     }
 }
 
@@ -153,12 +159,15 @@ impl PromCollector for PromFamilies {
             .iter()
             .map(|(h, c)| LabelBlock::new(h, &c.meta))
             .collect();
-        for f in self.families {
+        for f in self.families.iter().filter(|f| reading.exports(f)) {
             let unit = f.unit.map(|u| match u {
                 Unit::Seconds => PromUnit::Seconds,
                 Unit::Bytes => PromUnit::Bytes,
             });
             let metric_type = match f.kind {
+                // prometheus-client gives every counter `_total`; `unknown` keeps the name
+                // (see `Family::no_total`).
+                Kind::Counter if f.no_total => MetricType::Unknown,
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Histogram => MetricType::Histogram,
@@ -166,7 +175,7 @@ impl PromCollector for PromFamilies {
             let mut me = encoder.encode_descriptor(f.base, f.help, unit.as_ref(), metric_type)?;
             let mut sink = PromSink {
                 me: &mut me,
-                kind: f.kind,
+                kind: if f.no_total { Kind::Gauge } else { f.kind },
                 names: f.labels,
                 blocks: &blocks,
             };
@@ -198,7 +207,11 @@ impl PromSink<'_, '_> {
         };
         match subject {
             Subject::Container(i) => match self.blocks.get(i) {
-                Some(block) => write(self.me.encode_family(&ContainerLabels { block, extra })?),
+                Some(block) => write(self.me.encode_family(&ContainerLabels {
+                    block,
+                    extra,
+                    info: &[],
+                })?),
                 None => Ok(()),
             },
             Subject::Host { host, client } => write(self.me.encode_family(&HostLabels {
@@ -212,6 +225,27 @@ impl PromSink<'_, '_> {
 }
 
 impl Sink for PromSink<'_, '_> {
+    fn info(&mut self, at: Subject<'_>, labels: &[InfoLabel]) -> fmt::Result {
+        let Subject::Container(i) = at else {
+            return Ok(());
+        };
+        let Some(block) = self.blocks.get(i) else {
+            return Ok(());
+        };
+        let extra = ExtraLabels {
+            names: self.names,
+            values: &[],
+        };
+        let kind = self.kind;
+        let set = ContainerLabels {
+            block,
+            extra,
+            info: labels,
+        };
+        let mut me = self.me.encode_family(&set)?;
+        write_value(&mut me, kind, 1.0)
+    }
+
     fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
         let kind = self.kind;
         if matches!(at, Subject::Process) && values.is_empty() {

@@ -8,7 +8,7 @@ use std::fmt;
 use super::Format;
 use crate::families::{ContainerRow, Family, Kind, Label, Sink, Subject};
 use crate::instruments::HistogramFigures;
-use crate::snapshot::HostSnapshot;
+use crate::snapshot::{HostSnapshot, InfoLabel};
 
 /// Largest magnitude written as an integer: every whole f64 below 2^53 is exact.
 pub(super) const EXACT_INT: f64 = 9_007_199_254_740_992.0;
@@ -27,11 +27,15 @@ pub(super) fn write_descriptor(
         name.push('_');
         name.push_str(u.as_str());
     }
-    let type_name = f.kind.as_str();
+    let type_name = match format {
+        // OpenMetrics counters must end in `_total`: a cAdvisor name without it is `unknown`.
+        Format::OpenMetrics if f.no_total => "unknown",
+        _ => f.kind.as_str(),
+    };
     match format {
         Format::Text => {
             // The text format names the family as its series: counters with `_total`.
-            if f.kind == Kind::Counter {
+            if f.kind == Kind::Counter && !f.no_total {
                 name.push_str("_total");
             }
             out.write_str("# HELP ")?;
@@ -73,7 +77,7 @@ pub(super) fn write_descriptor(
                 out.write_str("\n")?;
             }
             // OpenMetrics names the family without `_total` but its counter series with it.
-            if f.kind == Kind::Counter {
+            if f.kind == Kind::Counter && !f.no_total {
                 name.push_str("_total");
             }
             Ok(())
@@ -235,6 +239,27 @@ impl<W: fmt::Write> Sink for TextSink<'_, W> {
     fn histogram(&mut self, _: Subject<'_>, _: &[&str], _: &HistogramFigures) -> fmt::Result {
         // Histogram families go through prometheus-client (see `renders_directly`).
         Err(fmt::Error)
+    }
+
+    fn info(&mut self, at: Subject<'_>, labels: &[InfoLabel]) -> fmt::Result {
+        let Subject::Container(i) = at else {
+            return Ok(());
+        };
+        let Some(block) = self.blocks.get(i) else {
+            return Ok(());
+        };
+        self.out.write_str(self.name)?;
+        self.out.write_str("{")?;
+        self.out.write_str(block)?;
+        for l in labels {
+            self.out.write_str(",")?;
+            self.out.write_str(&l.name)?;
+            self.out.write_str("=\"")?;
+            write_escaped(self.out, &l.value)?;
+            self.out.write_str("\"")?;
+        }
+        self.out.write_str("}")?;
+        self.value(1.0)
     }
 }
 

@@ -20,6 +20,7 @@ use crate::families::{
     ContainerRow, FAMILIES, Family, Kind, Otlp, OtlpValue, Reading, Scope, Sink, Subject, walk,
 };
 use crate::instruments::{BUCKETS, HistogramFigures};
+use crate::snapshot::InfoLabel;
 
 /// Attributes whose values are integers in the semantic conventions.
 const INT_ATTRIBUTES: [&str; 2] = ["process.exit.code", "http.response.status_code"];
@@ -234,7 +235,7 @@ impl RequestBuilder {
                 resources.containers.push(resources.slots.len() - 1);
             }
         }
-        for f in FAMILIES {
+        for f in FAMILIES.iter().filter(|f| reading.exports(f)) {
             for o in f.otlp {
                 let Some(&template) = self.index.get(o.name) else {
                     continue;
@@ -396,6 +397,29 @@ impl PointSink<'_> {
 }
 
 impl Sink for PointSink<'_> {
+    fn info(&mut self, at: Subject<'_>, labels: &[InfoLabel]) -> fmt::Result {
+        let Some((_, time)) = self.times(at) else {
+            return Ok(());
+        };
+        let mut attributes = self.attributes(&[]);
+        for l in labels.iter().filter(|l| !l.value.is_empty()) {
+            attributes.push(kv(&format!("container.label.{}", l.key), &l.value));
+        }
+        // A gauge: its points carry no start.
+        let point = NumberDataPoint {
+            attributes,
+            start_time_unix_nano: 0,
+            time_unix_nano: time,
+            exemplars: Vec::new(),
+            flags: 0,
+            value: Some(number_data_point::Value::AsDouble(1.0)),
+        };
+        if let Some(Data::Gauge(g)) = self.metric(at).and_then(|m| m.data.as_mut()) {
+            g.data_points.push(point);
+        }
+        Ok(())
+    }
+
     fn point(&mut self, at: Subject<'_>, values: &[&str], v: f64) -> fmt::Result {
         let value = match self.otlp.value {
             OtlpValue::Same => v,

@@ -27,6 +27,8 @@ struct ProxyShared {
     /// Requests of a container inspect (`GET /…/containers/{id}/json`) are held this long
     /// before they are forwarded: a daemon slow to inspect, fast at everything else.
     slow_inspect: Mutex<Option<Duration>>,
+    /// Request lines (`GET /v1.41/containers/…/stats?… HTTP/1.1`) forwarded so far.
+    requests: Mutex<Vec<String>>,
 }
 
 impl Proxy {
@@ -40,6 +42,7 @@ impl Proxy {
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
             slow_inspect: Mutex::new(None),
+            requests: Mutex::new(Vec::new()),
         });
         let (sh, upstream) = (shared.clone(), upstream.to_string());
         std::thread::spawn(move || {
@@ -128,6 +131,11 @@ impl Proxy {
         self.shared.frozen.store(false, Ordering::SeqCst);
     }
 
+    /// The request lines forwarded so far, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.requests.lock().expect("lock").clone()
+    }
+
     /// Holds every container inspect request for `delay` (None: no more).
     pub fn slow_inspects(&self, delay: Option<Duration>) {
         *self.shared.slow_inspect.lock().expect("lock") = delay;
@@ -140,6 +148,20 @@ impl Drop for Proxy {
         self.cut();
         self.shared.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Keeps the request lines a chunk from a client holds (a request head arrives whole in
+/// one read in practice: they are a few hundred bytes).
+fn record_requests(sh: &ProxyShared, chunk: &[u8]) {
+    let text = String::from_utf8_lossy(chunk);
+    let lines = text.split("\r\n").filter(|l| {
+        ["GET ", "POST ", "HEAD ", "PUT ", "DELETE "]
+            .iter()
+            .any(|m| l.starts_with(m))
+            && l.ends_with("HTTP/1.1")
+    });
+    let mut requests = sh.requests.lock().expect("lock");
+    requests.extend(lines.map(str::to_string));
 }
 
 /// Whether a chunk read from a client starts a container inspect request.
@@ -165,6 +187,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, sh: Arc<ProxyShared>, requests: 
                 Ok(n) => {
                     while sh.frozen.load(Ordering::SeqCst) && !sh.stop.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(10));
+                    }
+                    if requests {
+                        record_requests(&sh, &buf[..n]);
                     }
                     let slow = *sh.slow_inspect.lock().expect("lock");
                     if let (true, Some(delay)) = (requests, slow)
