@@ -20,9 +20,23 @@ pub const EXIT_CONFIG: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "dockstat-exporter", version, about)]
 pub struct Cli {
-    /// Configuration file (YAML).
+    /// Configuration file (YAML). Without one the exporter watches the Docker host of
+    /// DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (as the docker CLI reads them),
+    /// else the local socket, and keeps its database in the data directory.
     #[arg(long, short = 'c', env = "DOCKSTAT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Address of /metrics, over `listen.metrics`: `:9487`, `0.0.0.0:9487`, `[::]:9487`.
+    #[arg(long = "web.listen-address", value_name = "ADDR", value_parser = crate::config::parse_listen, global = true)]
+    pub web_listen_address: Option<std::net::SocketAddr>,
+    /// Address of the admin API, over `listen.admin`: `127.0.0.1:9488`.
+    #[arg(long = "api.listen-address", value_name = "ADDR", value_parser = crate::config::parse_listen, global = true)]
+    pub api_listen_address: Option<std::net::SocketAddr>,
+    /// Data directory: the database (`dockstat.db`) and the generated admin token go here.
+    /// Default without a configuration file: $STATE_DIRECTORY, else
+    /// /var/lib/dockstat-exporter when writable, else $XDG_STATE_HOME/dockstat-exporter
+    /// (~/.local/state/dockstat-exporter); with one: the directory of `database.path`.
+    #[arg(long, value_name = "DIR", env = "DOCKSTAT_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -90,6 +104,12 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
 
 /// Runs the parsed command to completion.
 pub fn execute(cli: Cli) -> ExitCode {
+    let overrides = crate::config::Overrides {
+        metrics: cli.web_listen_address,
+        admin: cli.api_listen_address,
+        data_dir: cli.data_dir.clone(),
+    };
+    let load = |path: Option<PathBuf>| load(path, &overrides);
     match cli.command.unwrap_or(Command::Run) {
         Command::Metrics { markdown } => {
             if markdown {
@@ -211,12 +231,15 @@ fn token(hash_stdin: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
-    let Some(path) = path else {
-        errln!("no configuration file: pass --config FILE or set DOCKSTAT_CONFIG");
-        return Err(ExitCode::from(EXIT_CONFIG));
+fn load(
+    path: Option<PathBuf>,
+    overrides: &crate::config::Overrides,
+) -> Result<Validated, ExitCode> {
+    let loaded = match path {
+        Some(path) => Config::load_with(&path, overrides),
+        None => Config::from_environment(overrides, &|k| std::env::var(k).ok()),
     };
-    Config::load(&path).map_err(|e| {
+    loaded.map_err(|e| {
         match &e {
             ConfigError::Read { .. } => errln!("{e}"),
             ConfigError::Invalid(problems) => {

@@ -118,8 +118,8 @@ impl DockerClient {
                 Some(t) => t,
                 None => current.endpoint.tls.as_ref().map(|t| TlsConfig {
                     ca: t.ca.display().to_string(),
-                    cert: t.cert.display().to_string(),
-                    key: t.key.display().to_string(),
+                    cert: t.cert.as_ref().map(|p| p.display().to_string()),
+                    key: t.key.as_ref().map(|p| p.display().to_string()),
                 }),
             };
             let e = self.endpoint(address, tls).await?;

@@ -15,6 +15,7 @@ mod catalog;
 mod containers;
 mod error;
 mod logs;
+mod naming;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -61,7 +62,15 @@ impl DockerClient {
     /// collecting every enabled host of every monitored client.
     pub async fn start(cfg: &Validated) -> Result<DockerClient, ClientError> {
         let store = Store::open(&cfg.database_path).await?;
-        let report = store.sync_config(cfg.clients.clone()).await?;
+        let mut clients = cfg.clients.clone();
+        if clients
+            .iter()
+            .any(|c| c.hosts.iter().any(|h| h.name_from_daemon))
+        {
+            let stored = store.hosts(None).await?;
+            naming::name_hosts(&mut clients, &stored, cfg.config.monitoring.request_timeout).await;
+        }
+        let report = store.sync_config(clients).await?;
         tracing::info!(db = %cfg.database_path.display(), hosts = report.upserted, removed = report.removed,
             "configuration synced into the database");
         let sc = &cfg.config.streams;

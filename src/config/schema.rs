@@ -39,10 +39,15 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
-    /// `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:9487`.
+    /// `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:9487`. `:9487` (every
+    /// interface, as Prometheus exporters write it) and `localhost:9487` are accepted too.
+    /// The command line's `--web.listen-address` overrides it.
+    #[serde(deserialize_with = "listen_address")]
     pub metrics: SocketAddr,
     /// The admin API (`/api/v1`): container actions, clients, hosts. Default
-    /// `127.0.0.1:9488`. A non-loopback address needs `api.tokens`.
+    /// `127.0.0.1:9488`. A non-loopback address needs `api.tokens`. The command line's
+    /// `--api.listen-address` overrides it.
+    #[serde(deserialize_with = "listen_address")]
     pub admin: SocketAddr,
     /// Serve both listeners over TLS (rustls) with this certificate chain and key (PEM).
     /// Relative paths are taken from the directory of the configuration file. `${ENV}`
@@ -273,8 +278,11 @@ pub struct ClientConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
-    /// Name unique within the client; the `host` label of its series.
-    pub name: String,
+    /// Name unique within the client; the `host` label of its series. Optional: without
+    /// it the host is named after the daemon's own name (`docker info`'s `Name`, the
+    /// machine's host name), asked at start; see the README's "Host names".
+    #[serde(default)]
+    pub name: Option<String>,
     /// `unix:///var/run/docker.sock` (or a bare absolute path), `tcp://host:port` or
     /// `host:port`. With `tls` the TCP connection uses mutual TLS. `${ENV}` allowed.
     pub address: String,
@@ -288,16 +296,19 @@ pub struct HostConfig {
     pub enabled: bool,
 }
 
-/// PEM files for mutual TLS.
+/// PEM files for TLS to a daemon: the CA alone (the daemon's certificate is verified, no
+/// client certificate is sent), or the CA with a client certificate and key (mutual TLS).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA certificate(s) that signed the daemon's certificate.
     pub ca: String,
-    /// Client certificate.
-    pub cert: String,
-    /// Client private key (PKCS#8, PKCS#1 or SEC1 PEM).
-    pub key: String,
+    /// Client certificate; give it with `key`, or neither.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Client private key (PKCS#8, PKCS#1 or SEC1 PEM); give it with `cert`, or neither.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -347,6 +358,12 @@ impl Default for DatabaseConfig {
             path: "./dockstat.db".to_string(),
         }
     }
+}
+
+/// Reads a listener address, see [`super::address::parse_listen`].
+pub(super) fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    super::address::parse_listen(&s).map_err(serde::de::Error::custom)
 }
 
 /// Parses durations written the human way: `500ms`, `5s`, `1m 30s`.
