@@ -66,11 +66,17 @@ pub enum Command {
         timeout: u64,
     },
     /// Make an admin API token: prints a new random token and the `sha256:` line for
-    /// `api.tokens`. With --hash, reads a token from stdin and prints only its hash.
+    /// `api.tokens`. With --hash, reads a token from stdin and prints only its hash. With
+    /// --rotate, replaces the generated admin token (`admin.token` in the data directory,
+    /// used while `api.tokens` is empty) and prints the file's path; restart the exporter
+    /// to use it.
     Token {
         /// Hash the token given on stdin instead of making one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rotate")]
         hash: bool,
+        /// Replace the generated admin token file in the data directory.
+        #[arg(long)]
+        rotate: bool,
     },
 }
 
@@ -121,7 +127,26 @@ pub fn execute(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Token { hash } => token(hash),
+        Command::Token { rotate: true, .. } => match load(cli.config) {
+            Ok(v) => match crate::config::rotate_admin_token(&v.data_dir) {
+                Ok(path) => {
+                    outln!("new admin token written to {}", path.display());
+                    outln!("restart the exporter to use it; the old token stops working then");
+                    if !v.tokens.is_empty() {
+                        errln!(
+                            "note: api.tokens is set, so the exporter uses those and not this file"
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    errln!("{e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Token { hash, .. } => token(hash),
         Command::Healthcheck { timeout } => match load(cli.config) {
             Ok(v) => healthcheck(&v, Duration::from_secs(timeout.max(1))),
             Err(code) => code,
@@ -254,7 +279,27 @@ fn load(
 
 /// Starts collection, the metrics listener and the admin API; returns when a signal asks
 /// to stop.
-pub async fn run(cfg: Validated) -> ExitCode {
+pub async fn run(mut cfg: Validated) -> ExitCode {
+    // The admin API is never anonymous: without api.tokens, an admin token of its own in
+    // the data directory, readable only by this user.
+    if cfg.tokens.is_empty() {
+        match crate::config::generated_admin_token(&cfg.data_dir) {
+            Ok((path, token, made)) => {
+                if made {
+                    tracing::info!(file = %path.display(),
+                        "no api.tokens: made an admin token for the admin API (mode 0600); send it as Authorization: Bearer");
+                } else {
+                    tracing::info!(file = %path.display(),
+                        "no api.tokens: the admin API takes the admin token of this file");
+                }
+                cfg.tokens.push(token);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the admin API's token");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let bind = |what: &str, addr: std::net::SocketAddr| {
         crate::serve::bind(addr).map_err(|e| {
             tracing::error!(%addr, error = %e, "cannot listen for {what}");
@@ -285,10 +330,6 @@ pub async fn run(cfg: Validated) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if cfg.tokens.is_empty() {
-        tracing::warn!(addr = %cfg.config.listen.admin,
-            "admin API without tokens: every local caller is admin (set api.tokens to require tokens)");
-    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(metrics = %cfg.config.listen.metrics, admin = %cfg.config.listen.admin, scheme,
         version = env!("CARGO_PKG_VERSION"), "serving /metrics and the admin API");

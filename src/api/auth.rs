@@ -20,7 +20,7 @@ use crate::store::AuditRecord;
 /// The authenticated caller, put in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// Token name, or `anonymous` when no tokens are configured.
+    /// Token name (`generated-admin` for the data directory's generated token).
     pub name: String,
     /// What it may do.
     pub role: Role,
@@ -119,11 +119,11 @@ pub async fn guard(
     let path = req.uri().path().to_string();
     let audited = method != Method::GET && method != Method::HEAD && route.is_some();
 
+    // Never anonymous: without tokens (a library user's AppState) nobody gets in.
     let identity = if state.tokens.is_empty() {
-        Ok(Identity {
-            name: "anonymous".into(),
-            role: Role::Admin,
-        })
+        Err(unauthorized(
+            "no tokens are configured: the admin API answers nobody",
+        ))
     } else {
         let header = req
             .headers()

@@ -74,7 +74,8 @@ use error::ApiError;
 pub struct AppState {
     /// The library the handlers wrap.
     pub docker: DockerClient,
-    /// Configured tokens (hashes); empty means no authentication.
+    /// Configured tokens (hashes), the generated admin token among them; empty means
+    /// every call is refused (401).
     pub tokens: Vec<ValidToken>,
     /// Deadline of one request until its answer starts.
     pub request_timeout: Duration,

@@ -44,7 +44,9 @@ pub use schema::{
     ApiConfig, ClientConfig, Config, DatabaseConfig, HostConfig, ListenConfig, MetricsConfig,
     MonitoringConfig, Role, ServerTlsConfig, StatsSource, StreamsConfig, TlsConfig, TokenConfig,
 };
-pub use tokens::{ValidToken, token_hash};
+pub use tokens::{
+    ADMIN_TOKEN_FILE, ValidToken, generated_admin_token, rotate_admin_token, token_hash,
+};
 pub use validate::{ServerTlsFiles, ValidClient, ValidHost, Validated, sanitize_label};
 
 /// One problem found by validation, before it is given a line and column.

@@ -85,8 +85,10 @@ pub struct ServerTlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Bearer tokens and their roles. Empty (the default) means no authentication, which is
-    /// only allowed while `listen.admin` is a loopback address; every caller is then `admin`.
+    /// Bearer tokens and their roles. Empty (the default): the exporter makes one admin
+    /// token at first start, in `admin.token` (mode 0600) in the data directory, logs the
+    /// file's path (never the token) and answers 401 to any call without it; allowed only
+    /// while `listen.admin` is a loopback address.
     pub tokens: Vec<TokenConfig>,
     /// Largest request body accepted, bytes. Default 65536. Range: 1024 to 16777216.
     pub max_body_bytes: usize,
