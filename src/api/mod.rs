@@ -81,6 +81,9 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Slots for followed log streams.
     pub follows: Arc<Semaphore>,
+    /// `api.actions`: false is the read-only mode, where the routes declared with
+    /// [`Policy::allow_action`] answer 403.
+    pub actions: bool,
     /// Slots for WebSocket sessions (`streams.max_subscribers`), taken before the upgrade
     /// and held for the session's life: an upgraded socket costs a file and a task even
     /// with no subscription in it.
@@ -95,6 +98,7 @@ impl AppState {
             tokens: cfg.tokens.clone(),
             request_timeout: cfg.config.api.request_timeout,
             follows: Arc::new(Semaphore::new(cfg.config.api.max_log_follows.get())),
+            actions: cfg.config.api.actions,
             ws_sessions: Arc::new(Semaphore::new(cfg.config.streams.max_subscribers)),
         }
     }
@@ -161,11 +165,11 @@ pub fn router_and_doc() -> (Router<Arc<AppState>>, OpenApi, Policy) {
         .routes(p.allow(Operator, routes!(monitoring::stop_all_monitoring)))
         .routes(p.allow(Viewer, routes!(containers::list_containers)))
         .routes(p.allow(Viewer, routes!(containers::inspect_container)))
-        .routes(p.allow(Operator, routes!(containers::remove_container)))
-        .routes(p.allow(Operator, routes!(containers::start_container)))
-        .routes(p.allow(Operator, routes!(containers::stop_container)))
-        .routes(p.allow(Operator, routes!(containers::restart_container)))
-        .routes(p.allow(Viewer, routes!(logs::container_logs)))
+        .routes(p.allow_action(Operator, routes!(containers::remove_container)))
+        .routes(p.allow_action(Operator, routes!(containers::start_container)))
+        .routes(p.allow_action(Operator, routes!(containers::stop_container)))
+        .routes(p.allow_action(Operator, routes!(containers::restart_container)))
+        .routes(p.allow_action(Viewer, routes!(logs::container_logs)))
         .routes(p.allow(Viewer, routes!(status::status)))
         .routes(p.allow(Viewer, routes!(status::pool_stats)))
         .routes(p.allow(Admin, routes!(status::audit)))

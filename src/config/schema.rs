@@ -98,6 +98,11 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Log streams with `follow=true` open at once; more get 429. Default 16. Range: 1 to 1024.
     pub max_log_follows: NonZeroUsize,
+    /// Container actions (start, stop, restart, remove) and log reading. Default true.
+    /// `false` is the read-only mode, for Docker reached through a GET-only socket proxy:
+    /// those routes answer 403 `actions_disabled` whatever the token's role; everything
+    /// else (reads, clients, hosts, monitoring, streams) works as before.
+    pub actions: bool,
 }
 
 /// Live channel settings.
@@ -174,6 +179,7 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             max_log_follows: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
+            actions: true,
         }
     }
 }
