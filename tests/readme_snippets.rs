@@ -1,0 +1,80 @@
+//! Every YAML block of the README is a configuration `check-config` accepts, with whole
+//! values (no `sha256: c49bf9…`), the files it names present and its `${ENV}` set.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// The ```yaml blocks of the README: (line of the fence, text).
+fn yaml_blocks(readme: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (n, line) in readme.lines().enumerate() {
+        match &mut current {
+            None if line.trim_start().starts_with("```yaml") => {
+                current = Some((n + 1, String::new()));
+            }
+            Some((_, text)) if line.trim_start().starts_with("```") => {
+                let _ = text;
+                if let Some(b) = current.take() {
+                    blocks.push(b);
+                }
+            }
+            Some((_, text)) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_readme_yaml_block_passes_check_config() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let blocks = yaml_blocks(&readme);
+    assert!(blocks.len() >= 4, "found only {} yaml blocks", blocks.len());
+    let certs = env().certs;
+    let dir = temp_dir("readme-yaml");
+    // The files the examples name, relative to the configuration's directory.
+    std::fs::create_dir_all(dir.join("certs")).expect("mkdir");
+    for (from, to) in [
+        ("ca.pem", "certs/ca.pem"),
+        ("cert.pem", "certs/cert.pem"),
+        ("key.pem", "certs/key.pem"),
+        ("ca.pem", "otlp-ca.pem"),
+        ("cert.pem", "client.pem"),
+        ("key.pem", "client-key.pem"),
+    ] {
+        std::fs::copy(certs.join(from), dir.join(to)).expect("copy cert");
+    }
+    let cert_dir = dir.join("certs").display().to_string();
+    let mut failures = Vec::new();
+    for (line, text) in &blocks {
+        let file = dir.join(format!("readme-line-{line}.yaml"));
+        std::fs::write(&file, text).expect("write");
+        // --data-dir: the examples' /var/lib/dockstat does not exist on a test machine.
+        let out = Command::new(bin())
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&dir)
+            .env_remove("DOCKSTAT_CONFIG")
+            .env("CERT_DIR", &cert_dir)
+            .env("DOCKSTAT_CI_TOKEN", "ci-token-0123456789abcdef")
+            .env("DEPLOY_TOKEN", "deploy-token-0123456789abcdef")
+            .env("OTLP_TOKEN", "otlp-token")
+            .output()
+            .expect("run check-config");
+        if !out.status.success() {
+            failures.push(format!(
+                "README.md line {line}:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
