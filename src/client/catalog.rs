@@ -160,6 +160,22 @@ impl DockerClient {
         Ok(self.inner.store.hosts(Some(client_id)).await?)
     }
 
+    /// The id of the client named `name`, if there is one.
+    pub async fn client_id_by_name(&self, name: &str) -> Option<i64> {
+        let clients = self.inner.store.clients().await.ok()?;
+        clients.into_iter().find(|c| c.name == name).map(|c| c.id)
+    }
+
+    /// The id of the host named `name`, when exactly one client has a host of that name.
+    pub async fn host_id_by_name(&self, name: &str) -> Option<i64> {
+        let hosts = self.inner.store.hosts(None).await.ok()?;
+        let mut found = hosts.into_iter().filter(|h| h.name == name);
+        match (found.next(), found.next()) {
+            (Some(h), None) => Some(h.id),
+            _ => None,
+        }
+    }
+
     /// One host.
     pub async fn host(&self, host_id: i64) -> Result<HostRecord, ClientError> {
         Ok(self.inner.store.host(host_id).await?)
