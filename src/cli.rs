@@ -159,6 +159,18 @@ pub fn execute(cli: Cli) -> ExitCode {
                     v.source.display(),
                     v.clients.len()
                 );
+                outln!("database: {}", v.database_path.display());
+                match &v.otlp {
+                    None => outln!("otlp: off"),
+                    Some(o) => outln!("otlp: on, {}", o.describe()),
+                }
+                for o in &v.otlp_overlaps {
+                    outln!(
+                        "otlp.{}: the file's value is used; {} is ignored",
+                        o.key,
+                        o.variable
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -322,6 +334,14 @@ pub async fn run(mut cfg: Validated) -> ExitCode {
             }
         },
     };
+    for o in &cfg.otlp_overlaps {
+        tracing::warn!(key = %format_args!("otlp.{}", o.key), variable = %o.variable,
+            "set both in the configuration file and the environment: the file's value is used");
+    }
+    match &cfg.otlp {
+        None => tracing::info!("OTLP push off"),
+        Some(o) => tracing::info!(settings = %o.describe(), "OTLP push on"),
+    }
     let limits = listener_limits(&cfg.config.listen);
     let docker = match DockerClient::start(&cfg).await {
         Ok(d) => d,

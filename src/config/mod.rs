@@ -26,7 +26,7 @@ pub mod address;
 pub mod defaults;
 pub mod env;
 mod locate;
-mod otlp;
+pub mod otlp;
 pub mod ranges;
 pub mod schema;
 pub mod tokens;
@@ -39,7 +39,7 @@ pub use address::{Address, Endpoint, TlsFiles, parse_listen};
 pub use defaults::Overrides;
 pub use env::expand_env;
 pub use locate::{PathSeg, display_path as locate_display, locate};
-pub use otlp::{Compression, OtlpConfig, OtlpTlsConfig, Protocol, ValidOtlp};
+pub use otlp::{Compression, OtlpConfig, OtlpOverlap, OtlpTlsConfig, Protocol, ValidOtlp};
 pub use schema::{
     ApiConfig, ClientConfig, Config, DatabaseConfig, HostConfig, ListenConfig, MetricsConfig,
     MonitoringConfig, Role, ServerTlsConfig, StatsSource, StreamsConfig, TlsConfig, TokenConfig,

@@ -28,7 +28,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// Live channels (SSE and WebSocket on the admin listener).
     pub streams: StreamsConfig,
-    /// OTLP push of the same metrics to an OpenTelemetry receiver.
+    /// OTLP push of the same metrics to an OpenTelemetry receiver. An empty section (every
+    /// key commented out) is the defaults.
+    #[serde(deserialize_with = "null_as_default")]
     pub otlp: OtlpConfig,
     /// Named groups of Docker hosts. Hosts declared here are synced into the database at
     /// start with source `config`.
@@ -366,6 +368,13 @@ impl Default for DatabaseConfig {
             path: "./dockstat.db".to_string(),
         }
     }
+}
+
+/// An empty section (`otlp:` with every key commented out) as the defaults.
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// Reads a listener address, see [`super::address::parse_listen`].

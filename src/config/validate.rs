@@ -33,6 +33,8 @@ pub struct Validated {
     pub listen_tls: Option<ServerTlsFiles>,
     /// OTLP push settings merged with the environment; None when OTLP is off.
     pub otlp: Option<ValidOtlp>,
+    /// `otlp` keys set both in the file and by an `OTEL_*` variable (the file won).
+    pub otlp_overlaps: Vec<otlp::OtlpOverlap>,
 }
 
 /// Resolved listener TLS files.
@@ -96,7 +98,9 @@ impl Config {
         let tokens = validate_tokens(&self.api.tokens, &mut problems);
         check_listeners(&self.listen, &tokens, &mut problems);
         let listen_tls = listen_tls(&self.listen, base, &mut problems);
-        let otlp = otlp::validate(&self.otlp, &|k| std::env::var(k).ok(), base, &mut problems);
+        let env = |k: &str| std::env::var(k).ok();
+        let otlp = otlp::validate(&self.otlp, &env, base, &mut problems);
+        let otlp_overlaps = otlp::overlaps(&self.otlp, &env);
         if problems.is_empty() {
             let data_dir = database_path
                 .parent()
@@ -113,6 +117,7 @@ impl Config {
                 tokens,
                 listen_tls,
                 otlp,
+                otlp_overlaps,
             })
         } else {
             Err(problems)
