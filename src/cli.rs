@@ -92,8 +92,17 @@ pub enum LogFormat {
 /// Sets up tracing to stderr through a queue that never blocks or panics (see
 /// [`crate::logging`]); keep the guard and flush it before exiting.
 pub fn init_logging(format: LogFormat) -> LogGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // An invalid RUST_LOG is said, once logging runs, rather than silently replaced.
+    let mut invalid = None;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+                invalid = Some((v, e.to_string()));
+                tracing_subscriber::EnvFilter::new("info")
+            })
+        }
+        _ => tracing_subscriber::EnvFilter::new("info"),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = QueuedStderr::start();
     let builder = tracing_subscriber::fmt()
@@ -104,6 +113,10 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some((value, error)) = invalid {
+        tracing::warn!(rust_log = %value, error = %error,
+            "RUST_LOG is not a valid filter (e.g. `info,dockstat_exporter=debug`); logging at info");
     }
     guard
 }
@@ -418,7 +431,10 @@ fn listener_limits(listen: &crate::config::ListenConfig) -> crate::serve::Limits
     let open_files = match crate::serve::raise_open_file_limit() {
         Ok(l) => {
             let (soft, hard) = (l.soft, l.hard);
-            tracing::info!(soft, hard, raised_from = ?l.raised_from, "open-file limit");
+            match l.raised_from {
+                Some(from) => tracing::info!(soft, hard, raised_from = from, "open-file limit"),
+                None => tracing::info!(soft, hard, "open-file limit"),
+            }
             soft
         }
         Err(e) => {
@@ -437,7 +453,8 @@ fn listener_limits(listen: &crate::config::ListenConfig) -> crate::serve::Limits
         );
     }
     tracing::info!(max_connections = limits.max_connections,
-        header_timeout = ?limits.timeouts.header, idle_timeout = ?limits.timeouts.idle,
+        header_timeout = %humantime::format_duration(limits.timeouts.header),
+        idle_timeout = %humantime::format_duration(limits.timeouts.idle),
         "connection limits of each listener");
     limits
 }

@@ -252,7 +252,8 @@ async fn write_audit(state: &AppState, entry: AuditRecord) {
         status = entry.status, outcome = %entry.outcome, "admin API call");
     if let Err(e) = state.docker.record_audit(entry.clone()).await {
         // The answer is already decided; the entry must not vanish silently.
-        tracing::error!(error = %e, ?entry, "could not write the audit entry");
+        tracing::error!(error = %e, token = %entry.token, method = %entry.method, path = %entry.path,
+            status = entry.status, outcome = %entry.outcome, "could not write the audit entry");
     }
 }
 
