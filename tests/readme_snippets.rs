@@ -78,3 +78,48 @@ fn every_readme_yaml_block_passes_check_config() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The README's library example, run twice on the same database (with daemon B's TCP
+/// address for `build-01`): the second run finds the client and host of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_example_runs_twice() {
+    use dockstat_exporter::DockerClient;
+    use dockstat_exporter::client::NewHost;
+    use dockstat_exporter::config::Config;
+    let dir = temp_dir("readme-lib");
+    let text = format!("database:\n  path: {}/dockstat.db\n", dir.display());
+    let address = format!("tcp://{}", env().b_tcp);
+    for run in 0..2 {
+        let cfg = Config::parse(&text, &dir.join("config.yaml")).expect("config");
+        let docker = DockerClient::start(&cfg).await.expect("start");
+        // As in the README, from here on.
+        let prod = match docker.client_id_by_name("prod").await {
+            Some(id) => id,
+            None => docker.register_client("prod").await.expect("register").id,
+        };
+        if !docker
+            .hosts(prod)
+            .await
+            .expect("hosts")
+            .iter()
+            .any(|h| h.name == "build-01")
+        {
+            assert_eq!(run, 0, "the second run found no host");
+            docker
+                .add_host(
+                    prod,
+                    NewHost {
+                        name: "build-01".into(),
+                        address: address.clone(),
+                        tls: None,
+                        enabled: true,
+                    },
+                )
+                .await
+                .expect("add host");
+        }
+        docker.start_monitoring(prod).await.expect("monitor");
+        docker.running_containers(prod).await.expect("containers");
+        docker.shutdown().await;
+    }
+}
