@@ -31,6 +31,11 @@ pub struct Cli {
     /// Address of the admin API, over `listen.admin`: `127.0.0.1:9488`.
     #[arg(long = "api.listen-address", value_name = "ADDR", value_parser = crate::config::parse_listen, global = true)]
     pub api_listen_address: Option<std::net::SocketAddr>,
+    /// Prometheus exporter-toolkit web configuration (`tls_server_config` with
+    /// `client_auth_type` and `client_ca_file`, `basic_auth_users` with bcrypt hashes) for
+    /// the metrics listener; `/healthz` stays open to basic auth.
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
+    pub web_config_file: Option<PathBuf>,
     /// Data directory: the database (`dockstat.db`) and the generated admin token go here.
     /// Default without a configuration file: $STATE_DIRECTORY, else
     /// /var/lib/dockstat-exporter when writable, else $XDG_STATE_HOME/dockstat-exporter
@@ -129,6 +134,14 @@ pub fn execute(cli: Cli) -> ExitCode {
         data_dir: cli.data_dir.clone(),
     };
     let load = |path: Option<PathBuf>| load(path, &overrides);
+    let web = match cli.web_config_file.as_deref().map(crate::web_config::load) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
+            errln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     match cli.command.unwrap_or(Command::Run) {
         Command::Metrics { markdown } => {
             if markdown {
@@ -161,7 +174,11 @@ pub fn execute(cli: Cli) -> ExitCode {
         },
         Command::Token { hash, .. } => token(hash),
         Command::Healthcheck { timeout } => match load(cli.config) {
-            Ok(v) => healthcheck(&v, Duration::from_secs(timeout.max(1))),
+            Ok(v) => healthcheck(
+                &v,
+                web.as_ref().is_some_and(|w| w.tls.is_some()),
+                Duration::from_secs(timeout.max(1)),
+            ),
             Err(code) => code,
         },
         Command::CheckConfig => match load(cli.config) {
@@ -176,6 +193,13 @@ pub fn execute(cli: Cli) -> ExitCode {
                 match &v.otlp {
                     None => outln!("otlp: off"),
                     Some(o) => outln!("otlp: on, {}", o.describe()),
+                }
+                if let Some(w) = &web {
+                    outln!(
+                        "web config: tls {}, basic auth {} user(s)",
+                        if w.tls.is_some() { "on" } else { "off" },
+                        w.users.len()
+                    );
                 }
                 for o in &v.otlp_overlaps {
                     outln!(
@@ -203,14 +227,14 @@ pub fn execute(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(cfg))
+            runtime.block_on(run(cfg, web))
         }
     }
 }
 
 /// GET /healthz on the metrics listener. With TLS on, a completed TCP connection counts
 /// (the check runs inside the container, next to the listener).
-fn healthcheck(cfg: &Validated, timeout: Duration) -> ExitCode {
+fn healthcheck(cfg: &Validated, web_tls: bool, timeout: Duration) -> ExitCode {
     use std::io::{Read, Write};
     let mut addr = cfg.config.listen.metrics;
     if addr.ip().is_unspecified() {
@@ -222,7 +246,7 @@ fn healthcheck(cfg: &Validated, timeout: Duration) -> ExitCode {
     }
     let check = || -> std::io::Result<bool> {
         let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-        if cfg.listen_tls.is_some() {
+        if cfg.listen_tls.is_some() || web_tls {
             return Ok(true);
         }
         s.set_read_timeout(Some(timeout))?;
@@ -304,7 +328,7 @@ fn load(
 
 /// Starts collection, the metrics listener and the admin API; returns when a signal asks
 /// to stop.
-pub async fn run(mut cfg: Validated) -> ExitCode {
+pub async fn run(mut cfg: Validated, web: Option<crate::web_config::LoadedWebConfig>) -> ExitCode {
     // The admin API is never anonymous: without api.tokens, an admin token of its own in
     // the data directory, readable only by this user.
     if cfg.tokens.is_empty() {
@@ -374,10 +398,30 @@ pub async fn run(mut cfg: Validated) -> ExitCode {
         .map(|o| crate::otlp::spawn(o, &cfg.labels, docker.export_inputs(), stop.clone()));
     let state = std::sync::Arc::new(crate::api::AppState::new(docker.clone(), &cfg));
     let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
+    // The web configuration file, when given, decides the metrics listener's TLS (client
+    // certificates included) and basic auth; the admin API keeps listen.tls and its tokens.
+    let (metrics_tls, users) = match &web {
+        Some(w) => (w.tls.clone().or_else(|| tls.clone()), Some(w.users.clone())),
+        None => (tls.clone(), None),
+    };
+    let mut metrics_router = crate::http::router(docker.clone(), cfg.config.metrics.gzip);
+    if let Some(users) = users.filter(|u| u.is_on()) {
+        metrics_router = metrics_router.layer(axum::middleware::from_fn_with_state(
+            users,
+            crate::web_config::basic_auth,
+        ));
+    }
+    if let Some(w) = &web {
+        tracing::info!(
+            tls = w.tls.is_some(),
+            basic_auth_users = w.users.len(),
+            "/metrics access from the web configuration file (/healthz open to basic auth)"
+        );
+    }
     let metrics = tokio::spawn(crate::serve::serve(
         metrics_listener,
-        crate::http::router(docker.clone(), cfg.config.metrics.gzip),
-        tls.clone(),
+        metrics_router,
+        metrics_tls,
         limits,
         stop.clone(),
     ));
