@@ -31,11 +31,19 @@ impl Haproxy {
     /// `/version`, `/info`, `/events` and the container reads (list, inspect, stats) —
     /// no logs, exec, attach, images, networks, volumes, system.
     fn start(dir: &Path, socket: &str) -> Haproxy {
+        Haproxy::start_with(dir, socket, None)
+    }
+
+    /// Like [`Haproxy::start`], serving TLS with `pem` (certificate and key in one file).
+    fn start_with(dir: &Path, socket: &str, pem: Option<&Path>) -> Haproxy {
         let haproxy = which("haproxy").unwrap_or_else(|| {
             panic!("haproxy is not installed: apt-get install -y haproxy (scripts/test-env.sh up installs it)")
         });
         let port = free_port();
         let cfg = dir.join("haproxy.cfg");
+        let ssl = pem
+            .map(|p| format!(" ssl crt {}", p.display()))
+            .unwrap_or_default();
         let log = dir.join("haproxy.log");
         std::fs::write(
             &cfg,
@@ -52,7 +60,7 @@ defaults
     option httplog
 
 frontend dockerfront
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{ssl}
     acl reads method GET HEAD
     acl ping path_reg ^(/v[0-9.]+)?/_ping$
     acl version path_reg ^(/v[0-9.]+)?/version$
@@ -219,5 +227,31 @@ fn read_only_mode_behind_a_get_only_socket_proxy() {
         a.inspect(&name, "{{.State.Running}}"),
         "true",
         "the container was left alone"
+    );
+}
+
+/// TLS to a daemon with only a CA (the daemon's certificate verified, no client
+/// certificate): HAProxy terminates TLS in front of daemon A, as a TLS socket proxy does.
+#[test]
+fn tls_with_only_a_ca_reaches_a_daemon_behind_a_tls_proxy() {
+    let env = env();
+    let dir = temp_dir("ca-only");
+    let pem = dir.join("server.pem");
+    let mut both = std::fs::read(env.certs.join("server-cert.pem")).expect("cert");
+    both.extend(std::fs::read(env.certs.join("server-key.pem")).expect("key"));
+    std::fs::write(&pem, both).expect("write pem");
+    let proxy = Haproxy::start_with(&dir, &env.a_socket, Some(&pem));
+    let e = Exporter::start(
+        "ca-only-exp",
+        &format!(
+            "clients:\n  - name: tls\n    hosts:\n      - name: viaproxy\n        address: tcp://127.0.0.1:{}\n        tls: {{ ca: {} }}\n",
+            proxy.port,
+            env.certs.join("ca.pem").display()
+        ),
+    );
+    e.wait_for(
+        Duration::from_secs(30),
+        "the host up over CA-only TLS",
+        |s| s.value("dockstat_host_up", &[("host", "viaproxy")]) == Some(1.0),
     );
 }
