@@ -255,3 +255,52 @@ fn tls_with_only_a_ca_reaches_a_daemon_behind_a_tls_proxy() {
         |s| s.value("dockstat_host_up", &[("host", "viaproxy")]) == Some(1.0),
     );
 }
+
+/// A host without `name` is named after its daemon; when the daemon is down at start, the
+/// name of the last start is kept (HAProxy in front of daemon A stands in for a daemon
+/// that goes away), and a daemon never seen is named from its address.
+#[test]
+fn unnamed_hosts_keep_their_daemon_name_when_it_is_down_at_start() {
+    let env = env();
+    let a_name = Docker::a()
+        .run(&["info", "--format", "{{.Name}}"])
+        .trim()
+        .to_string();
+    let dir = temp_dir("name-down");
+    let mut proxy = Some(Haproxy::start(&dir, &env.a_socket));
+    let port = proxy.as_ref().map(|p| p.port).unwrap_or_default();
+    let rest = format!(
+        "monitoring:\n  retry_delay: 200ms\n  retry_max_delay: 1s\nclients:\n  - name: n\n    hosts:\n      - address: tcp://127.0.0.1:{port}\n"
+    );
+    let exp_dir = temp_dir("name-down-exp");
+    let mut e = Exporter::start_in(exp_dir.clone(), &rest);
+    e.wait_for(
+        Duration::from_secs(30),
+        "the host named after its daemon",
+        |s| s.value("dockstat_host_up", &[("host", &a_name), ("client", "n")]) == Some(1.0),
+    );
+    e.terminate(Duration::from_secs(15));
+    drop(e);
+    // The daemon (its proxy) goes away; the next start keeps the name.
+    proxy.take();
+    let e = Exporter::start_in(exp_dir, &rest);
+    e.wait_for_log(Duration::from_secs(10), "named as at the last start");
+    e.wait_for(
+        Duration::from_secs(30),
+        "the host down under its old name",
+        |s| s.value("dockstat_host_up", &[("host", &a_name), ("client", "n")]) == Some(0.0),
+    );
+    drop(e);
+    // Never seen: named from the address, with a warning.
+    let fresh = Exporter::start("name-never", &rest);
+    fresh.wait_for_log_line(
+        Duration::from_secs(10),
+        &["WARN", "never named before", "host=127.0.0.1"],
+    );
+    fresh.wait_for(Duration::from_secs(30), "the host under its address", |s| {
+        s.value(
+            "dockstat_host_up",
+            &[("host", "127.0.0.1"), ("client", "n")],
+        ) == Some(0.0)
+    });
+}
