@@ -123,3 +123,93 @@ async fn the_library_example_runs_twice() {
         docker.shutdown().await;
     }
 }
+
+/// The ```sh blocks of the README: (line of the fence, text).
+fn sh_blocks(readme: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (n, line) in readme.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        match current.take() {
+            None if fence && ["```sh", "```bash", "```shell"].contains(&line.trim()) => {
+                current = Some((n + 1, String::new()));
+            }
+            None => {}
+            Some(b) if fence => blocks.push(b),
+            Some((at, mut text)) => {
+                text.push_str(line);
+                text.push('\n');
+                current = Some((at, text));
+            }
+        }
+    }
+    blocks
+}
+
+/// Every shell block of the README is valid shell (`bash -n`), and every
+/// `dockstat-exporter` command in it names a subcommand and flags the binary has.
+#[test]
+fn every_readme_shell_block_parses_and_uses_real_flags() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let blocks = sh_blocks(&readme);
+    assert!(
+        blocks.len() >= 8,
+        "found only {} shell blocks",
+        blocks.len()
+    );
+    let help = |sub: Option<&str>| -> String {
+        let out = Command::new(bin())
+            .args(sub)
+            .arg("--help")
+            .output()
+            .expect("--help");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = help(None);
+    let mut failures = Vec::new();
+    for (line, text) in &blocks {
+        let out = Command::new("bash")
+            .arg("-n")
+            .arg("-c")
+            .arg(text)
+            .output()
+            .expect("bash -n");
+        if !out.status.success() {
+            failures.push(format!(
+                "README.md line {line}: bash -n: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        for l in text.lines() {
+            let code = l.split(" #").next().unwrap_or(l);
+            let Some(i) = code.find("dockstat-exporter ") else {
+                continue;
+            };
+            // `docker run … dockstat-exporter token`: the image's entrypoint, same words.
+            let words: Vec<&str> = code[i + "dockstat-exporter ".len()..]
+                .split_whitespace()
+                .collect();
+            let sub = words
+                .iter()
+                .find(|w| !w.starts_with('-') && top.contains(&format!("  {w} ")))
+                .copied();
+            let sub_help = sub.map(|s| help(Some(s))).unwrap_or_else(|| top.clone());
+            for w in words.iter().filter(|w| w.starts_with("--")) {
+                let flag = w.split('=').next().unwrap_or(w);
+                let known = sub_help.match_indices(flag).any(|(i, _)| {
+                    sub_help[i + flag.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+                });
+                if !known {
+                    failures.push(format!(
+                        "README.md line {line}: `{flag}` is not a flag of dockstat-exporter {}",
+                        sub.unwrap_or("")
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
