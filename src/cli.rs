@@ -301,6 +301,11 @@ fn token(hash_stdin: bool) -> ExitCode {
     } else {
         outln!("token:  {token}");
         outln!("config: sha256: {digest}");
+        errln!(
+            "put the sha256 line under api.tokens (with a name and a role). Without api.tokens \
+             the exporter uses its own admin token, admin.token in its data directory; \
+             `dockstat-exporter token --rotate` replaces that one (then restart)."
+        );
     }
     ExitCode::SUCCESS
 }
