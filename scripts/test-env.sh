@@ -195,11 +195,12 @@ ensure_packages() {
     # debootstrap: tests/image.rs makes its Debian runtime base with it (nothing can be pulled).
     # haproxy: tests/read_only.rs puts a GET-only Docker socket proxy in front of a daemon
     # (each test runs its own process; the package's service is not used).
+    # podman: tests/podman.rs runs its own `podman system service` on a socket of its own.
     local -A bin_of=([docker.io]=dockerd [busybox-static]=busybox [prometheus]=promtool
                      [openssl]=openssl [curl]=curl [iproute2]=ip [debootstrap]=debootstrap
-                     [haproxy]=haproxy)
+                     [haproxy]=haproxy [podman]=podman)
     local missing=() p
-    for p in docker.io busybox-static prometheus openssl curl iproute2 debootstrap haproxy; do
+    for p in docker.io busybox-static prometheus openssl curl iproute2 debootstrap haproxy podman; do
         if ! pkg_installed "$p" || ! command -v "${bin_of[$p]}" >/dev/null 2>&1; then
             missing+=("$p")
         fi
