@@ -93,7 +93,7 @@ fn a_podman_host_is_collected_and_acted_on() {
         .status()
         .is_ok_and(|s| s.success())
     {
-        let save = Command::new("docker")
+        let mut save = Command::new("docker")
             .args([
                 "-H",
                 &format!("unix://{}", env.a_socket),
@@ -105,11 +105,12 @@ fn a_podman_host_is_collected_and_acted_on() {
             .expect("docker save");
         let status = podman
             .cli(&["load"])
-            .stdin(save.stdout.expect("stdout"))
+            .stdin(save.stdout.take().expect("stdout"))
             .stdout(Stdio::null())
             .status()
             .expect("podman load");
         assert!(status.success(), "podman load");
+        assert!(save.wait().is_ok_and(|s| s.success()), "docker save");
     }
     let name = unique("podman");
     podman.run(&["run", "-d", "--name", &name, &image, "sleep", "3600"]);
