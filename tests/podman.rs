@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::*;
 
-/// Our own `podman system service`, killed on drop with the container and image it made.
+/// Our own `podman system service`, killed on drop with the container it made (the test
+/// image stays in Podman's store for the next run).
 struct Podman {
     service: Child,
     socket: PathBuf,
