@@ -63,11 +63,12 @@ RUN groupadd --gid 10001 dockstat \
     '  # The fast stats path: run with --pid host --cgroupns host and' \
     '  # -v /sys/fs/cgroup:/host/sys/fs/cgroup:ro. Without them: the stats API.' \
     '  cgroup_root: /host/sys/fs/cgroup' \
+    '# One client; its host has no name, so it is named after its daemon (docker' \
+    '# info Name: the machine it runs on), as cAdvisor and node_exporter label hosts.' \
     'clients:' \
-    '  - name: local' \
+    '  - name: default' \
     '    hosts:' \
-    '      - name: local' \
-    '        address: unix:///var/run/docker.sock' \
+    '      - address: unix:///var/run/docker.sock' \
     > /etc/dockstat/config.yaml
 
 ENV DOCKSTAT_CONFIG=/etc/dockstat/config.yaml

@@ -193,10 +193,14 @@ pkg_installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null |
 
 ensure_packages() {
     # debootstrap: tests/image.rs makes its Debian runtime base with it (nothing can be pulled).
+    # haproxy: tests/read_only.rs puts a GET-only Docker socket proxy in front of a daemon
+    # (each test runs its own process; the package's service is not used).
+    # podman: tests/podman.rs runs its own `podman system service` on a socket of its own.
     local -A bin_of=([docker.io]=dockerd [busybox-static]=busybox [prometheus]=promtool
-                     [openssl]=openssl [curl]=curl [iproute2]=ip [debootstrap]=debootstrap)
+                     [openssl]=openssl [curl]=curl [iproute2]=ip [debootstrap]=debootstrap
+                     [haproxy]=haproxy [podman]=podman)
     local missing=() p
-    for p in docker.io busybox-static prometheus openssl curl iproute2 debootstrap; do
+    for p in docker.io busybox-static prometheus openssl curl iproute2 debootstrap haproxy podman; do
         if ! pkg_installed "$p" || ! command -v "${bin_of[$p]}" >/dev/null 2>&1; then
             missing+=("$p")
         fi

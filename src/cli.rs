@@ -20,9 +20,28 @@ pub const EXIT_CONFIG: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "dockstat-exporter", version, about)]
 pub struct Cli {
-    /// Configuration file (YAML).
+    /// Configuration file (YAML). Without one the exporter watches the Docker host of
+    /// DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (as the docker CLI reads them),
+    /// else the local socket, and keeps its database in the data directory.
     #[arg(long, short = 'c', env = "DOCKSTAT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Address of /metrics, over `listen.metrics`: `:9487`, `0.0.0.0:9487`, `[::]:9487`.
+    #[arg(long = "web.listen-address", value_name = "ADDR", value_parser = crate::config::parse_listen, global = true)]
+    pub web_listen_address: Option<std::net::SocketAddr>,
+    /// Address of the admin API, over `listen.admin`: `127.0.0.1:9488`.
+    #[arg(long = "api.listen-address", value_name = "ADDR", value_parser = crate::config::parse_listen, global = true)]
+    pub api_listen_address: Option<std::net::SocketAddr>,
+    /// Prometheus exporter-toolkit web configuration (`tls_server_config` with
+    /// `client_auth_type` and `client_ca_file`, `basic_auth_users` with bcrypt hashes) for
+    /// the metrics listener; `/healthz` stays open to basic auth.
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
+    pub web_config_file: Option<PathBuf>,
+    /// Data directory: the database (`dockstat.db`) and the generated admin token go here.
+    /// Default without a configuration file: $STATE_DIRECTORY, else
+    /// /var/lib/dockstat-exporter when writable, else $XDG_STATE_HOME/dockstat-exporter
+    /// (~/.local/state/dockstat-exporter); with one: the directory of `database.path`.
+    #[arg(long, value_name = "DIR", env = "DOCKSTAT_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -52,11 +71,17 @@ pub enum Command {
         timeout: u64,
     },
     /// Make an admin API token: prints a new random token and the `sha256:` line for
-    /// `api.tokens`. With --hash, reads a token from stdin and prints only its hash.
+    /// `api.tokens`. With --hash, reads a token from stdin and prints only its hash. With
+    /// --rotate, replaces the generated admin token (`admin.token` in the data directory,
+    /// used while `api.tokens` is empty) and prints the file's path; restart the exporter
+    /// to use it.
     Token {
         /// Hash the token given on stdin instead of making one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rotate")]
         hash: bool,
+        /// Replace the generated admin token file in the data directory.
+        #[arg(long)]
+        rotate: bool,
     },
 }
 
@@ -72,8 +97,17 @@ pub enum LogFormat {
 /// Sets up tracing to stderr through a queue that never blocks or panics (see
 /// [`crate::logging`]); keep the guard and flush it before exiting.
 pub fn init_logging(format: LogFormat) -> LogGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // An invalid RUST_LOG is said, once logging runs, rather than silently replaced.
+    let mut invalid = None;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+                invalid = Some((v, e.to_string()));
+                tracing_subscriber::EnvFilter::new("info")
+            })
+        }
+        _ => tracing_subscriber::EnvFilter::new("info"),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = QueuedStderr::start();
     let builder = tracing_subscriber::fmt()
@@ -85,11 +119,29 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    if let Some((value, error)) = invalid {
+        tracing::warn!(rust_log = %value, error = %error,
+            "RUST_LOG is not a valid filter (e.g. `info,dockstat_exporter=debug`); logging at info");
+    }
     guard
 }
 
 /// Runs the parsed command to completion.
 pub fn execute(cli: Cli) -> ExitCode {
+    let overrides = crate::config::Overrides {
+        metrics: cli.web_listen_address,
+        admin: cli.api_listen_address,
+        data_dir: cli.data_dir.clone(),
+    };
+    let load = |path: Option<PathBuf>| load(path, &overrides);
+    let web = match cli.web_config_file.as_deref().map(crate::web_config::load) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
+            errln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     match cli.command.unwrap_or(Command::Run) {
         Command::Metrics { markdown } => {
             if markdown {
@@ -101,9 +153,32 @@ pub fn execute(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Token { hash } => token(hash),
+        Command::Token { rotate: true, .. } => match load(cli.config) {
+            Ok(v) => match crate::config::rotate_admin_token(&v.data_dir) {
+                Ok(path) => {
+                    outln!("new admin token written to {}", path.display());
+                    outln!("restart the exporter to use it; the old token stops working then");
+                    if !v.tokens.is_empty() {
+                        errln!(
+                            "note: api.tokens is set, so the exporter uses those and not this file"
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    errln!("{e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Token { hash, .. } => token(hash),
         Command::Healthcheck { timeout } => match load(cli.config) {
-            Ok(v) => healthcheck(&v, Duration::from_secs(timeout.max(1))),
+            Ok(v) => healthcheck(
+                &v,
+                web.as_ref().is_some_and(|w| w.tls.is_some()),
+                Duration::from_secs(timeout.max(1)),
+            ),
             Err(code) => code,
         },
         Command::CheckConfig => match load(cli.config) {
@@ -114,6 +189,25 @@ pub fn execute(cli: Cli) -> ExitCode {
                     v.source.display(),
                     v.clients.len()
                 );
+                outln!("database: {}", v.database_path.display());
+                match &v.otlp {
+                    None => outln!("otlp: off"),
+                    Some(o) => outln!("otlp: on, {}", o.describe()),
+                }
+                if let Some(w) = &web {
+                    outln!(
+                        "web config: tls {}, basic auth {} user(s)",
+                        if w.tls.is_some() { "on" } else { "off" },
+                        w.users.len()
+                    );
+                }
+                for o in &v.otlp_overlaps {
+                    outln!(
+                        "otlp.{}: the file's value is used; {} is ignored",
+                        o.key,
+                        o.variable
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -133,14 +227,14 @@ pub fn execute(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(cfg))
+            runtime.block_on(run(cfg, web))
         }
     }
 }
 
 /// GET /healthz on the metrics listener. With TLS on, a completed TCP connection counts
 /// (the check runs inside the container, next to the listener).
-fn healthcheck(cfg: &Validated, timeout: Duration) -> ExitCode {
+fn healthcheck(cfg: &Validated, web_tls: bool, timeout: Duration) -> ExitCode {
     use std::io::{Read, Write};
     let mut addr = cfg.config.listen.metrics;
     if addr.ip().is_unspecified() {
@@ -152,7 +246,7 @@ fn healthcheck(cfg: &Validated, timeout: Duration) -> ExitCode {
     }
     let check = || -> std::io::Result<bool> {
         let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-        if cfg.listen_tls.is_some() {
+        if cfg.listen_tls.is_some() || web_tls {
             return Ok(true);
         }
         s.set_read_timeout(Some(timeout))?;
@@ -207,16 +301,24 @@ fn token(hash_stdin: bool) -> ExitCode {
     } else {
         outln!("token:  {token}");
         outln!("config: sha256: {digest}");
+        errln!(
+            "put the sha256 line under api.tokens (with a name and a role). Without api.tokens \
+             the exporter uses its own admin token, admin.token in its data directory; \
+             `dockstat-exporter token --rotate` replaces that one (then restart)."
+        );
     }
     ExitCode::SUCCESS
 }
 
-fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
-    let Some(path) = path else {
-        errln!("no configuration file: pass --config FILE or set DOCKSTAT_CONFIG");
-        return Err(ExitCode::from(EXIT_CONFIG));
+fn load(
+    path: Option<PathBuf>,
+    overrides: &crate::config::Overrides,
+) -> Result<Validated, ExitCode> {
+    let loaded = match &path {
+        Some(path) => Config::load_with(path, overrides),
+        None => Config::from_environment(overrides, &|k| std::env::var(k).ok()),
     };
-    let cfg = Config::load(&path).map_err(|e| {
+    let cfg = loaded.map_err(|e| {
         match &e {
             ConfigError::Read { .. } => errln!("{e}"),
             ConfigError::Invalid(problems) => {
@@ -230,6 +332,10 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
     // Which names are families is the family table's to say, not the configuration's.
     let (_, unknown) = crate::families::Selection::of(&cfg.config.metrics.disable);
     if !unknown.is_empty() {
+        // Without a file, metrics.disable is empty: only a file can name an unknown family.
+        let Some(path) = path else {
+            return Err(ExitCode::from(EXIT_CONFIG));
+        };
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         for (i, name) in unknown {
             let at = [
@@ -251,7 +357,27 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ExitCode> {
 
 /// Starts collection, the metrics listener and the admin API; returns when a signal asks
 /// to stop.
-pub async fn run(cfg: Validated) -> ExitCode {
+pub async fn run(mut cfg: Validated, web: Option<crate::web_config::LoadedWebConfig>) -> ExitCode {
+    // The admin API is never anonymous: without api.tokens, an admin token of its own in
+    // the data directory, readable only by this user.
+    if cfg.tokens.is_empty() {
+        match crate::config::generated_admin_token(&cfg.data_dir) {
+            Ok((path, token, made)) => {
+                if made {
+                    tracing::info!(file = %path.display(),
+                        "no api.tokens: made an admin token for the admin API (mode 0600); send it as Authorization: Bearer");
+                } else {
+                    tracing::info!(file = %path.display(),
+                        "no api.tokens: the admin API takes the admin token of this file");
+                }
+                cfg.tokens.push(token);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the admin API's token");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let bind = |what: &str, addr: std::net::SocketAddr| {
         crate::serve::bind(addr).map_err(|e| {
             tracing::error!(%addr, error = %e, "cannot listen for {what}");
@@ -274,6 +400,14 @@ pub async fn run(cfg: Validated) -> ExitCode {
             }
         },
     };
+    for o in &cfg.otlp_overlaps {
+        tracing::warn!(key = %format_args!("otlp.{}", o.key), variable = %o.variable,
+            "set both in the configuration file and the environment: the file's value is used");
+    }
+    match &cfg.otlp {
+        None => tracing::info!("OTLP push off"),
+        Some(o) => tracing::info!(settings = %o.describe(), "OTLP push on"),
+    }
     let limits = listener_limits(&cfg.config.listen);
     let docker = match DockerClient::start(&cfg).await {
         Ok(d) => d,
@@ -282,10 +416,6 @@ pub async fn run(cfg: Validated) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if cfg.tokens.is_empty() {
-        tracing::warn!(addr = %cfg.config.listen.admin,
-            "admin API without tokens: every local caller is admin (set api.tokens to require tokens)");
-    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(metrics = %cfg.config.listen.metrics, admin = %cfg.config.listen.admin, scheme,
         version = env!("CARGO_PKG_VERSION"), "serving /metrics and the admin API");
@@ -297,10 +427,30 @@ pub async fn run(cfg: Validated) -> ExitCode {
         .map(|o| crate::otlp::spawn(o, &cfg.labels, docker.export_inputs(), stop.clone()));
     let state = std::sync::Arc::new(crate::api::AppState::new(docker.clone(), &cfg));
     let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
+    // The web configuration file, when given, decides the metrics listener's TLS (client
+    // certificates included) and basic auth; the admin API keeps listen.tls and its tokens.
+    let (metrics_tls, users) = match &web {
+        Some(w) => (w.tls.clone().or_else(|| tls.clone()), Some(w.users.clone())),
+        None => (tls.clone(), None),
+    };
+    let mut metrics_router = crate::http::router(docker.clone(), cfg.config.metrics.gzip);
+    if let Some(users) = users.filter(|u| u.is_on()) {
+        metrics_router = metrics_router.layer(axum::middleware::from_fn_with_state(
+            users,
+            crate::web_config::basic_auth,
+        ));
+    }
+    if let Some(w) = &web {
+        tracing::info!(
+            tls = w.tls.is_some(),
+            basic_auth_users = w.users.len(),
+            "/metrics access from the web configuration file (/healthz open to basic auth)"
+        );
+    }
     let metrics = tokio::spawn(crate::serve::serve(
         metrics_listener,
-        crate::http::router(docker.clone(), cfg.config.metrics.gzip),
-        tls.clone(),
+        metrics_router,
+        metrics_tls,
         limits,
         stop.clone(),
     ));
@@ -354,7 +504,10 @@ fn listener_limits(listen: &crate::config::ListenConfig) -> crate::serve::Limits
     let open_files = match crate::serve::raise_open_file_limit() {
         Ok(l) => {
             let (soft, hard) = (l.soft, l.hard);
-            tracing::info!(soft, hard, raised_from = ?l.raised_from, "open-file limit");
+            match l.raised_from {
+                Some(from) => tracing::info!(soft, hard, raised_from = from, "open-file limit"),
+                None => tracing::info!(soft, hard, "open-file limit"),
+            }
             soft
         }
         Err(e) => {
@@ -373,7 +526,8 @@ fn listener_limits(listen: &crate::config::ListenConfig) -> crate::serve::Limits
         );
     }
     tracing::info!(max_connections = limits.max_connections,
-        header_timeout = ?limits.timeouts.header, idle_timeout = ?limits.timeouts.idle,
+        header_timeout = %humantime::format_duration(limits.timeouts.header),
+        idle_timeout = %humantime::format_duration(limits.timeouts.idle),
         "connection limits of each listener");
     limits
 }

@@ -61,6 +61,53 @@ fn parse_api(v: &str) -> Option<(usize, usize)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// Says what to do about the first call's failure where the bare error would not: a
+/// socket the process may not open names the socket's group to join; an answer that is
+/// not JSON from `/version` means the address is not a Docker Engine API.
+fn explain(e: DockerError, endpoint: &Endpoint) -> DockerError {
+    use crate::config::Address;
+    match (&e.kind, &endpoint.address) {
+        (ErrorKind::PermissionDenied, Address::Unix(path)) => {
+            use std::os::unix::fs::MetadataExt;
+            let group = std::fs::metadata(path).ok().map(|m| m.gid());
+            let advice = match group {
+                Some(gid) => {
+                    let name = group_name(gid).unwrap_or_else(|| gid.to_string());
+                    format!(
+                        "permission denied on {}: run as root or as a member of its group `{name}` \
+                         (gid {gid}): `usermod -aG {name} <user>`, or `--group-add {gid}` in a container",
+                        path.display()
+                    )
+                }
+                None => format!("permission denied on {}", path.display()),
+            };
+            DockerError::new(
+                ErrorKind::PermissionDenied,
+                format!("{advice} ({})", e.message),
+            )
+        }
+        (ErrorKind::Decode, _) => DockerError::new(
+            ErrorKind::Decode,
+            format!(
+                "{} does not answer like a Docker Engine API ({})",
+                endpoint.address, e.message
+            ),
+        ),
+        _ => e,
+    }
+}
+
+/// The name of group `gid` from /etc/group.
+fn group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == gid).then(|| name.to_string())
+    })
+}
+
 /// A live connection to one host: a pooled HTTP client after version negotiation, plus the
 /// host's instruments and deadline. Cheap to share (`Arc`).
 #[derive(Debug)]
@@ -136,7 +183,8 @@ impl Connection {
                     })?;
                 Ok((api, v.version.unwrap_or_default()))
             })
-            .await?;
+            .await
+            .map_err(|e| explain(e, endpoint))?;
         let api = api.min(target_api());
         conn.prefix = format!("/v{}.{}", api.0, api.1);
         conn.one_shot = api >= (1, 41);

@@ -8,7 +8,8 @@
 //! above (and none of its own layer but where said).
 //!
 //! 1. [`cli`]: command line, process lifetime.
-//! 2. The listeners: [`http`] (`/metrics`, `/healthz`, `/readyz`) and [`api`] (the admin
+//! 2. The listeners: [`http`] (`/metrics`, `/healthz`, `/readyz`; [`web_config`]: its
+//!    basic auth and client certificates from `--web.config.file`) and [`api`] (the admin
 //!    API, `/api/v1`: tokens, roles, audit, OpenAPI); [`serve`] runs either over HTTP or
 //!    TLS (header and idle timeouts, a connection cap that evicts the longest-idle
 //!    connection, bounded graceful shutdown).
@@ -93,6 +94,7 @@ pub mod stats;
 pub mod store;
 pub mod streams;
 pub mod tls;
+pub mod web_config;
 
 pub use client::DockerClient;
 

@@ -194,11 +194,37 @@ fn stop_start_restart_remove_act_on_the_container() {
     let v = api.ok("GET", &format!("/clients/{lab}/containers/{}", &c.id[..12]));
     assert_eq!(v["container"]["name"], c.name.as_str());
 
-    // Stop, then stop again: nothing to change the second time.
-    let v = api.ok("POST", &format!("{path}/stop?t=1"));
+    // The client by name as well as by id.
+    let by_name = format!("/clients/lab/containers/{}", c.name);
+    let v = api.ok("GET", &by_name);
+    assert_eq!(v["container"]["id"], c.id.as_str());
+    let v = api.ok("GET", "/clients/lab");
+    assert_eq!(v["id"], lab);
+    let v = api.ok("GET", "/hosts/a");
+    assert_eq!(v["name"], "a");
+    let err = api.error(
+        "GET",
+        "/clients/no-such-client/containers",
+        None,
+        404,
+        "not_found",
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no client named `no-such-client`"),
+        "{err}"
+    );
+
+    // Stop, then stop again: nothing to change the second time. The answer gives the
+    // state after the action, and the one before.
+    let v = api.ok("POST", &format!("{by_name}/stop?t=1"));
     assert_eq!(v["action"], "stop");
     assert_eq!(v["changed"], true, "{v}");
     assert_eq!(v["container"]["id"], c.id.as_str());
+    assert_eq!(v["container"]["state"], "exited", "{v}");
+    assert_eq!(v["previousState"], "running", "{v}");
     assert_eq!(state(&c), "exited");
     let v = api.ok("POST", &format!("{path}/stop?t=1"));
     assert_eq!(v["changed"], false, "stopping a stopped container: {v}");
@@ -208,6 +234,8 @@ fn stop_start_restart_remove_act_on_the_container() {
     let v = api.ok("POST", &format!("{path}/start"));
     assert_eq!(v["action"], "start");
     assert_eq!(v["changed"], true, "{v}");
+    assert_eq!(v["container"]["state"], "running", "{v}");
+    assert_eq!(v["previousState"], "exited", "{v}");
     assert_eq!(state(&c), "running");
     let v = api.ok("POST", &format!("{path}/start"));
     assert_eq!(v["changed"], false, "starting a running container: {v}");

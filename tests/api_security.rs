@@ -879,22 +879,28 @@ fn bad_input_gets_json_errors_and_the_exporter_keeps_serving() {
     let get = |path: &str| call(port, "GET", path, Auth::Bearer(ADMIN), None);
     let long = "a".repeat(5000);
     let cases: Vec<(String, u16, &str)> = vec![
-        ("/api/v1/clients/..%2F..%2Fetc/hosts".into(), 400, "invalid"),
+        // A segment that is not a number is a name (clients and hosts are addressable by
+        // name): no such client, 404.
+        (
+            "/api/v1/clients/..%2F..%2Fetc/hosts".into(),
+            404,
+            "not_found",
+        ),
         (
             "/api/v1/clients/..%2F..%2Fetc%2Fpasswd".into(),
-            400,
-            "invalid",
+            404,
+            "not_found",
         ),
-        ("/api/v1/clients/abc".into(), 400, "invalid"),
-        ("/api/v1/clients/%00".into(), 400, "invalid"),
-        ("/api/v1/clients/1%00".into(), 400, "invalid"),
+        ("/api/v1/clients/abc".into(), 404, "not_found"),
+        ("/api/v1/clients/%00".into(), 404, "not_found"),
+        ("/api/v1/clients/1%00".into(), 404, "not_found"),
         ("/api/v1/clients/-1".into(), 404, "not_found"),
         (
             "/api/v1/clients/99999999999999999999999".into(),
             400,
             "invalid",
         ),
-        ("/api/v1/hosts/1.5".into(), 400, "invalid"),
+        ("/api/v1/hosts/1.5".into(), 404, "not_found"),
         (
             format!("/api/v1/clients/{lab}/containers/..%2Fx"),
             400,

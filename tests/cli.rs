@@ -130,9 +130,21 @@ fn syntax_errors_and_missing_files_exit_2() {
         "{}",
         stderr(&out)
     );
-    let out = run(&["check-config"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("pass --config FILE or set DOCKSTAT_CONFIG"));
+    // Without a file: the Docker host of the environment (tests/zero_config.rs); a
+    // DOCKER_HOST the exporter cannot use is a configuration error.
+    let data = temp_dir("cfg-nofile");
+    let out = Command::new(bin())
+        .args(["check-config", "--data-dir", &data.display().to_string()])
+        .env_remove("DOCKSTAT_CONFIG")
+        .env("DOCKER_HOST", "npipe:////./pipe/docker_engine")
+        .output()
+        .expect("run binary");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("scheme `npipe` is not supported"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

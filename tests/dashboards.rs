@@ -188,16 +188,26 @@ fn dashboards_are_importable_well_formed_and_use_only_exported_metrics() {
         assert_eq!(list[0]["type"], "datasource", "{name}");
         assert_eq!(list[0]["query"], "prometheus", "{name}");
         let vars = variable_queries(&dash);
-        assert_eq!(vars["client"], "label_values(dockstat_host_up, client)");
+        // job and instance first: one exporter per machine (cAdvisor's way) is told apart
+        // by the scrape's labels.
+        assert_eq!(vars["job"], "label_values(dockstat_host_up, job)");
+        assert_eq!(
+            vars["instance"],
+            "label_values(dockstat_host_up{job=~\"$job\"}, instance)"
+        );
+        assert_eq!(
+            vars["client"],
+            "label_values(dockstat_host_up{job=~\"$job\",instance=~\"$instance\"}, client)"
+        );
         assert_eq!(
             vars["host"],
-            "label_values(dockstat_host_up{client=~\"$client\"}, host)"
+            "label_values(dockstat_host_up{job=~\"$job\",instance=~\"$instance\",client=~\"$client\"}, host)"
         );
         if name != "exporter" {
             // The exporter's own dashboard has nothing per container.
             assert_eq!(
                 vars["container"],
-                "label_values(dockstat_container_info{client=~\"$client\",host=~\"$host\"}, name)"
+                "label_values(dockstat_container_info{job=~\"$job\",instance=~\"$instance\",client=~\"$client\",host=~\"$host\"}, name)"
             );
         }
         let defined: BTreeSet<String> = list
@@ -343,6 +353,8 @@ fn expand(expr: &str, containers: &str) -> String {
         .replace("$__rate_interval", "1m")
         .replace("$__interval", "15s")
         .replace("$__range", "5m")
+        .replace("$job", "dockstat")
+        .replace("$instance", ".*")
         .replace("$client", "lab")
         .replace("$host", "(a|gone)")
         .replace("$container", containers);
@@ -643,6 +655,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
                 .filter_map(Value::as_str)
                 .collect();
             let want: Vec<String> = match var.as_str() {
+                "job" => vec!["dockstat".into()],
+                "instance" => vec![],
                 "client" => vec!["lab".into()],
                 "host" => vec!["a".into(), "gone".into()],
                 _ => roles.keys().cloned().collect(),

@@ -94,8 +94,8 @@ async fn run_time_hosts_are_collected_persisted_and_removed() {
                 address: "/run/x.sock".into(),
                 tls: Some(TlsConfig {
                     ca: "/nope/ca".into(),
-                    cert: "/nope/c".into(),
-                    key: "/nope/k".into(),
+                    cert: Some("/nope/c".into()),
+                    key: Some("/nope/k".into()),
                 }),
                 enabled: true,
             },

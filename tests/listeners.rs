@@ -41,8 +41,12 @@ fn timed_get(port: u16, path: &str, within: Duration) -> Result<(u16, Duration),
         .map_err(|e| format!("connect: {e} after {:?}", start.elapsed()))?;
     s.set_write_timeout(Some(left()))
         .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .map_err(|e| format!("send: {e} after {:?}", start.elapsed()))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{}\r\n",
+        auth_line(port)
+    )
+    .map_err(|e| format!("send: {e} after {:?}", start.elapsed()))?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
@@ -294,7 +298,10 @@ fn idle_keep_alive_connections_close_after_the_idle_timeout() {
         .map(|(port, path)| {
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(addr(port)).expect("connect");
-                let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+                let request = format!(
+                    "GET {path} HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
+                    auth_line(port)
+                );
                 s.write_all(request.as_bytes()).expect("send");
                 assert_eq!(read_answer(&mut s), 200, "{port}{path}");
                 // Idle past the header timeout: a kept-alive connection is still served.
@@ -327,7 +334,8 @@ fn ws_handshake(port: u16) -> (u16, Option<Value>, TcpStream) {
         s,
         "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\n\
          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{}\r\n",
+        auth_line(port)
     )
     .expect("send");
     let mut head = Vec::new();
@@ -365,7 +373,7 @@ fn websocket_sessions_are_capped_before_the_upgrade() {
     let mut open: Vec<_> = (0..3)
         .map(|i| {
             let (ws, resp) = tungstenite::client(
-                format!("ws://127.0.0.1:{port}/api/v1/ws"),
+                ws_request(port),
                 TcpStream::connect(addr(port)).expect("connect"),
             )
             .unwrap_or_else(|e| panic!("session {i}: {e}"));

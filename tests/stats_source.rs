@@ -100,34 +100,40 @@ fn cgroup_and_api_sources_agree() {
         "api exporter: {a_cg} cgroup, {a_api} api"
     );
 
-    // CPU: the busy container's rate over the same ~12 s, each from its own two samples.
+    // CPU while it runs: each source sees the --cpus 0.5 loop near half a core. Two
+    // exporters sample at their own instants, and a loaded machine gives the loop less in
+    // some seconds than in others, so their rates are compared loosely here and their
+    // counters exactly below, once the container is paused and they no longer move.
     let cpu = [("name", busy.name.as_str())];
     let f1 = read(&files.scrape(), "container_cpu_usage_seconds_total", &cpu).expect("cpu");
     let a1 = read(&api.scrape(), "container_cpu_usage_seconds_total", &cpu).expect("cpu");
-    std::thread::sleep(Duration::from_secs(12));
-    let f2 = read(&files.scrape(), "container_cpu_usage_seconds_total", &cpu).expect("cpu");
-    let a2 = read(&api.scrape(), "container_cpu_usage_seconds_total", &cpu).expect("cpu");
+    let newer = |e: &Exporter, than: f64| {
+        e.wait_for(Duration::from_secs(30), "a sample 10 s newer", |s| {
+            read(s, "container_cpu_usage_seconds_total", &cpu)
+                .is_some_and(|(_, t)| t >= than + 10.0)
+        })
+    };
+    let f2 = read(
+        &newer(&files, f1.1),
+        "container_cpu_usage_seconds_total",
+        &cpu,
+    )
+    .expect("cpu");
+    let a2 = read(
+        &newer(&api, a1.1),
+        "container_cpu_usage_seconds_total",
+        &cpu,
+    )
+    .expect("cpu");
     let rate = |(v1, t1): (f64, f64), (v2, t2): (f64, f64)| (v2 - v1) / (t2 - t1);
     let (rf, ra) = (rate(f1, f2), rate(a1, a2));
-    let diff = (rf - ra).abs() / ra;
-    eprintln!(
-        "cpu rate: cgroup {rf:.4} api {ra:.4} cores ({:.2} % apart)",
-        diff * 100.0
-    );
-    assert!(
-        (0.4..0.6).contains(&ra),
-        "--cpus 0.5 busy loop at {ra} cores"
-    );
-    assert!(diff < 0.01, "cpu rate cgroup {rf} vs api {ra}");
-    // The counters themselves, brought to the same instant with that rate.
-    let at_same_time = f2.0 + ra * (a2.1 - f2.1);
-    let diff = (at_same_time - a2.0).abs() / a2.0;
-    eprintln!(
-        "cpu counter: {at_same_time:.3} vs {:.3} s ({:.3} %)",
-        a2.0,
-        diff * 100.0
-    );
-    assert!(diff < 0.01, "cpu counters {at_same_time} vs {}", a2.0);
+    eprintln!("cpu rate: cgroup {rf:.4} api {ra:.4} cores");
+    for (source, r) in [("cgroup", rf), ("api", ra)] {
+        assert!(
+            (0.3..0.6).contains(&r),
+            "{source} source: --cpus 0.5 busy loop at {r} cores"
+        );
+    }
     let pf = files
         .scrape()
         .value("dockstat_container_cpu_percent", &cpu)
@@ -137,7 +143,40 @@ fn cgroup_and_api_sources_agree() {
         .value("dockstat_container_cpu_percent", &cpu)
         .expect("percent");
     eprintln!("cpu percent: cgroup {pf:.2} api {pa:.2}");
-    assert!((pf - pa).abs() < 5.0, "cpu percent cgroup {pf} vs api {pa}");
+    for (source, p) in [("cgroup", pf), ("api", pa)] {
+        assert!(
+            (20.0..65.0).contains(&p),
+            "{source} source: cpu percent {p}"
+        );
+    }
+    // Paused, the counter stops: both sources must then tell the same number of seconds.
+    d.run(&["pause", &busy.name]);
+    let frozen = |e: &Exporter| {
+        let mut last: Option<(f64, f64)> = None;
+        let s = e.wait_for(
+            Duration::from_secs(30),
+            "the paused container's cpu counter unchanged in a newer sample",
+            |s| {
+                let Some((v, t)) = read(s, "container_cpu_usage_seconds_total", &cpu) else {
+                    return false;
+                };
+                let frozen = last.is_some_and(|(lv, lt)| lv == v && t > lt);
+                last = Some((v, t));
+                frozen
+            },
+        );
+        read(&s, "container_cpu_usage_seconds_total", &cpu)
+            .expect("cpu")
+            .0
+    };
+    let (cf, ca) = (frozen(&files), frozen(&api));
+    let diff = (cf - ca).abs() / ca;
+    eprintln!(
+        "paused cpu counter: cgroup {cf:.6} api {ca:.6} s ({:.4} %)",
+        diff * 100.0
+    );
+    assert!(diff < 0.001, "paused cpu counters: cgroup {cf} vs api {ca}");
+    d.run(&["unpause", &busy.name]);
 
     let (sf, sa) = (files.scrape(), api.scrape());
     // Memory working set and usage of the container holding 30 MiB: within 2 %.

@@ -524,8 +524,7 @@ mod ws {
         pub fn connect(port: u16) -> Ws {
             let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
             let (ws, resp) =
-                tungstenite::client(format!("ws://127.0.0.1:{port}/api/v1/ws"), stream)
-                    .expect("websocket handshake");
+                tungstenite::client(super::ws_request(port), stream).expect("websocket handshake");
             assert_eq!(resp.status().as_u16(), 101);
             Ws(ws)
         }

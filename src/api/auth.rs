@@ -20,7 +20,7 @@ use crate::store::AuditRecord;
 /// The authenticated caller, put in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// Token name, or `anonymous` when no tokens are configured.
+    /// Token name (`generated-admin` for the data directory's generated token).
     pub name: String,
     /// What it may do.
     pub role: Role,
@@ -37,6 +37,8 @@ pub struct AuditTarget(pub String);
 #[derive(Debug, Default)]
 pub struct Policy {
     roles: Vec<(Method, String, Role)>,
+    /// Operations that act on containers or read their logs: off in read-only mode.
+    actions: Vec<(Method, String)>,
 }
 
 impl Policy {
@@ -57,6 +59,33 @@ impl Policy {
             }
         }
         routes
+    }
+
+    /// Like [`Policy::allow`], for an operation that acts on containers or reads their
+    /// logs: refused (403) in read-only mode (`api.actions: false`).
+    pub fn allow_action<S>(
+        &mut self,
+        role: Role,
+        routes: UtoipaMethodRouter<S>,
+    ) -> UtoipaMethodRouter<S> {
+        let before = self.roles.len();
+        let routes = self.allow(role, routes);
+        let added: Vec<(Method, String)> = self.roles[before..]
+            .iter()
+            .map(|(m, r, _)| (m.clone(), r.clone()))
+            .collect();
+        self.actions.extend(added);
+        routes
+    }
+
+    /// Whether `method` on `route` acts on containers or reads their logs.
+    pub fn is_action(&self, method: &Method, route: &str) -> bool {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.actions.iter().any(|(m, r)| m == method && r == route)
     }
 
     /// The role `method` on `route` (a route template, as matched) needs.
@@ -119,11 +148,11 @@ pub async fn guard(
     let path = req.uri().path().to_string();
     let audited = method != Method::GET && method != Method::HEAD && route.is_some();
 
+    // Never anonymous: without tokens (a library user's AppState) nobody gets in.
     let identity = if state.tokens.is_empty() {
-        Ok(Identity {
-            name: "anonymous".into(),
-            role: Role::Admin,
-        })
+        Err(unauthorized(
+            "no tokens are configured: the admin API answers nobody",
+        ))
     } else {
         let header = req
             .headers()
@@ -148,7 +177,19 @@ pub async fn guard(
                 .as_deref()
                 .map(|r| policy.required(&method, r))
                 .unwrap_or(Role::Viewer);
-            if id.role < needed {
+            let action = route
+                .as_deref()
+                .is_some_and(|r| policy.is_action(&method, r));
+            if action && !state.actions {
+                let mut r = ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "actions_disabled",
+                    "read-only mode (api.actions: false): container actions and logs are off",
+                )
+                .into_response();
+                r.extensions_mut().insert(id);
+                r
+            } else if id.role < needed {
                 let mut r = ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",
@@ -211,7 +252,8 @@ async fn write_audit(state: &AppState, entry: AuditRecord) {
         status = entry.status, outcome = %entry.outcome, "admin API call");
     if let Err(e) = state.docker.record_audit(entry.clone()).await {
         // The answer is already decided; the entry must not vanish silently.
-        tracing::error!(error = %e, ?entry, "could not write the audit entry");
+        tracing::error!(error = %e, token = %entry.token, method = %entry.method, path = %entry.path,
+            status = entry.status, outcome = %entry.outcome, "could not write the audit entry");
     }
 }
 

@@ -29,7 +29,7 @@ pub struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid`, `unauthorized`, `forbidden`,
-    /// `actions_denied`, `not_found`, `conflict`, `read_only`, `ambiguous`,
+    /// `actions_denied`, `actions_disabled`, `not_found`, `conflict`, `read_only`, `ambiguous`,
     /// `method_not_allowed`, `payload_too_large`, `too_many_requests`, `docker_error`,
     /// `docker_timeout`, `request_timeout`, `internal`.
     pub code: &'static str,

@@ -11,19 +11,22 @@ use crate::client::{HostCheck, HostHealth, HostUpdate, NewHost};
 use crate::config::TlsConfig;
 use crate::store::HostRecord;
 
-/// Mutual TLS files of a host (paths on the exporter's machine).
+/// TLS files of a host (paths on the exporter's machine): the CA alone for server-verified
+/// TLS, or with a client certificate and key for mutual TLS.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsBody {
     /// CA that signed the daemon's certificate.
     #[schema(min_length = 1, pattern = r"\S")]
     pub ca: String,
-    /// Client certificate.
+    /// Client certificate; with `key`, or neither.
+    #[serde(default)]
     #[schema(min_length = 1, pattern = r"\S")]
-    pub cert: String,
-    /// Client key.
+    pub cert: Option<String>,
+    /// Client key; with `cert`, or neither.
+    #[serde(default)]
     #[schema(min_length = 1, pattern = r"\S")]
-    pub key: String,
+    pub key: Option<String>,
 }
 
 impl From<TlsBody> for TlsConfig {

@@ -74,12 +74,16 @@ use error::ApiError;
 pub struct AppState {
     /// The library the handlers wrap.
     pub docker: DockerClient,
-    /// Configured tokens (hashes); empty means no authentication.
+    /// Configured tokens (hashes), the generated admin token among them; empty means
+    /// every call is refused (401).
     pub tokens: Vec<ValidToken>,
     /// Deadline of one request until its answer starts.
     pub request_timeout: Duration,
     /// Slots for followed log streams.
     pub follows: Arc<Semaphore>,
+    /// `api.actions`: false is the read-only mode, where the routes declared with
+    /// [`Policy::allow_action`] answer 403.
+    pub actions: bool,
     /// Slots for WebSocket sessions (`streams.max_subscribers`), taken before the upgrade
     /// and held for the session's life: an upgraded socket costs a file and a task even
     /// with no subscription in it.
@@ -94,6 +98,7 @@ impl AppState {
             tokens: cfg.tokens.clone(),
             request_timeout: cfg.config.api.request_timeout,
             follows: Arc::new(Semaphore::new(cfg.config.api.max_log_follows.get())),
+            actions: cfg.config.api.actions,
             ws_sessions: Arc::new(Semaphore::new(cfg.config.streams.max_subscribers)),
         }
     }
@@ -112,7 +117,8 @@ type Change = ApiResult<Response>;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct ClientId {
-    /// Client id
+    /// Client id, or its name (looked up before routing, see [`names_to_ids`])
+    #[param(value_type = String, example = "local")]
     pub client: i64,
 }
 
@@ -120,8 +126,93 @@ pub struct ClientId {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct HostId {
-    /// Host id
+    /// Host id, or its name when no other client has a host of that name
+    #[param(value_type = String, example = "web-01")]
     pub host: i64,
+}
+
+/// Lets a path name a client or host where its id goes: `/api/v1/clients/local/…` and
+/// `/api/v1/hosts/web-01/…` are rewritten to the ids before routing, so every route takes
+/// both. A name that matches nothing (or, for hosts, several) is left as it is and
+/// answered 404 by the route.
+async fn names_to_ids(
+    State(state): State<Arc<AppState>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let mut segments: Vec<String> = path.split('/').map(str::to_string).collect();
+    // ["", "api", "v1", "clients"|"hosts", name, …]
+    let named = segments.len() > 4
+        && segments[1] == "api"
+        && segments[2] == "v1"
+        && (segments[3] == "clients" || segments[3] == "hosts")
+        && !segments[4].is_empty()
+        && !segments[4].bytes().all(|b| b.is_ascii_digit());
+    if named {
+        let name = percent_decode(&segments[4]);
+        let id = if segments[3] == "clients" {
+            state.docker.client_id_by_name(&name).await
+        } else {
+            state.docker.host_id_by_name(&name).await
+        };
+        if let Some(id) = id {
+            segments[4] = id.to_string();
+            let mut rewritten = segments.join("/");
+            if let Some(q) = req.uri().query() {
+                rewritten.push('?');
+                rewritten.push_str(q);
+            }
+            if let Ok(uri) = rewritten.parse() {
+                *req.uri_mut() = uri;
+            }
+        } else {
+            let what = segments[3].trim_end_matches('s').to_string();
+            segments[4] = "0".to_string();
+            // Keep the answer a 404 from the route (after authentication), not a 400 for
+            // a path parameter that is not a number.
+            let mut rewritten = segments.join("/");
+            if let Some(q) = req.uri().query() {
+                rewritten.push('?');
+                rewritten.push_str(q);
+            }
+            if let Ok(uri) = rewritten.parse() {
+                *req.uri_mut() = uri;
+            }
+            let unknown = format!("no {what} named `{name}`");
+            let r = next.run(req).await;
+            if r.status() == StatusCode::NOT_FOUND {
+                return ApiError::new(StatusCode::NOT_FOUND, "not_found", unknown).into_response();
+            }
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+/// `%XX` escapes of a path segment decoded (a name with spaces or non-ASCII letters).
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A read: the library call's value as JSON, its error as the API's.
@@ -160,11 +251,11 @@ pub fn router_and_doc() -> (Router<Arc<AppState>>, OpenApi, Policy) {
         .routes(p.allow(Operator, routes!(monitoring::stop_all_monitoring)))
         .routes(p.allow(Viewer, routes!(containers::list_containers)))
         .routes(p.allow(Viewer, routes!(containers::inspect_container)))
-        .routes(p.allow(Operator, routes!(containers::remove_container)))
-        .routes(p.allow(Operator, routes!(containers::start_container)))
-        .routes(p.allow(Operator, routes!(containers::stop_container)))
-        .routes(p.allow(Operator, routes!(containers::restart_container)))
-        .routes(p.allow(Viewer, routes!(logs::container_logs)))
+        .routes(p.allow_action(Operator, routes!(containers::remove_container)))
+        .routes(p.allow_action(Operator, routes!(containers::start_container)))
+        .routes(p.allow_action(Operator, routes!(containers::stop_container)))
+        .routes(p.allow_action(Operator, routes!(containers::restart_container)))
+        .routes(p.allow_action(Viewer, routes!(logs::container_logs)))
         .routes(p.allow(Viewer, routes!(status::status)))
         .routes(p.allow(Viewer, routes!(status::pool_stats)))
         .routes(p.allow(Admin, routes!(status::audit)))
@@ -186,7 +277,7 @@ pub fn openapi() -> OpenApi {
 pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let (router, doc, policy) = router_and_doc();
     let doc = Arc::new(doc);
-    router
+    let router: Router = router
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
@@ -210,5 +301,9 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             auth::guard,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone());
+    // Names become ids before the router matches the path.
+    Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::from_fn_with_state(state, names_to_ids))
 }

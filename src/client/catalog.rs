@@ -118,8 +118,8 @@ impl DockerClient {
                 Some(t) => t,
                 None => current.endpoint.tls.as_ref().map(|t| TlsConfig {
                     ca: t.ca.display().to_string(),
-                    cert: t.cert.display().to_string(),
-                    key: t.key.display().to_string(),
+                    cert: t.cert.as_ref().map(|p| p.display().to_string()),
+                    key: t.key.as_ref().map(|p| p.display().to_string()),
                 }),
             };
             let e = self.endpoint(address, tls).await?;
@@ -158,6 +158,22 @@ impl DockerClient {
     pub async fn hosts(&self, client_id: i64) -> Result<Vec<HostRecord>, ClientError> {
         self.inner.store.client(client_id).await?;
         Ok(self.inner.store.hosts(Some(client_id)).await?)
+    }
+
+    /// The id of the client named `name`, if there is one.
+    pub async fn client_id_by_name(&self, name: &str) -> Option<i64> {
+        let clients = self.inner.store.clients().await.ok()?;
+        clients.into_iter().find(|c| c.name == name).map(|c| c.id)
+    }
+
+    /// The id of the host named `name`, when exactly one client has a host of that name.
+    pub async fn host_id_by_name(&self, name: &str) -> Option<i64> {
+        let hosts = self.inner.store.hosts(None).await.ok()?;
+        let mut found = hosts.into_iter().filter(|h| h.name == name);
+        match (found.next(), found.next()) {
+            (Some(h), None) => Some(h.id),
+            _ => None,
+        }
     }
 
     /// One host.

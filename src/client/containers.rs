@@ -95,8 +95,11 @@ impl Action {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionOutcome {
-    /// The container acted on.
+    /// The container acted on; its `state` is the one after the action, as inspect tells
+    /// it right after the daemon answered (`removed` after a remove).
     pub container: ContainerRef,
+    /// Its state before the action.
+    pub previous_state: String,
     /// `start`, `stop`, `restart` or `remove`.
     pub action: &'static str,
     /// False when the container already was in the state asked for (Docker's 304).
@@ -342,8 +345,28 @@ impl DockerClient {
                 .map(|()| true),
         };
         let changed = done.map_err(|e| docker_err(&c, e))?;
+        let previous_state = c.state.clone();
+        let mut container = c;
+        container.state = if matches!(action, Action::Remove { .. }) {
+            "removed".to_string()
+        } else {
+            match conn.inspect(&container.id).await {
+                Ok(i) => i
+                    .state
+                    .and_then(|s| s.status)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "unknown".to_string()),
+                Err(e) => {
+                    // The action is done; only the state after it is unknown.
+                    tracing::warn!(container = %container.name, host = %container.host, error = %e,
+                        "cannot inspect the container after {name}");
+                    "unknown".to_string()
+                }
+            }
+        };
         Ok(ActionOutcome {
-            container: c,
+            container,
+            previous_state,
             action: name,
             changed,
         })

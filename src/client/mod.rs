@@ -15,6 +15,7 @@ mod catalog;
 mod containers;
 mod error;
 mod logs;
+mod naming;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -63,7 +64,23 @@ impl DockerClient {
     /// collecting every enabled host of every monitored client.
     pub async fn start(cfg: &Validated) -> Result<DockerClient, ClientError> {
         let store = Store::open(&cfg.database_path).await?;
-        let report = store.sync_config(cfg.clients.clone()).await?;
+        let mut clients = cfg.clients.clone();
+        let mut renames = Vec::new();
+        if clients
+            .iter()
+            .any(|c| c.hosts.iter().any(|h| h.name_from_daemon))
+        {
+            let stored = store.hosts(None).await?;
+            naming::name_hosts(&mut clients, &stored, cfg.config.monitoring.request_timeout).await;
+            for (before, after) in cfg.clients.iter().zip(&clients) {
+                for (b, a) in before.hosts.iter().zip(&after.hosts) {
+                    if b.name != a.name {
+                        renames.push((after.name.clone(), b.name.clone(), a.name.clone()));
+                    }
+                }
+            }
+        }
+        let report = store.sync_config(clients).await?;
         tracing::info!(db = %cfg.database_path.display(), hosts = report.upserted, removed = report.removed,
             "configuration synced into the database");
         let sc = &cfg.config.streams;
@@ -73,7 +90,10 @@ impl DockerClient {
             sc.max_subscribers,
             store.claim_stream_id_base().await?,
         ));
-        let settings = Settings::from_config(cfg, streams, Some(store.clone()));
+        let mut settings = Settings::from_config(cfg, streams, Some(store.clone()));
+        if !renames.is_empty() {
+            settings.containers = Arc::new(cfg.containers.renamed(&renames));
+        }
         let snapshots = Arc::new(SnapshotStore::default());
         let instruments = Arc::new(Instruments::default());
         let pool = Arc::new(Pool::new(

@@ -57,6 +57,30 @@ impl Address {
     }
 }
 
+/// Parses a listener address: `IP:port`, `[IPv6]:port`, `:port` (every interface, as
+/// Prometheus exporters write it) or `localhost:port`.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let port = |p: &str| -> Result<u16, String> {
+        p.parse::<u16>()
+            .map_err(|_| format!("listen address `{s}`: `{p}` is not a TCP port (0 to 65535)"))
+    };
+    if let Some(p) = s.strip_prefix(':') {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port(p)?)));
+    }
+    if let Some(p) = s.strip_prefix("localhost:") {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port(p)?)));
+    }
+    Err(format!(
+        "invalid listen address `{s}`: write IP:port (`0.0.0.0:9487`, `[::]:9487`), \
+         `:9487` for every interface or `localhost:9487`"
+    ))
+}
+
 fn unix_path(path: &str) -> Result<Address, String> {
     if !path.starts_with('/') {
         return Err(format!("unix socket path `{path}` must be absolute"));
@@ -79,10 +103,12 @@ impl fmt::Display for Address {
 pub struct TlsFiles {
     /// CA bundle that signed the daemon's certificate.
     pub ca: PathBuf,
-    /// Client certificate.
-    pub cert: PathBuf,
-    /// Client private key.
-    pub key: PathBuf,
+    /// Client certificate; None for server-verified TLS without a client certificate.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Client private key; present exactly when `cert` is.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// A host endpoint ready to connect to: what the config, the store and the API agree on.
@@ -121,11 +147,26 @@ impl Endpoint {
                     }
                 }
             };
-            TlsFiles {
-                ca: file("ca", &t.ca),
-                cert: file("cert", &t.cert),
-                key: file("key", &t.key),
-            }
+            let ca = file("ca", &t.ca);
+            let (cert, key) = match (&t.cert, &t.key) {
+                (Some(c), Some(k)) => (Some(file("cert", c)), Some(file("key", k))),
+                (None, None) => (None, None),
+                (Some(_), None) => {
+                    problems.push(Problem::new(
+                        path!["tls", "key"],
+                        "a client certificate needs its key: give both cert and key, or neither",
+                    ));
+                    (None, None)
+                }
+                (None, Some(_)) => {
+                    problems.push(Problem::new(
+                        path!["tls", "cert"],
+                        "a client key needs its certificate: give both cert and key, or neither",
+                    ));
+                    (None, None)
+                }
+            };
+            TlsFiles { ca, cert, key }
         });
         if let (Some(Address::Unix(_)), Some(_)) = (&address, &tls) {
             problems.push(Problem::new(

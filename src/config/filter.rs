@@ -109,6 +109,21 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// The same sections after unnamed hosts got their daemons' names: `renames` holds
+    /// (client, provisional name, final name).
+    pub fn renamed(&self, renames: &[(String, String, String)]) -> Filters {
+        let mut hosts = self.hosts.clone();
+        for (client, old, new) in renames {
+            if let Some(f) = hosts.remove(&(client.clone(), old.clone())) {
+                hosts.insert((client.clone(), new.clone()), f);
+            }
+        }
+        Filters {
+            clients: self.clients.clone(),
+            hosts,
+        }
+    }
+
     /// What a host's collector follows: its client's and its own sections (a client or host
     /// added through the API has none of its own), and the opt-out label.
     pub fn for_host(&self, client: &str, host: &str) -> HostFilter {

@@ -23,10 +23,11 @@ macro_rules! path {
 }
 
 pub mod address;
+pub mod defaults;
 pub mod env;
 pub mod filter;
 mod locate;
-mod otlp;
+pub mod otlp;
 pub mod ranges;
 pub mod schema;
 pub mod tokens;
@@ -35,15 +36,18 @@ pub mod validate;
 use std::fmt;
 use std::path::Path;
 
-pub use address::{Address, Endpoint, TlsFiles};
+pub use address::{Address, Endpoint, TlsFiles, parse_listen};
+pub use defaults::Overrides;
 pub use env::expand_env;
 pub use locate::{PathSeg, display_path as locate_display, locate};
-pub use otlp::{Compression, OtlpConfig, OtlpTlsConfig, Protocol, ValidOtlp};
+pub use otlp::{Compression, OtlpConfig, OtlpOverlap, OtlpTlsConfig, Protocol, ValidOtlp};
 pub use schema::{
     ApiConfig, ClientConfig, Config, DatabaseConfig, HostConfig, ListenConfig, MetricsConfig,
     MonitoringConfig, Role, ServerTlsConfig, StatsSource, StreamsConfig, TlsConfig, TokenConfig,
 };
-pub use tokens::{ValidToken, token_hash};
+pub use tokens::{
+    ADMIN_TOKEN_FILE, ValidToken, generated_admin_token, rotate_admin_token, token_hash,
+};
 pub use validate::{ServerTlsFiles, ValidClient, ValidHost, Validated, sanitize_label};
 
 /// One problem found by validation, before it is given a line and column.
@@ -107,6 +111,11 @@ impl Config {
     /// Reads, parses and validates a configuration file. Only a regular file of at most
     /// [`MAX_FILE_BYTES`] is read (a FIFO would block, `/dev/zero` would never end).
     pub fn load(path: &Path) -> Result<Validated, ConfigError> {
+        Config::load_with(path, &Overrides::default())
+    }
+
+    /// Like [`Config::load`], with the command line's settings over the file's.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Validated, ConfigError> {
         use std::io::Read;
         let read = |source: std::io::Error| ConfigError::Read {
             path: path.display().to_string(),
@@ -123,12 +132,60 @@ impl Config {
         std::fs::File::open(path)
             .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
             .map_err(read)?;
-        Config::parse_bytes(&bytes, path)
+        Config::parse_bytes_with(&bytes, path, overrides)
+    }
+
+    /// The configuration of a run without a file (see [`defaults`]): the Docker host from
+    /// `DOCKER_HOST`, `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`, the database in
+    /// `--data-dir` or the default data directory (created when missing), the listeners
+    /// from the command line or their defaults.
+    pub fn from_environment(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Validated, ConfigError> {
+        let source = Path::new("(environment)");
+        let invalid = |message: String| {
+            ConfigError::Invalid(vec![Located {
+                file: source.display().to_string(),
+                line: 1,
+                column: 1,
+                message,
+            }])
+        };
+        let data_dir = match &overrides.data_dir {
+            Some(d) => d.clone(),
+            None => defaults::default_data_dir(env).map_err(invalid)?,
+        };
+        defaults::ensure_data_dir(&data_dir).map_err(invalid)?;
+        let mut config = defaults::environment_config(env, &data_dir).map_err(invalid)?;
+        overrides.apply(&mut config);
+        let cwd = std::env::current_dir().unwrap_or_else(|_| Path::new("/").to_path_buf());
+        config.validate(&cwd, source).map_err(|problems| {
+            ConfigError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|p| Located {
+                        file: source.display().to_string(),
+                        line: 1,
+                        column: 1,
+                        message: format!("{}: {}", locate::display_path(&p.path), p.message),
+                    })
+                    .collect(),
+            )
+        })
     }
 
     /// Like [`Config::parse`] for raw bytes: refuses more than [`MAX_FILE_BYTES`] and text
     /// that is not UTF-8, with the position of the first bad byte.
     pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Validated, ConfigError> {
+        Config::parse_bytes_with(bytes, path, &Overrides::default())
+    }
+
+    fn parse_bytes_with(
+        bytes: &[u8],
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<Validated, ConfigError> {
         let file = path.display().to_string();
         let at = |line: usize, column: usize, message: String| {
             ConfigError::Invalid(vec![Located {
@@ -162,12 +219,21 @@ impl Config {
                 ),
             )
         })?;
-        Config::parse(text, path)
+        Config::parse_with(text, path, overrides)
     }
 
     /// Parses and validates configuration text; `path` names it in errors and is the base
     /// for relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Validated, ConfigError> {
+        Config::parse_with(text, path, &Overrides::default())
+    }
+
+    /// Like [`Config::parse`], with the command line's settings over the file's.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<Validated, ConfigError> {
         let file = path.display().to_string();
         if let Some((line, column)) = too_deep(text, MAX_DEPTH) {
             return Err(ConfigError::Invalid(vec![Located {
@@ -179,7 +245,7 @@ impl Config {
                 ),
             }]));
         }
-        let config: Config = if text.trim().is_empty() {
+        let mut config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
             serde_yaml::from_str(text).map_err(|e| {
@@ -195,6 +261,7 @@ impl Config {
                 }])
             })?
         };
+        overrides.apply(&mut config);
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

@@ -28,7 +28,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// Live channels (SSE and WebSocket on the admin listener).
     pub streams: StreamsConfig,
-    /// OTLP push of the same metrics to an OpenTelemetry receiver.
+    /// OTLP push of the same metrics to an OpenTelemetry receiver. An empty section (every
+    /// key commented out) is the defaults.
+    #[serde(deserialize_with = "null_as_default")]
     pub otlp: OtlpConfig,
     /// Named groups of Docker hosts. Hosts declared here are synced into the database at
     /// start with source `config`.
@@ -39,10 +41,15 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
-    /// `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:9487`.
+    /// `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:9487`. `:9487` (every
+    /// interface, as Prometheus exporters write it) and `localhost:9487` are accepted too.
+    /// The command line's `--web.listen-address` overrides it.
+    #[serde(deserialize_with = "listen_address")]
     pub metrics: SocketAddr,
     /// The admin API (`/api/v1`): container actions, clients, hosts. Default
-    /// `127.0.0.1:9488`. A non-loopback address needs `api.tokens`.
+    /// `127.0.0.1:9488`. A non-loopback address needs `api.tokens`. The command line's
+    /// `--api.listen-address` overrides it.
+    #[serde(deserialize_with = "listen_address")]
     pub admin: SocketAddr,
     /// Serve both listeners over TLS (rustls) with this certificate chain and key (PEM).
     /// Relative paths are taken from the directory of the configuration file. `${ENV}`
@@ -80,8 +87,10 @@ pub struct ServerTlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Bearer tokens and their roles. Empty (the default) means no authentication, which is
-    /// only allowed while `listen.admin` is a loopback address; every caller is then `admin`.
+    /// Bearer tokens and their roles. Empty (the default): the exporter makes one admin
+    /// token at first start, in `admin.token` (mode 0600) in the data directory, logs the
+    /// file's path (never the token) and answers 401 to any call without it; allowed only
+    /// while `listen.admin` is a loopback address.
     pub tokens: Vec<TokenConfig>,
     /// Largest request body accepted, bytes. Default 65536. Range: 1024 to 16777216.
     pub max_body_bytes: usize,
@@ -91,6 +100,11 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Log streams with `follow=true` open at once; more get 429. Default 16. Range: 1 to 1024.
     pub max_log_follows: NonZeroUsize,
+    /// Container actions (start, stop, restart, remove) and log reading. Default true.
+    /// `false` is the read-only mode, for Docker reached through a GET-only socket proxy:
+    /// those routes answer 403 `actions_disabled` whatever the token's role; everything
+    /// else (reads, clients, hosts, monitoring, streams) works as before.
+    pub actions: bool,
 }
 
 /// Live channel settings.
@@ -167,6 +181,7 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             max_log_follows: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
+            actions: true,
         }
     }
 }
@@ -335,8 +350,11 @@ pub struct Selector {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
-    /// Name unique within the client; the `host` label of its series.
-    pub name: String,
+    /// Name unique within the client; the `host` label of its series. Optional: without
+    /// it the host is named after the daemon's own name (`docker info`'s `Name`, the
+    /// machine's host name), asked at start; see the README's "Host names".
+    #[serde(default)]
+    pub name: Option<String>,
     /// `unix:///var/run/docker.sock` (or a bare absolute path), `tcp://host:port` or
     /// `host:port`. With `tls` the TCP connection uses mutual TLS. `${ENV}` allowed.
     pub address: String,
@@ -353,16 +371,19 @@ pub struct HostConfig {
     pub containers: ContainersConfig,
 }
 
-/// PEM files for mutual TLS.
+/// PEM files for TLS to a daemon: the CA alone (the daemon's certificate is verified, no
+/// client certificate is sent), or the CA with a client certificate and key (mutual TLS).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA certificate(s) that signed the daemon's certificate.
     pub ca: String,
-    /// Client certificate.
-    pub cert: String,
-    /// Client private key (PKCS#8, PKCS#1 or SEC1 PEM).
-    pub key: String,
+    /// Client certificate; give it with `key`, or neither.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Client private key (PKCS#8, PKCS#1 or SEC1 PEM); give it with `cert`, or neither.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -415,6 +436,19 @@ impl Default for DatabaseConfig {
             path: "./dockstat.db".to_string(),
         }
     }
+}
+
+/// An empty section (`otlp:` with every key commented out) as the defaults.
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// Reads a listener address, see [`super::address::parse_listen`].
+pub(super) fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    super::address::parse_listen(&s).map_err(serde::de::Error::custom)
 }
 
 /// Parses durations written the human way: `500ms`, `5s`, `1m 30s`.

@@ -227,7 +227,9 @@ fn the_example_documents_every_range() {
             .unwrap_or_else(|| panic!("no section {section}"));
         let at = lines[start..]
             .iter()
-            .position(|l| l.starts_with(&format!("  {name}:")))
+            .position(|l| {
+                l.starts_with(&format!("  {name}:")) || l.starts_with(&format!("  # {name}:"))
+            })
             .map(|i| i + start)
             .unwrap_or_else(|| panic!("no key {key} in the example"));
         let comment = lines[..at]

@@ -113,3 +113,96 @@ pub(super) fn validate_tokens(
     }
     tokens
 }
+
+/// File name of the generated admin token in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Name of the generated token in the audit log.
+pub const GENERATED_TOKEN_NAME: &str = "generated-admin";
+
+/// A new random token: 32 bytes from `/dev/urandom`, as 64 hex digits.
+pub fn new_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The admin token of a run without `api.tokens`, kept in `dir/admin.token` (mode 0600,
+/// only the exporter's user reads it): read when the file is there, else made and written.
+/// Returns the file, the token (hashed) and whether it was made now. The token itself is
+/// never logged. A file others may read is refused with the reason: the token would not
+/// be a secret.
+pub fn generated_admin_token(
+    dir: &std::path::Path,
+) -> Result<(std::path::PathBuf, ValidToken, bool), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    let valid = |token: &str| ValidToken {
+        name: GENERATED_TOKEN_NAME.to_string(),
+        role: Role::Admin,
+        sha256: token_hash(token),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{} is readable by others (mode {mode:o}): the admin token would not be \
+                     a secret; `chmod 600 {}` (and rotate it: `dockstat-exporter token --rotate`)",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            let token = text.trim();
+            if token.len() < 16 {
+                return Err(format!(
+                    "{} holds no token (at least 16 characters); delete it to have a new one made",
+                    path.display()
+                ));
+            }
+            Ok((path, valid(token), false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = new_token().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| {
+                    f.write_all(format!("{token}\n").as_bytes())?;
+                    f.sync_all()
+                })
+                .map_err(|e| format!("cannot write the admin token to {}: {e}", path.display()))?;
+            Ok((path, valid(&token), true))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Replaces the generated admin token with a new one (written to a temporary file, then
+/// renamed over the old: a reader sees the old or the new, never half).
+pub fn rotate_admin_token(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    let tmp = dir.join(format!(".{ADMIN_TOKEN_FILE}.{}", std::process::id()));
+    let token = new_token().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(format!("{token}\n").as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot write the admin token to {}: {e}", path.display()))?;
+    Ok(path)
+}

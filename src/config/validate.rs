@@ -23,6 +23,8 @@ pub struct Validated {
     pub source: PathBuf,
     /// Database file after `${ENV}` expansion and path resolution.
     pub database_path: PathBuf,
+    /// The data directory: the database's; the generated admin token goes there too.
+    pub data_dir: PathBuf,
     /// Label allowlist: (Docker key, Prometheus label name).
     pub labels: Vec<(String, String)>,
     /// Clients and their hosts with validated endpoints.
@@ -35,6 +37,8 @@ pub struct Validated {
     pub otlp: Option<ValidOtlp>,
     /// The `containers` sections of clients and hosts.
     pub containers: Filters,
+    /// `otlp` keys set both in the file and by an `OTEL_*` variable (the file won).
+    pub otlp_overlaps: Vec<otlp::OtlpOverlap>,
 }
 
 /// Resolved listener TLS files.
@@ -60,8 +64,12 @@ pub struct ValidClient {
 /// A host from the file with a validated endpoint.
 #[derive(Debug, Clone)]
 pub struct ValidHost {
-    /// Host name.
+    /// Host name. When the file gives none, a provisional name from the address (`local`
+    /// for a unix socket, the host part of a TCP address) until
+    /// [`crate::DockerClient::start`] asks the daemon for its own.
     pub name: String,
+    /// The file gave no name: the daemon's `/info` `Name` is used.
+    pub name_from_daemon: bool,
     /// Where and how to connect.
     pub endpoint: Endpoint,
     /// Collected when its client is monitored.
@@ -94,14 +102,23 @@ impl Config {
         let tokens = validate_tokens(&self.api.tokens, &mut problems);
         check_listeners(&self.listen, &tokens, &mut problems);
         let listen_tls = listen_tls(&self.listen, base, &mut problems);
-        let otlp = otlp::validate(&self.otlp, &|k| std::env::var(k).ok(), base, &mut problems);
+        let env = |k: &str| std::env::var(k).ok();
+        let otlp = otlp::validate(&self.otlp, &env, base, &mut problems);
+        let otlp_overlaps = otlp::overlaps(&self.otlp, &env);
         check_disable(&self.metrics.disable, &mut problems);
-        let (client_containers, host_containers) = container_filters(&self.clients, &mut problems);
+        let (client_containers, host_containers) =
+            container_filters(&self.clients, &clients, &mut problems);
         if problems.is_empty() {
+            let data_dir = database_path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
             Ok(Validated {
                 config: self,
                 source: source.to_path_buf(),
                 database_path,
+                data_dir,
                 labels,
                 clients,
                 tokens,
@@ -111,6 +128,7 @@ impl Config {
                     clients: client_containers,
                     hosts: host_containers,
                 },
+                otlp_overlaps,
             })
         } else {
             Err(problems)
@@ -143,7 +161,21 @@ fn database_path(db: &DatabaseConfig, base: &Path, problems: &mut Vec<Problem>) 
                     path!["database", "path"],
                     format!("directory `{}` does not exist", dir.display()),
                 )),
-                _ => {}
+                dir => {
+                    // SQLite writes its journal beside the file: the directory must be
+                    // writable, and the OS says why it is not.
+                    let dir = dir.unwrap_or(Path::new("."));
+                    if let Err(e) = writable_dir(dir) {
+                        problems.push(Problem::new(
+                            path!["database", "path"],
+                            format!(
+                                "directory `{}` is not writable ({e}); the database and its \
+                                 journal are written there",
+                                dir.display()
+                            ),
+                        ));
+                    }
+                }
             }
             p
         }
@@ -151,6 +183,20 @@ fn database_path(db: &DatabaseConfig, base: &Path, problems: &mut Vec<Problem>) 
             problems.push(Problem::new(path!["database", "path"], e));
             PathBuf::new()
         }
+    }
+}
+
+/// access(2) with W_OK: Ok when this process may create files in `dir`, else the OS's
+/// reason (`Read-only file system`, `Permission denied`).
+pub(super) fn writable_dir(dir: &Path) -> Result<(), std::io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -216,6 +262,7 @@ fn check_disable(names: &[String], problems: &mut Vec<Problem>) {
 #[allow(clippy::type_complexity)]
 fn container_filters(
     list: &[ClientConfig],
+    valid: &[ValidClient],
     problems: &mut Vec<Problem>,
 ) -> (
     HashMap<String, ContainerFilter>,
@@ -250,8 +297,16 @@ fn container_filters(
                 &host.containers,
                 path!["clients", ci, "hosts", hi, "containers"],
             );
-            if f != ContainerFilter::default() {
-                hosts.insert((client.name.clone(), host.name.clone()), f);
+            // An unnamed host is keyed by its provisional name until its daemon names it
+            // (`Filters::renamed`).
+            let name = host.name.clone().or_else(|| {
+                valid
+                    .get(ci)
+                    .and_then(|c| c.hosts.get(hi))
+                    .map(|h| h.name.clone())
+            });
+            if let (Some(name), true) = (name, f != ContainerFilter::default()) {
+                hosts.insert((client.name.clone(), name), f);
             }
         }
     }
@@ -283,17 +338,24 @@ fn clients(list: &[ClientConfig], base: &Path, problems: &mut Vec<Problem>) -> V
                 p.extend(rest);
                 p
             };
-            if host.name.trim().is_empty() {
-                problems.push(Problem::new(at(path!["name"]), "must not be empty"));
-            } else if !host_names.insert(host.name.as_str()) {
-                problems.push(Problem::new(
+            match host.name.as_deref() {
+                Some(name) if name.trim().is_empty() => problems.push(Problem::new(
                     at(path!["name"]),
-                    format!("duplicate host `{}` in client `{}`", host.name, client.name),
-                ));
+                    "must not be empty (leave `name` out to use the daemon's own name)",
+                )),
+                Some(name) if !host_names.insert(name) => problems.push(Problem::new(
+                    at(path!["name"]),
+                    format!("duplicate host `{name}` in client `{}`", client.name),
+                )),
+                _ => {}
             }
             match Endpoint::from_user(&host.address, host.tls.as_ref(), base) {
                 Ok(endpoint) => {
-                    let here = format!("{}/{}", client.name, host.name);
+                    let name = host
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| provisional_name(&endpoint));
+                    let here = format!("{}/{name}", client.name);
                     if let Some(first) = addresses.get(&endpoint) {
                         problems.push(Problem::new(
                             at(path!["address"]),
@@ -306,7 +368,8 @@ fn clients(list: &[ClientConfig], base: &Path, problems: &mut Vec<Problem>) -> V
                         addresses.insert(endpoint.clone(), here);
                     }
                     hosts.push(ValidHost {
-                        name: host.name.clone(),
+                        name,
+                        name_from_daemon: host.name.is_none(),
                         endpoint,
                         enabled: host.enabled,
                     });
@@ -325,6 +388,15 @@ fn clients(list: &[ClientConfig], base: &Path, problems: &mut Vec<Problem>) -> V
         });
     }
     clients
+}
+
+/// The name of a host the file does not name, until its daemon says its own: `local` for
+/// a unix socket, the host part of a TCP address.
+pub fn provisional_name(endpoint: &Endpoint) -> String {
+    match &endpoint.address {
+        super::Address::Unix(_) => "local".to_string(),
+        super::Address::Tcp { host, .. } => host.clone(),
+    }
 }
 
 /// The admin listener: never anonymous beyond loopback, never the metrics port.

@@ -175,6 +175,12 @@ fn kind_from_chain(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
 /// [`limits::ERROR_BODY`].
 pub(super) async fn api_error(answer: Response<Incoming>, path: &str) -> DockerError {
     let status = answer.status();
+    let docker = answer.headers().contains_key("api-version");
+    let server = answer
+        .headers()
+        .get(http::header::SERVER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match read::whole(answer.into_body(), limits::ERROR_BODY, path).await {
         Ok(body) => body,
         Err(e) if e.kind == ErrorKind::TooLarge => {
@@ -185,10 +191,24 @@ pub(super) async fn api_error(answer: Response<Incoming>, path: &str) -> DockerE
         }
         Err(e) => bytes::Bytes::from(format!("(error answer cut: {e})")),
     };
+    // Every Docker Engine answer carries `Api-Version`; without it something else answered.
+    let message = if docker {
+        error_message(&body, status)
+    } else {
+        let text = error_message(&body, status);
+        format!(
+            "not a Docker Engine API: HTTP {} for {path} without Docker's Api-Version header{}: {}",
+            status.as_u16(),
+            server
+                .map(|s| format!(" (Server: {s})"))
+                .unwrap_or_default(),
+            text.chars().take(200).collect::<String>()
+        )
+    };
     DockerError {
         kind: ErrorKind::ApiError,
         status: Some(status.as_u16()),
-        message: error_message(&body, status),
+        message,
     }
 }
 
@@ -198,10 +218,18 @@ pub(super) fn error_message(body: &[u8], status: StatusCode) -> String {
     struct Message {
         message: String,
     }
+    // One log line per error: Docker's messages may span lines (build and plugin errors).
+    let one_line = |s: &str| {
+        s.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     if let Ok(m) = serde_json::from_slice::<Message>(body) {
-        return m.message;
+        return one_line(&m.message);
     }
-    let text = String::from_utf8_lossy(body).trim().to_string();
+    let text = one_line(String::from_utf8_lossy(body).trim());
     if text.is_empty() {
         status
             .canonical_reason()
@@ -218,4 +246,23 @@ pub(super) fn decode_error(path: &str, e: &serde_json::Error) -> DockerError {
 
 pub(super) fn timed_out(deadline: Duration) -> DockerError {
     DockerError::new(ErrorKind::Timeout, format!("no answer within {deadline:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_line_docker_messages_become_one_line() {
+        let body = br#"{"message":"failed to create shim task:\n  OCI runtime create failed:\n\n  exec: \"x\": not found"}"#;
+        assert_eq!(
+            error_message(body, StatusCode::INTERNAL_SERVER_ERROR),
+            "failed to create shim task: / OCI runtime create failed: / exec: \"x\": not found"
+        );
+        assert_eq!(
+            error_message(b"line one\r\nline two\n", StatusCode::BAD_GATEWAY),
+            "line one / line two"
+        );
+        assert_eq!(error_message(b"", StatusCode::NOT_FOUND), "Not Found");
+    }
 }

@@ -162,11 +162,18 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, DockerError> {
     let tls = |message: String| DockerError::new(ErrorKind::Tls, message);
     // Certificates of the bundle that cannot be used are skipped.
     let (roots, _unusable) = crate::tls::roots(&files.ca).map_err(tls)?;
-    let chain = crate::tls::certificates(&files.cert).map_err(tls)?;
-    let key = crate::tls::private_key(&files.key).map_err(tls)?;
-    crate::tls::client_builder()
+    let builder = crate::tls::client_builder()
         .map_err(|e| tls(format!("TLS set-up: {e}")))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| tls(format!("client key {}: {e}", files.key.display())))
+        .with_root_certificates(roots);
+    match (&files.cert, &files.key) {
+        (Some(cert), Some(key_file)) => {
+            let chain = crate::tls::certificates(cert).map_err(tls)?;
+            let key = crate::tls::private_key(key_file).map_err(tls)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| tls(format!("client key {}: {e}", key_file.display())))
+        }
+        // Server-verified TLS: the daemon's certificate is checked, none of ours is sent.
+        _ => Ok(builder.with_no_client_auth()),
+    }
 }

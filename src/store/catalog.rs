@@ -30,6 +30,16 @@ impl Store {
                 )?;
                 for host in &client.hosts {
                     let (address, ca, cert, key) = endpoint_columns(&host.endpoint);
+                    if host.name_from_daemon {
+                        // A daemon renamed since the last start: the same host under its new
+                        // name, keeping its id.
+                        tx.execute(
+                            "UPDATE hosts SET name = ?3, updated_at = ?4
+                             WHERE client_id = ?1 AND address = ?2 AND source = 'config' AND name <> ?3
+                               AND NOT EXISTS (SELECT 1 FROM hosts WHERE client_id = ?1 AND name = ?3)",
+                            params![client_id, address, host.name, t],
+                        )?;
+                    }
                     tx.execute(
                         "INSERT INTO hosts (client_id, name, address, tls_ca, tls_cert, tls_key, enabled, source, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'config', ?8, ?8)

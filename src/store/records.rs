@@ -131,8 +131,8 @@ pub(super) fn endpoint_columns(e: &Endpoint) -> Columns {
         Some(t) => (
             e.address.to_string(),
             path(&t.ca),
-            path(&t.cert),
-            path(&t.key),
+            t.cert.as_ref().and_then(path),
+            t.key.as_ref().and_then(path),
         ),
         None => (e.address.to_string(), None, None, None),
     }
@@ -188,8 +188,13 @@ pub(super) fn host_row(r: &rusqlite::Row) -> rusqlite::Result<Result<HostRecord,
         let tls = match tls {
             [Some(ca), Some(cert), Some(key)] => Some(TlsFiles {
                 ca: ca.into(),
-                cert: cert.into(),
-                key: key.into(),
+                cert: Some(cert.into()),
+                key: Some(key.into()),
+            }),
+            [Some(ca), None, None] => Some(TlsFiles {
+                ca: ca.into(),
+                cert: None,
+                key: None,
             }),
             [None, None, None] => None,
             _ => {

@@ -7,6 +7,7 @@ use crate::config::{Address, Endpoint, ValidClient, ValidHost};
 fn host(name: &str, addr: &str) -> ValidHost {
     ValidHost {
         name: name.into(),
+        name_from_daemon: false,
         endpoint: Endpoint {
             address: Address::parse(addr).expect("address"),
             tls: None,

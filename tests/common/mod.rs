@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use request::Request;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use request::{Request, auth_line, ws_request};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -292,6 +293,11 @@ impl Exporter {
         };
         loop {
             if ready() {
+                // Without api.tokens the exporter made an admin token beside its database:
+                // the harness calls its admin API with it, as an operator would.
+                if let Ok(t) = std::fs::read_to_string(e.dir.join("admin.token")) {
+                    request::set_generated_token(e.admin_port, t.trim());
+                }
                 return e;
             }
             if let Some(Ok(Some(status))) = e.child.as_mut().map(|c| c.try_wait()) {

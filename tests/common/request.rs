@@ -18,6 +18,50 @@ pub struct Request {
     headers: String,
     body: Option<Vec<u8>>,
     timeout: Duration,
+    /// Sent without the port's generated admin token even when the request has no
+    /// `Authorization` of its own.
+    anonymous: bool,
+}
+
+/// Admin tokens the exporters generated (`admin.token` of their data directory), by the
+/// admin port they serve: a request to that port without `Authorization` carries it, as
+/// an operator's would. [`Request::anonymous`] leaves it out.
+static GENERATED: std::sync::Mutex<Vec<(u16, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes the generated admin token of the exporter whose admin API is on `port`.
+pub fn set_generated_token(port: u16, token: &str) {
+    let mut g = GENERATED.lock().unwrap_or_else(|p| p.into_inner());
+    g.retain(|(p, _)| *p != port);
+    g.push((port, token.to_string()));
+}
+
+/// `Authorization: Bearer <token>\r\n` with the generated admin token of `port`, or
+/// nothing: for requests a test writes by hand.
+pub fn auth_line(port: u16) -> String {
+    generated_token(port)
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
+}
+
+/// A WebSocket handshake request to `/api/v1/ws` on `port` with its generated admin
+/// token, for tungstenite.
+pub fn ws_request(port: u16) -> tungstenite::handshake::client::Request {
+    use tungstenite::client::IntoClientRequest;
+    let mut r = format!("ws://127.0.0.1:{port}/api/v1/ws")
+        .into_client_request()
+        .expect("ws request");
+    if let Some(t) = generated_token(port)
+        && let Ok(v) = format!("Bearer {t}").parse()
+    {
+        r.headers_mut().insert("Authorization", v);
+    }
+    r
+}
+
+/// The generated admin token of the exporter on `port`, if it made one.
+pub fn generated_token(port: u16) -> Option<String> {
+    let g = GENERATED.lock().unwrap_or_else(|p| p.into_inner());
+    g.iter().find(|(p, _)| *p == port).map(|(_, t)| t.clone())
 }
 
 impl Request {
@@ -29,6 +73,29 @@ impl Request {
             headers: String::new(),
             body: None,
             timeout: Duration::from_secs(30),
+            anonymous: false,
+        }
+    }
+
+    /// Never adds the port's generated admin token (see [`set_generated_token`]).
+    pub fn anonymous(mut self) -> Request {
+        self.anonymous = true;
+        self
+    }
+
+    /// The request as sent to `port`: with the port's generated admin token unless it has
+    /// an `Authorization` of its own or is [`Request::anonymous`].
+    fn for_port(&self, port: u16) -> Vec<u8> {
+        let has_auth = self
+            .headers
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
+        match generated_token(port) {
+            Some(t) if !self.anonymous && !has_auth => self
+                .clone()
+                .header("Authorization", &format!("Bearer {t}"))
+                .bytes(),
+            _ => self.bytes(),
         }
     }
 
@@ -90,14 +157,14 @@ impl Request {
 
     /// Sends it and reads the answer until the server closes.
     pub fn send(&self, port: u16) -> std::io::Result<Resp> {
-        send_bytes(port, &self.bytes(), self.timeout)
+        send_bytes(port, &self.for_port(port), self.timeout)
     }
 
     /// Sends it and reads the answer's head; the body is then read as it comes.
     pub fn open(&self, port: u16) -> std::io::Result<Opened> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(self.timeout))?;
-        stream.write_all(&self.bytes())?;
+        stream.write_all(&self.for_port(port))?;
         stream.flush()?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
