@@ -26,6 +26,17 @@ pub struct Cli {
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// This replica's shard, 0-based (over `shard.index`; default: the ordinal at the end
+    /// of the host name, `dockstat-2` is 2).
+    #[arg(long, env = "DOCKSTAT_SHARD", global = true)]
+    pub shard: Option<usize>,
+    /// Replicas sharing the host set (over `shard.total`).
+    #[arg(long, env = "DOCKSTAT_TOTAL_SHARDS", global = true)]
+    pub total_shards: Option<usize>,
+    /// Where Prometheus reaches this replica's metrics listener, `host:port`, as `/sd`
+    /// hands it out (over `listen.advertise`).
+    #[arg(long, env = "DOCKSTAT_ADVERTISE_ADDRESS", global = true)]
+    pub advertise_address: Option<String>,
     /// What to do (default: run).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -90,6 +101,16 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
 
 /// Runs the parsed command to completion.
 pub fn execute(cli: Cli) -> ExitCode {
+    let flags = (cli.shard, cli.total_shards, cli.advertise_address.clone());
+    let load = move |path: Option<PathBuf>| {
+        let mut v = load(path)?;
+        let (index, total, advertise) = flags.clone();
+        v.apply_flags(index, total, advertise).map_err(|e| {
+            errln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        })?;
+        Ok::<_, ExitCode>(v)
+    };
     match cli.command.unwrap_or(Command::Run) {
         Command::Metrics { markdown } => {
             if markdown {
@@ -114,6 +135,9 @@ pub fn execute(cli: Cli) -> ExitCode {
                     v.source.display(),
                     v.clients.len()
                 );
+                if v.shard.total > 1 {
+                    outln!("shard {} of {}", v.shard.index, v.shard.total);
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -279,7 +303,11 @@ pub async fn run(cfg: Validated) -> ExitCode {
     let admin_app = crate::api::app(state, cfg.config.api.max_body_bytes);
     let metrics = tokio::spawn(crate::serve::serve(
         metrics_listener,
-        crate::http::router(docker.clone(), cfg.config.metrics.gzip),
+        crate::http::router(
+            docker.clone(),
+            cfg.config.metrics.gzip,
+            cfg.advertise.clone(),
+        ),
         tls.clone(),
         limits,
         stop.clone(),

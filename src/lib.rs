@@ -30,7 +30,8 @@
 //!    stats answers into figures (cgroup v1 and v2). [`instruments`]: live
 //!    self-instrumentation (Docker latency, errors, calls in flight).
 //! 9. The ground, importing nothing of ours but each other: [`cgroup`] (the `cgroup` stats
-//!    source: the same answers read from the kernel's files), [`tls`] (PEM files into
+//!    source: the same answers read from the kernel's files), [`shard`] (which replica
+//!    collects which host: rendezvous hashing, StatefulSet ordinals), [`tls`] (PEM files into
 //!    rustls configurations), [`process`] (the exporter's own CPU and memory), [`logging`]
 //!    (stderr logging that never blocks or panics), [`clock`] (unix seconds), [`lock`]
 //!    (mutexes that outlive a panic).
@@ -88,6 +89,7 @@ pub mod otlp;
 pub mod pool;
 pub mod process;
 pub mod serve;
+pub mod shard;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -25,6 +25,7 @@ impl DockerClient {
     /// Removes a run-time client and its hosts, stopping their collection; returns the
     /// client removed. `removeClient`.
     pub async fn remove_client(&self, client_id: i64) -> Result<ClientRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let client = self.inner.store.client(client_id).await?;
         if client.source == Origin::Config {
             return Err(ClientError::ReadOnly(format!(
@@ -51,6 +52,7 @@ impl DockerClient {
         client_id: i64,
         name: &str,
     ) -> Result<ClientRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let name = name.trim();
         if name.is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -87,6 +89,7 @@ impl DockerClient {
 
     /// Adds a host to a client; collected at once when the client is monitored. `addHost`.
     pub async fn add_host(&self, client_id: i64, host: NewHost) -> Result<HostRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let name = host.name.trim().to_string();
         if name.is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -108,6 +111,7 @@ impl DockerClient {
         host_id: i64,
         update: HostUpdate,
     ) -> Result<HostRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let current = self.inner.store.host(host_id).await?;
         read_only(&current)?;
         let endpoint = if update.address.is_some() || update.tls.is_some() {
@@ -146,6 +150,7 @@ impl DockerClient {
     /// Removes a run-time host and stops its collection; returns the host removed.
     /// `removeHost`.
     pub async fn remove_host(&self, host_id: i64) -> Result<HostRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let current = self.inner.store.host(host_id).await?;
         read_only(&current)?;
         self.inner.pool.stop(host_id).await;
@@ -298,6 +303,7 @@ impl DockerClient {
 
     /// Starts collecting a client's enabled hosts. `startMonitoring`.
     pub async fn start_monitoring(&self, client_id: i64) -> Result<(), ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         self.inner.store.set_monitoring(client_id, true).await?;
         for h in self.inner.store.hosts(Some(client_id)).await? {
             if h.enabled {
@@ -309,6 +315,7 @@ impl DockerClient {
 
     /// Stops collecting a client's hosts; their series leave `/metrics`. `stopMonitoring`.
     pub async fn stop_monitoring(&self, client_id: i64) -> Result<(), ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         self.inner.store.set_monitoring(client_id, false).await?;
         for h in self.inner.store.hosts(Some(client_id)).await? {
             self.inner.pool.stop(h.id).await;
@@ -318,6 +325,7 @@ impl DockerClient {
 
     /// Stops collecting every client. `stopAllMonitoring`.
     pub async fn stop_all_monitoring(&self) -> Result<(), ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         for c in self.inner.store.clients().await? {
             self.inner.store.set_monitoring(c.id, false).await?;
         }

@@ -40,7 +40,8 @@ pub use locate::{PathSeg, display_path as locate_display, locate};
 pub use otlp::{Compression, OtlpConfig, OtlpTlsConfig, Protocol, ValidOtlp};
 pub use schema::{
     ApiConfig, ClientConfig, Config, DatabaseConfig, HostConfig, ListenConfig, MetricsConfig,
-    MonitoringConfig, Role, ServerTlsConfig, StatsSource, StreamsConfig, TlsConfig, TokenConfig,
+    MonitoringConfig, Role, ServerTlsConfig, ShardConfig, StatsSource, StreamsConfig, TlsConfig,
+    TokenConfig,
 };
 pub use tokens::{ValidToken, token_hash};
 pub use validate::{ServerTlsFiles, ValidClient, ValidHost, Validated, sanitize_label};

@@ -17,6 +17,8 @@ pub struct PoolFigures {
     pub inflight: i64,
     /// Tokio tasks alive in the process.
     pub tasks: usize,
+    /// This replica's shard.
+    pub shard: crate::shard::Shard,
 }
 
 /// Prometheus metric type.
@@ -145,6 +147,8 @@ pub enum Series {
     DockerErrors,
     /// Process-wide pool figure.
     Pool(fn(&PoolFigures) -> f64),
+    /// `dockstat_shard_hosts`: the hosts of the snapshot, every one in this replica's shard.
+    ShardHosts,
     /// `dockstat_build_info` with the `version`.
     BuildInfo,
     /// Process figure from `/proc/self`.
@@ -168,9 +172,8 @@ impl Series {
             Machine(_) | HostUp | HostMonitoring | HostInfo | HostContainers | StatsSources
             | CollectionDuration | CollectionSuccess | SnapshotAge | RequestDuration
             | DockerErrors | HostEvents => Scope::Host,
-            Pool(_) | BuildInfo | Process(_) | OtlpExports | OtlpLastError | OtlpLastSuccess => {
-                Scope::Exporter
-            }
+            Pool(_) | ShardHosts | BuildInfo | Process(_) | OtlpExports | OtlpLastError
+            | OtlpLastSuccess => Scope::Exporter,
         }
     }
 }
