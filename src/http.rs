@@ -169,18 +169,22 @@ pub fn parse_target(target: &str) -> Option<(String, String)> {
 /// `GET /sd`: Prometheus HTTP service discovery, one target group per host of this
 /// replica (its shard), each pointing at `/metrics?target=<client>/<host>` here. The client
 /// and host go in `__meta_` labels, for relabeling: plain `client`/`host` target labels
-/// would collide with the series' own.
+/// would collide with the series' own. `instance` is the target, not this replica's
+/// address: every host target's `up` and `scrape_*` series stay apart, and a host's series
+/// keep their identity when it moves to another replica.
 async fn sd(State(state): State<Arc<AppState>>) -> Response {
     let snap = state.docker.snapshot();
     let groups: Vec<serde_json::Value> = snap
         .hosts
         .iter()
         .map(|h| {
+            let target = target_of(&h.client, &h.name);
             json!({
                 "targets": [state.advertise],
                 "labels": {
+                    "instance": target,
                     "__metrics_path__": "/metrics",
-                    "__param_target": target_of(&h.client, &h.name),
+                    "__param_target": target,
                     "__meta_dockstat_client": &*h.client,
                     "__meta_dockstat_host": &*h.name,
                 },
