@@ -3,6 +3,9 @@
 //! target per host of this replica), `/healthz`, `/readyz`. It serves no container actions,
 //! so it can face Prometheus on any interface.
 //!
+//! `/metrics?target=exporter` serves the exporter's own series only (process, pool, shard,
+//! build, OTLP figures), for a scrape job of their own next to the per-host targets.
+//!
 //! A target names a host as `<client>/<host>`; a `%` or `/` within either name is written
 //! `%25` or `%2F` (inside the parameter's value, so `%252F` on the wire), which keeps the
 //! one unescaped `/` the separator whatever the names hold. `/sd` writes targets that way.
@@ -89,6 +92,7 @@ async fn metrics(
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let what = match query.target.as_deref() {
         None => What::Everything(state.exposition.clone()),
+        Some(EXPORTER_TARGET) => What::Exporter(state.exposition.clone()),
         Some(t) => {
             let Some((client, host)) = parse_target(t) else {
                 return refuse(
@@ -118,6 +122,9 @@ async fn metrics(
     let (body, _rendering) = stream(what, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
+
+/// The target of the exporter's own series (no `/`, so no host's).
+pub const EXPORTER_TARGET: &str = "exporter";
 
 /// A one-line plain-text refusal.
 fn refuse(status: StatusCode, reason: String) -> Response {
@@ -198,6 +205,8 @@ async fn sd(State(state): State<Arc<AppState>>) -> Response {
 enum What {
     /// The plain `/metrics`: read when the rendering starts.
     Everything(Arc<Exposition>),
+    /// The exporter's own series only (`?target=exporter`).
+    Exporter(Arc<Exposition>),
     /// One host's reading.
     Host(Arc<Reading>),
 }
@@ -220,6 +229,7 @@ fn stream(what: What, format: Format) -> (Body, JoinHandle<bool>) {
         };
         let rendered = match &what {
             What::Everything(exposition) => exposition.render_chunked(format, send),
+            What::Exporter(exposition) => exposition.render_exporter_chunked(format, send),
             What::Host(reading) => crate::metrics::render_host_chunked(reading, format, send),
         };
         if rendered.is_err() {
@@ -448,5 +458,24 @@ mod tests {
         union.sort();
         assert_eq!(plain.len(), union.len());
         assert!(plain == union, "the host targets differ from /metrics");
+
+        // The exporter's target: what the host targets leave out, and nothing else.
+        let mut own = String::new();
+        exposition
+            .render_exporter_chunked(Format::Text, |chunk| {
+                own.push_str(&chunk);
+                true
+            })
+            .expect("render");
+        let own = series(&own);
+        assert!(own.iter().any(|l| l.starts_with("dockstat_build_info")));
+        assert!(own.iter().any(|l| l.starts_with("dockstat_shard_hosts 4")));
+        assert!(own.iter().all(|l| !l.contains("host=\"")), "{own:?}");
+        let hosts_and_own = plain.len() + own.len();
+        let everything = series(&whole).into_iter().filter(|l| !moment(l)).count();
+        assert_eq!(
+            hosts_and_own, everything,
+            "host targets + exporter = /metrics"
+        );
     }
 }

@@ -388,12 +388,20 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
             format!("      - url: http://127.0.0.1:{p}/sd\n        refresh_interval: 1s\n")
         })
         .collect();
+    // And the replicas' own series from a job of their own (`?target=exporter`).
+    let own: Vec<String> = ports
+        .iter()
+        .map(|(p, _)| format!("'127.0.0.1:{p}'"))
+        .collect();
     let prom = Prometheus::start_config(
         &dir,
         &format!(
             "global:\n  scrape_interval: {}s\n  scrape_timeout: 10s\n\
-             scrape_configs:\n  - job_name: dockstat\n    http_sd_configs:\n{sd}",
-            SCRAPE_INTERVAL.as_secs()
+             scrape_configs:\n  - job_name: dockstat-hosts\n    http_sd_configs:\n{sd}\
+             \x20 - job_name: dockstat\n    params:\n      target: [exporter]\n\
+             \x20   static_configs:\n      - targets: [{}]\n",
+            SCRAPE_INTERVAL.as_secs(),
+            own.join(", ")
         ),
     );
     wait_for_every_host_once(
@@ -403,13 +411,30 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
         "3 shards: every host and container in Prometheus",
     );
     assert_eq!(
-        scalar(&prom, "count(up{job=\"dockstat\"} == 1)"),
+        scalar(&prom, "count(up{job=\"dockstat-hosts\"} == 1)"),
         Some(hosts as f64),
         "one target per host"
     );
+    poll("each replica's own series", Duration::from_secs(60), || {
+        let n = scalar(&prom, "count(dockstat_build_info{job=\"dockstat\"})")?;
+        (n == 3.0).then_some(())
+    });
     assert!(
-        prom.query("dockstat_build_info").expect("query").is_empty(),
+        prom.query("dockstat_build_info{job=\"dockstat-hosts\"}")
+            .expect("query")
+            .is_empty(),
         "the exporter's own series came through a host target"
+    );
+    assert_eq!(
+        scalar(&prom, "sum(dockstat_shard_hosts)"),
+        Some(hosts as f64),
+        "dockstat_shard_hosts over the replicas"
+    );
+    assert!(
+        prom.query("dockstat_host_up{job=\"dockstat\"}")
+            .expect("query")
+            .is_empty(),
+        "host series through the exporter's own target"
     );
 
     // Total 3 -> 2: replica 2 goes, 0 and 1 come back with --total-shards 2.
@@ -459,18 +484,21 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
         assert_eq!(r.value("dockstat_shards"), Some(2.0));
     }
 
-    // A host added through replica 0's API: stored in the shared database, collected by
-    // the replica that owns it, in its /sd, then in Prometheus.
-    let (status, list) = api(replicas[0].admin, "GET", "/api/v1/clients", None, None);
+    // A host added through the API of the replica that does not own it: stored in the
+    // shared database, read from there by its owner, in the owner's /sd, then in
+    // Prometheus.
+    let new = format!("h{hosts}");
+    let owner = dockstat_exporter::shard::owner("sim", &new, 2);
+    let via = &replicas[1 - owner];
+    let (status, list) = api(via.admin, "GET", "/api/v1/clients", None, None);
     assert_eq!(status, 200, "{list}");
     let client = list
         .as_array()
         .and_then(|l| l.iter().find(|c| c["name"] == "sim"))
         .and_then(|c| c["id"].as_i64())
         .expect("client sim");
-    let new = format!("h{hosts}");
     let (status, body) = api(
-        replicas[0].admin,
+        via.admin,
         "POST",
         &format!("/api/v1/clients/{client}/hosts"),
         None,
@@ -479,7 +507,7 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
     assert!(status == 201 || status == 200, "{status} {body}");
     let added = Instant::now();
     let key = ("sim".to_string(), new.clone());
-    let owner = poll("the new host in one /sd", Duration::from_secs(30), || {
+    let found = poll("the new host in one /sd", Duration::from_secs(30), || {
         let owners: Vec<usize> = replicas
             .iter()
             .filter(|r| r.sd().contains(&key))
@@ -491,8 +519,10 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
             many => panic!("{new} on replicas {many:?}"),
         }
     });
+    assert_eq!(found, owner, "{new} on the replica that owns it");
     eprintln!(
-        "{new} added through replica 0, in replica {owner}'s /sd after {:.1} s",
+        "{new} added through replica {}, in replica {owner}'s /sd after {:.1} s",
+        via.index,
         added.elapsed().as_secs_f64()
     );
     poll(

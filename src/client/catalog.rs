@@ -101,6 +101,12 @@ impl DockerClient {
             .store
             .insert_host(client_id, name, endpoint, host.enabled)
             .await?;
+        if !self.inner.pool.owns(&record.client_name, &record.name) {
+            let shard = self.inner.pool.shard();
+            tracing::info!(host = %record.name, client = %record.client_name,
+                shard = shard.index, total = shard.total,
+                "host stored; another shard collects it (the replicas must share the database)");
+        }
         self.apply_host(&record).await?;
         Ok(record)
     }

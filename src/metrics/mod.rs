@@ -90,6 +90,24 @@ impl Exposition {
         out.flush()
     }
 
+    /// The exporter's own families only (`/metrics?target=exporter`): process, pool,
+    /// shard, build and OTLP figures, for a scrape job of their own when the hosts are
+    /// scraped one target each.
+    pub fn render_exporter_chunked(
+        &self,
+        format: Format,
+        send: impl FnMut(String) -> bool,
+    ) -> fmt::Result {
+        let mut out = Chunked::new(send);
+        render_view(
+            &Arc::new(self.inputs.read()),
+            format,
+            View::Exporter,
+            &mut out,
+        )?;
+        out.flush()
+    }
+
     /// One host's reading for `/metrics?target=<client>/<host>`, None when this replica
     /// has no such host. Render it with [`render_host_chunked`].
     pub fn read_host(&self, client: &str, host: &str) -> Option<Reading> {
@@ -117,11 +135,17 @@ enum View {
     All,
     /// All but the exporter's own: a per-host target.
     Host,
+    /// The exporter's own only.
+    Exporter,
 }
 
 impl View {
     fn shows(self, f: &Family) -> bool {
-        self == View::All || f.scope() != Scope::Exporter
+        match self {
+            View::All => true,
+            View::Host => f.scope() != Scope::Exporter,
+            View::Exporter => f.scope() == Scope::Exporter,
+        }
     }
 }
 
