@@ -8,10 +8,10 @@
 //! above (and none of its own layer but where said).
 //!
 //! 1. [`cli`]: command line, process lifetime.
-//! 2. The listeners: [`http`] (`/metrics`, `/healthz`, `/readyz`) and [`api`] (the admin
-//!    API, `/api/v1`: tokens, roles, audit, OpenAPI); [`serve`] runs either over HTTP or
-//!    TLS (header and idle timeouts, a connection cap that evicts the longest-idle
-//!    connection, bounded graceful shutdown).
+//! 2. The listeners: [`http`] (`/metrics` whole or per host, `/sd`, `/healthz`,
+//!    `/readyz`) and [`api`] (the admin API, `/api/v1`: tokens, roles, audit, OpenAPI);
+//!    [`serve`] runs either over HTTP or TLS (header and idle timeouts, a connection cap
+//!    that evicts the longest-idle connection, bounded graceful shutdown).
 //! 3. [`client`]: [`DockerClient`], the library over everything below: clients, hosts,
 //!    monitoring, containers, status, the audit log. (`fixtures`, for tests and
 //!    benchmarks only, sits here too.)
