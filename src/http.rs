@@ -98,7 +98,8 @@ async fn metrics(
                 return refuse(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "target `{t}` is not <client>/<host> (a `/` or `%` in a name is written %2F or %25)"
+                        "target `{}` is not <client>/<host> (a `/` or `%` in a name is written %2F or %25)",
+                        t.escape_debug()
                     ),
                 );
             };
@@ -113,7 +114,11 @@ async fn metrics(
                     };
                     return refuse(
                         StatusCode::NOT_FOUND,
-                        format!("no host `{host}` of client `{client}` on this replica{whose}"),
+                        format!(
+                            "no host `{}` of client `{}` on this replica{whose}",
+                            host.escape_debug(),
+                            client.escape_debug()
+                        ),
                     );
                 }
             }
