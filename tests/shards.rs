@@ -18,6 +18,8 @@ mod common;
 #[allow(dead_code, unused_attributes, clippy::all)]
 #[path = "../examples/dockersim.rs"]
 mod dockersim;
+#[path = "common/otlp_receiver.rs"]
+mod otlp_receiver;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Prometheus, api, free_port, http_get, poll, temp_dir, unique, url_encode};
+use otlp_receiver::Receiver;
 
 /// The simulator's arguments, for [`simulator_process`].
 const SIM_ARGS: &str = "DOCKSTAT_TEST_SIM_ARGS";
@@ -121,6 +124,7 @@ impl Replica {
         flag_total: Option<usize>,
         ports: (u16, u16),
         clients: &str,
+        extra: &str,
     ) -> Replica {
         let own = dir.join(format!("replica-{index}"));
         std::fs::create_dir_all(&own).expect("replica dir");
@@ -131,7 +135,7 @@ impl Replica {
                 "listen:\n  metrics: 127.0.0.1:{}\n  admin: 127.0.0.1:{}\n\
                  database:\n  path: {}\n\
                  monitoring:\n  interval: 5s\n\
-                 shard:\n  total: {total}\n  refresh: 1s\n{clients}",
+                 shard:\n  total: {total}\n  refresh: 1s\n{extra}{clients}",
                 ports.0,
                 ports.1,
                 dir.join("shared.db").display()
@@ -331,14 +335,41 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
 
     // Three replicas, shard total from the file.
     let started = Instant::now();
+    // Replica 0 also pushes over OTLP: its exports must name its own hosts only.
+    let receiver = Receiver::grpc(free_port());
+    let otlp = format!(
+        "otlp:\n  enabled: true\n  endpoint: {}\n  protocol: grpc\n  interval: 1s\n",
+        receiver.endpoint()
+    );
     let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica::start(&dir, i, 3, None, ports[i], &clients))
+        .map(|i| {
+            let extra = if i == 0 { otlp.as_str() } else { "" };
+            Replica::start(&dir, i, 3, None, ports[i], &clients, extra)
+        })
         .collect();
     eprintln!(
         "3 replicas ready (every own host collected) after {:.1} s",
         started.elapsed().as_secs_f64()
     );
     check_partition(&replicas.iter().collect::<Vec<_>>(), &all);
+    let own0: BTreeSet<String> = replicas[0].sd().into_iter().map(|(_, h)| h).collect();
+    let pushed = |exports: &[otlp_receiver::Received]| -> BTreeSet<String> {
+        exports
+            .iter()
+            .flat_map(|e| e.points("dockstat.host.up", &[]))
+            .filter_map(|p| p.attr("host.name").map(String::from))
+            .collect()
+    };
+    let exports = receiver.wait_until(
+        Duration::from_secs(60),
+        "replica 0's hosts over OTLP",
+        |e| pushed(e).is_superset(&own0),
+    );
+    assert_eq!(
+        pushed(&exports),
+        own0,
+        "OTLP from replica 0: its own hosts only"
+    );
     for r in &replicas {
         let own = r.sd();
         assert_eq!(r.value("dockstat_shards"), Some(3.0));
@@ -444,7 +475,7 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
     replicas.truncate(2);
     let started = Instant::now();
     let replicas: Vec<Replica> = (0..2)
-        .map(|i| Replica::start(&dir, i, 3, Some(2), ports[i], &clients))
+        .map(|i| Replica::start(&dir, i, 3, Some(2), ports[i], &clients, ""))
         .collect();
     let t0 = now();
     eprintln!(
