@@ -283,6 +283,10 @@ fn shards_from_the_file_and_the_flags() {
         .expect("--shard 0 --total-shards 2");
     assert_eq!(v.shard, crate::shard::Shard { index: 0, total: 2 });
     assert_eq!(v.advertise, "dockstat-0.dockstat:9487");
+    assert!(
+        v.apply_flags(None, None, Some("http://x:1".into()))
+            .is_err()
+    );
 
     let e = errors("shard:\n  total: 2\n  index: 2\n");
     assert!(e[0].starts_with("/tmp/dockstat-test.yaml:3:10: "), "{e:?}");

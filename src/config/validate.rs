@@ -53,6 +53,9 @@ impl Validated {
         advertise: Option<String>,
     ) -> Result<(), String> {
         if let Some(a) = advertise {
+            if !is_host_port(&a) {
+                return Err(format!("--advertise-address `{a}` is not host:port"));
+            }
             self.advertise = a;
         }
         if let Some(t) = total {
@@ -103,6 +106,15 @@ fn shard_index(from_file: Option<usize>, total: usize) -> (usize, bool) {
     }
 }
 
+/// Whether `v` looks like `host:port` (a name or an IP, `[v6]` included, and a port
+/// above 0), with nothing of a URL around it.
+fn is_host_port(v: &str) -> bool {
+    let port_ok = v
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    port_ok && !v.contains(['/', ' ', '?', '#', '@'])
+}
+
 /// `listen.advertise` expanded, or `listen.metrics` with an unspecified IP replaced by
 /// the host name.
 fn advertise(listen: &ListenConfig, problems: &mut Vec<Problem>) -> String {
@@ -118,10 +130,7 @@ fn advertise(listen: &ListenConfig, problems: &mut Vec<Problem>) -> String {
     match expand_env(a) {
         Ok(v) => {
             let v = v.trim().to_string();
-            let port_ok = v
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-            if !port_ok || v.contains(['/', ' ']) {
+            if !is_host_port(&v) {
                 problems.push(Problem::new(
                     path!["listen", "advertise"],
                     format!("`{v}` is not host:port"),
