@@ -60,6 +60,7 @@ impl PoolSource for FixedPool {
             active_streams: 20,
             inflight: 0,
             tasks: 100,
+            shard: Default::default(),
         }
     }
 }

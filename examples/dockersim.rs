@@ -1564,7 +1564,17 @@ fn check() -> Result<(), String> {
 // ---------------------------------------------------------------------------------------
 
 fn main() {
-    let args = Args::parse();
+    simulate(Args::parse());
+}
+
+/// Runs the simulator with these command-line arguments (the program name first) until
+/// the process ends: what tests that embed this file (`tests/shards.rs`) call in a child
+/// process of their own.
+pub fn main_with(args: &[String]) {
+    simulate(Args::parse_from(args));
+}
+
+fn simulate(args: Args) {
     if args.check {
         match check() {
             Ok(()) => {

@@ -45,6 +45,17 @@ pub struct Cli {
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// This replica's shard, 0-based (over `shard.index`; default: the ordinal at the end
+    /// of the host name, `dockstat-2` is 2).
+    #[arg(long, env = "DOCKSTAT_SHARD", global = true)]
+    pub shard: Option<usize>,
+    /// Replicas sharing the host set (over `shard.total`).
+    #[arg(long, env = "DOCKSTAT_TOTAL_SHARDS", global = true)]
+    pub total_shards: Option<usize>,
+    /// Where Prometheus reaches this replica's metrics listener, `host:port`, as `/sd`
+    /// hands it out (over `listen.advertise`).
+    #[arg(long, env = "DOCKSTAT_ADVERTISE_ADDRESS", global = true)]
+    pub advertise_address: Option<String>,
     /// What to do (default: run).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -133,7 +144,16 @@ pub fn execute(cli: Cli) -> ExitCode {
         admin: cli.api_listen_address,
         data_dir: cli.data_dir.clone(),
     };
-    let load = |path: Option<PathBuf>| load(path, &overrides);
+    let flags = (cli.shard, cli.total_shards, cli.advertise_address.clone());
+    let load = |path: Option<PathBuf>| {
+        let mut v = load(path, &overrides)?;
+        let (index, total, advertise) = flags.clone();
+        v.apply_flags(index, total, advertise).map_err(|e| {
+            errln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        })?;
+        Ok::<_, ExitCode>(v)
+    };
     let web = match cli.web_config_file.as_deref().map(crate::web_config::load) {
         None => None,
         Some(Ok(w)) => Some(w),
@@ -207,6 +227,9 @@ pub fn execute(cli: Cli) -> ExitCode {
                         o.key,
                         o.variable
                     );
+                }
+                if v.shard.total > 1 {
+                    outln!("shard {} of {}", v.shard.index, v.shard.total);
                 }
                 ExitCode::SUCCESS
             }
@@ -433,7 +456,11 @@ pub async fn run(mut cfg: Validated, web: Option<crate::web_config::LoadedWebCon
         Some(w) => (w.tls.clone().or_else(|| tls.clone()), Some(w.users.clone())),
         None => (tls.clone(), None),
     };
-    let mut metrics_router = crate::http::router(docker.clone(), cfg.config.metrics.gzip);
+    let mut metrics_router = crate::http::router(
+        docker.clone(),
+        cfg.config.metrics.gzip,
+        cfg.advertise.clone(),
+    );
     if let Some(users) = users.filter(|u| u.is_on()) {
         metrics_router = metrics_router.layer(axum::middleware::from_fn_with_state(
             users,

@@ -292,6 +292,7 @@ pub fn reading() -> Result<Reading, String> {
             active_streams: 2,
             inflight: 1,
             tasks: 42,
+            shard: crate::shard::Shard { index: 1, total: 3 },
         },
         process: Some(ProcessStats {
             rss_bytes: 24 << 20,

@@ -8,11 +8,11 @@
 //! above (and none of its own layer but where said).
 //!
 //! 1. [`cli`]: command line, process lifetime.
-//! 2. The listeners: [`http`] (`/metrics`, `/healthz`, `/readyz`; [`web_config`]: its
-//!    basic auth and client certificates from `--web.config.file`) and [`api`] (the admin
-//!    API, `/api/v1`: tokens, roles, audit, OpenAPI); [`serve`] runs either over HTTP or
-//!    TLS (header and idle timeouts, a connection cap that evicts the longest-idle
-//!    connection, bounded graceful shutdown).
+//! 2. The listeners: [`http`] (`/metrics` whole or per host, `/sd`, `/healthz`,
+//!    `/readyz`; [`web_config`]: basic auth and client certificates from
+//!    `--web.config.file`) and [`api`] (the admin API, `/api/v1`: tokens, roles, audit,
+//!    OpenAPI); [`serve`] runs either over HTTP or TLS (header and idle timeouts, a
+//!    connection cap that evicts the longest-idle connection, bounded graceful shutdown).
 //! 3. [`client`]: [`DockerClient`], the library over everything below: clients, hosts,
 //!    monitoring, containers, status, the audit log. (`fixtures`, for tests and
 //!    benchmarks only, sits here too.)
@@ -31,7 +31,8 @@
 //!    stats answers into figures (cgroup v1 and v2). [`instruments`]: live
 //!    self-instrumentation (Docker latency, errors, calls in flight).
 //! 9. The ground, importing nothing of ours but each other: [`cgroup`] (the `cgroup` stats
-//!    source: the same answers read from the kernel's files), [`tls`] (PEM files into
+//!    source: the same answers read from the kernel's files), [`shard`] (which replica
+//!    collects which host: rendezvous hashing, StatefulSet ordinals), [`tls`] (PEM files into
 //!    rustls configurations), [`process`] (the exporter's own CPU and memory), [`logging`]
 //!    (stderr logging that never blocks or panics), [`clock`] (unix seconds), [`lock`]
 //!    (mutexes that outlive a panic).
@@ -89,6 +90,7 @@ pub mod otlp;
 pub mod pool;
 pub mod process;
 pub mod serve;
+pub mod shard;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

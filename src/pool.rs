@@ -7,6 +7,9 @@
 //! uptime and a count of Docker calls in flight. It runs nothing itself. Hosts get a worker
 //! of their own until `max_workers` exist; after that a new host joins the least-loaded
 //! worker.
+//!
+//! With shards (several replicas sharing one host set), the pool collects only the hosts
+//! of its own shard: `ensure` of any other host stops it instead.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -26,6 +29,7 @@ use crate::families::{PoolFigures, PoolSource};
 use crate::instruments::{HostInstruments, Instruments};
 use crate::lock::MutexExt;
 use crate::process::{self, ProcessStats};
+use crate::shard::Shard;
 use crate::snapshot::SnapshotStore;
 
 /// How long a stopping collector may take to finish before it is aborted.
@@ -35,6 +39,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Pool {
     settings: Settings,
+    shard: Shard,
     max_workers: usize,
     snapshots: Arc<SnapshotStore>,
     instruments: Arc<Instruments>,
@@ -152,6 +157,7 @@ impl PoolSource for Pool {
             tasks: tokio::runtime::Handle::try_current()
                 .map(|h| h.metrics().num_alive_tasks())
                 .unwrap_or(0),
+            shard: self.shard,
         }
     }
 }
@@ -160,12 +166,14 @@ impl Pool {
     /// An empty pool.
     pub fn new(
         settings: Settings,
+        shard: Shard,
         max_workers: usize,
         snapshots: Arc<SnapshotStore>,
         instruments: Arc<Instruments>,
     ) -> Pool {
         Pool {
             settings,
+            shard,
             max_workers: max_workers.max(1),
             snapshots,
             instruments,
@@ -173,6 +181,17 @@ impl Pool {
             ops: tokio::sync::Mutex::new(()),
             started: Instant::now(),
         }
+    }
+
+    /// This replica's shard.
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
+    /// Whether the host `host` of client `client` falls into this replica's shard; the
+    /// pool collects no other (see [`crate::shard`]).
+    pub fn owns(&self, client: &str, host: &str) -> bool {
+        self.shard.owns(client, host)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -215,6 +234,11 @@ impl Pool {
     }
 
     async fn ensure_locked(&self, spec: HostSpec) {
+        if !self.owns(&spec.client, &spec.name) {
+            // Another replica's host (renamed into another shard, say): not collected here.
+            self.stop_locked(spec.id).await;
+            return;
+        }
         let same = self.find(spec.id, |t| t.spec == spec);
         match same {
             Some(true) => return,

@@ -558,3 +558,42 @@ fn unreadable_shapes_of_files_are_refused_quickly() {
         stderr(&out)
     );
 }
+
+#[test]
+fn shard_flags_are_checked_and_override_the_file() {
+    let dir = temp_dir("cli-shard");
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, "shard:\n  total: 3\n  index: 1\n").expect("write");
+    let p = path.display().to_string();
+    let out = run(&["check-config", "--config", &p]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shard 1 of 3"));
+    let out = run(&[
+        "check-config",
+        "--config",
+        &p,
+        "--shard",
+        "2",
+        "--total-shards",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shard 2 of 4"));
+    for (args, expected) in [
+        (
+            vec!["--shard", "3"],
+            "shard index 3 is not below the number of shards 3",
+        ),
+        (
+            vec!["--total-shards", "0"],
+            "--total-shards 0 is out of range",
+        ),
+    ] {
+        for command in [vec!["check-config", "--config", &p], vec!["--config", &p]] {
+            let all: Vec<&str> = command.iter().chain(&args).copied().collect();
+            let out = run(&all);
+            assert_eq!(out.status.code(), Some(2), "{all:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(expected), "{all:?}: {}", stderr(&out));
+        }
+    }
+}

@@ -25,6 +25,7 @@ impl DockerClient {
     /// Removes a run-time client and its hosts, stopping their collection; returns the
     /// client removed. `removeClient`.
     pub async fn remove_client(&self, client_id: i64) -> Result<ClientRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let client = self.inner.store.client(client_id).await?;
         if client.source == Origin::Config {
             return Err(ClientError::ReadOnly(format!(
@@ -51,6 +52,7 @@ impl DockerClient {
         client_id: i64,
         name: &str,
     ) -> Result<ClientRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let name = name.trim();
         if name.is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -87,6 +89,7 @@ impl DockerClient {
 
     /// Adds a host to a client; collected at once when the client is monitored. `addHost`.
     pub async fn add_host(&self, client_id: i64, host: NewHost) -> Result<HostRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let name = host.name.trim().to_string();
         if name.is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -98,6 +101,12 @@ impl DockerClient {
             .store
             .insert_host(client_id, name, endpoint, host.enabled)
             .await?;
+        if !self.inner.pool.owns(&record.client_name, &record.name) {
+            let shard = self.inner.pool.shard();
+            tracing::info!(host = %record.name, client = %record.client_name,
+                shard = shard.index, total = shard.total,
+                "host stored; another shard collects it (the replicas must share the database)");
+        }
         self.apply_host(&record).await?;
         Ok(record)
     }
@@ -108,6 +117,7 @@ impl DockerClient {
         host_id: i64,
         update: HostUpdate,
     ) -> Result<HostRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let current = self.inner.store.host(host_id).await?;
         read_only(&current)?;
         let endpoint = if update.address.is_some() || update.tls.is_some() {
@@ -146,6 +156,7 @@ impl DockerClient {
     /// Removes a run-time host and stops its collection; returns the host removed.
     /// `removeHost`.
     pub async fn remove_host(&self, host_id: i64) -> Result<HostRecord, ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         let current = self.inner.store.host(host_id).await?;
         read_only(&current)?;
         self.inner.pool.stop(host_id).await;
@@ -314,6 +325,7 @@ impl DockerClient {
 
     /// Starts collecting a client's enabled hosts. `startMonitoring`.
     pub async fn start_monitoring(&self, client_id: i64) -> Result<(), ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         self.inner.store.set_monitoring(client_id, true).await?;
         for h in self.inner.store.hosts(Some(client_id)).await? {
             if h.enabled {
@@ -325,6 +337,7 @@ impl DockerClient {
 
     /// Stops collecting a client's hosts; their series leave `/metrics`. `stopMonitoring`.
     pub async fn stop_monitoring(&self, client_id: i64) -> Result<(), ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         self.inner.store.set_monitoring(client_id, false).await?;
         for h in self.inner.store.hosts(Some(client_id)).await? {
             self.inner.pool.stop(h.id).await;
@@ -334,6 +347,7 @@ impl DockerClient {
 
     /// Stops collecting every client. `stopAllMonitoring`.
     pub async fn stop_all_monitoring(&self) -> Result<(), ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
         for c in self.inner.store.clients().await? {
             self.inner.store.set_monitoring(c.id, false).await?;
         }

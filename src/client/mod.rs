@@ -57,6 +57,11 @@ struct Inner {
     base_dir: PathBuf,
     /// The families exported (`metrics.disable`).
     selection: Arc<Selection>,
+    /// Held by each change of clients, hosts or monitoring and by the periodic re-read of
+    /// the hosts (with shards), so a re-read never undoes a change made while it ran.
+    catalog: tokio::sync::Mutex<()>,
+    /// Ends the periodic re-read.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl DockerClient {
@@ -98,6 +103,7 @@ impl DockerClient {
         let instruments = Arc::new(Instruments::default());
         let pool = Arc::new(Pool::new(
             settings.clone(),
+            cfg.shard,
             cfg.config.monitoring.max_workers.get(),
             snapshots.clone(),
             instruments.clone(),
@@ -116,10 +122,37 @@ impl DockerClient {
                     .filter(|p| !p.as_os_str().is_empty())
                     .unwrap_or(Path::new("."))
                     .to_path_buf(),
+                catalog: tokio::sync::Mutex::new(()),
+                stop: tokio_util::sync::CancellationToken::new(),
             }),
         };
         docker.reconcile().await?;
+        if cfg.shard.total > 1 {
+            tracing::info!(
+                shard = cfg.shard.index,
+                total = cfg.shard.total,
+                hosts = docker.inner.pool.collecting().len(),
+                "collecting this shard's hosts"
+            );
+            tokio::spawn(refresh(
+                Arc::downgrade(&docker.inner),
+                cfg.config.shard.refresh,
+            ));
+        }
         Ok(docker)
+    }
+
+    /// This replica's shard.
+    pub fn shard(&self) -> crate::shard::Shard {
+        self.inner.pool.shard()
+    }
+
+    /// Reads the clients and hosts again from the database and collects what this
+    /// replica's shard should: what other replicas sharing the database added, changed or
+    /// removed through their API takes effect here.
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        let _catalog = self.inner.catalog.lock().await;
+        self.reconcile().await
     }
 
     /// The live channels.
@@ -129,6 +162,7 @@ impl DockerClient {
 
     /// Stops all collection.
     pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
         self.inner.pool.shutdown().await;
     }
 
@@ -187,6 +221,7 @@ impl DockerClient {
         let idle = hosts
             .iter()
             .filter(|h| h.enabled && clients.iter().any(|c| c.id == h.client_id && !c.monitoring))
+            .filter(|h| self.inner.pool.owns(&h.client_name, &h.name))
             .map(|h| {
                 crate::snapshot::HostSnapshot::idle(
                     h.id,
@@ -252,6 +287,25 @@ fn selection(cfg: &Validated) -> Selection {
         tracing::warn!(name = %name, "metrics.disable: no such family or group");
     }
     selection
+}
+
+/// Re-reads the hosts every `every` until the client is shut down or dropped.
+async fn refresh(inner: std::sync::Weak<Inner>, every: std::time::Duration) {
+    loop {
+        let stop = match inner.upgrade() {
+            Some(i) => i.stop.clone(),
+            None => return,
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let docker = DockerClient { inner };
+        if let Err(e) = docker.refresh().await {
+            tracing::warn!(error = %e, "cannot re-read the hosts from the database");
+        }
+    }
 }
 
 fn spec(h: &HostRecord) -> HostSpec {

@@ -43,7 +43,8 @@ pub use locate::{PathSeg, display_path as locate_display, locate};
 pub use otlp::{Compression, OtlpConfig, OtlpOverlap, OtlpTlsConfig, Protocol, ValidOtlp};
 pub use schema::{
     ApiConfig, ClientConfig, Config, DatabaseConfig, HostConfig, ListenConfig, MetricsConfig,
-    MonitoringConfig, Role, ServerTlsConfig, StatsSource, StreamsConfig, TlsConfig, TokenConfig,
+    MonitoringConfig, Role, ServerTlsConfig, ShardConfig, StatsSource, StreamsConfig, TlsConfig,
+    TokenConfig,
 };
 pub use tokens::{
     ADMIN_TOKEN_FILE, ValidToken, generated_admin_token, rotate_admin_token, token_hash,

@@ -105,6 +105,10 @@ pub const STREAM_QUEUE: (usize, usize) = (1, 65_536);
 /// `streams.ring`: up to this many messages (a few hundred bytes to a few KB each) kept per
 /// channel, seven channels.
 pub const STREAM_RING: (usize, usize) = (0, 100_000);
+/// `shard.total`: a thousand replicas is past any fleet one Prometheus scrapes.
+pub const SHARD_TOTAL: (usize, usize) = (1, 1000);
+/// `shard.refresh`: two SQLite reads each time.
+pub const SHARD_REFRESH: (Duration, Duration) = (secs(1), secs(3600));
 /// `otlp.interval` (or `OTEL_METRIC_EXPORT_INTERVAL`).
 pub const OTLP_INTERVAL: (Duration, Duration) = (secs(1), secs(86_400));
 /// `otlp.timeout` (or `OTEL_EXPORTER_OTLP_*TIMEOUT`).
@@ -160,6 +164,8 @@ pub fn documented() -> Vec<(&'static str, String)> {
         ),
         ("streams.queue", n(STREAM_QUEUE)),
         ("streams.ring", n(STREAM_RING)),
+        ("shard.total", n(SHARD_TOTAL)),
+        ("shard.refresh", d(SHARD_REFRESH)),
         ("otlp.interval", d(OTLP_INTERVAL)),
         ("otlp.timeout", d(OTLP_TIMEOUT)),
         ("otlp.max_points_per_request", n(OTLP_MAX_POINTS)),
@@ -341,6 +347,13 @@ pub(super) fn check(cfg: &Config, problems: &mut Vec<Problem>) {
     );
     number(problems, &["streams", "queue"], s.queue.get(), STREAM_QUEUE);
     number(problems, &["streams", "ring"], s.ring, STREAM_RING);
+    number(problems, &["shard", "total"], cfg.shard.total, SHARD_TOTAL);
+    duration(
+        problems,
+        &["shard", "refresh"],
+        cfg.shard.refresh,
+        SHARD_REFRESH,
+    );
 }
 
 /// The OTLP keys after merging with the environment: reported at the key when the file set

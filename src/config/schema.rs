@@ -32,6 +32,8 @@ pub struct Config {
     /// key commented out) is the defaults.
     #[serde(deserialize_with = "null_as_default")]
     pub otlp: OtlpConfig,
+    /// Several replicas sharing one host set, each collecting only its share of the hosts.
+    pub shard: ShardConfig,
     /// Named groups of Docker hosts. Hosts declared here are synced into the database at
     /// start with source `config`.
     pub clients: Vec<ClientConfig>,
@@ -71,6 +73,40 @@ pub struct ListenConfig {
     /// WebSockets are in flight while they last. Default `60s`.
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// Where Prometheus reaches the metrics listener, `host:port`: the target `/sd` hands
+    /// out. `${ENV}` allowed (`${POD_IP}:9487`). Default: `listen.metrics`, with an
+    /// unspecified IP (`0.0.0.0`, `::`) replaced by this machine's host name. Also
+    /// `--advertise-address`.
+    pub advertise: Option<String>,
+}
+
+/// Shards, see README "Scaling out".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardConfig {
+    /// Replicas sharing the host set; each collects the hosts that a rendezvous hash of
+    /// client and host name gives to its shard. Default 1 (no sharding). Range: 1 to 1000.
+    /// Also `--total-shards`.
+    pub total: usize,
+    /// This replica's shard, 0-based, below `total`. Default: the ordinal at the end of the
+    /// host name (`dockstat-2` is 2, as a StatefulSet names its pods) when `total` is above
+    /// 1, else 0. Also `--shard`.
+    pub index: Option<usize>,
+    /// With `total` above 1, how often the hosts are read again from the database, so that
+    /// hosts added or removed through another replica's API (replicas sharing
+    /// `database.path`) reach this one. Default `10s`. Range: 1s to 1h.
+    #[serde(deserialize_with = "duration")]
+    pub refresh: Duration,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            total: 1,
+            index: None,
+            refresh: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Certificate and key of the listeners.
@@ -405,6 +441,7 @@ impl Default for ListenConfig {
             // Longer than the usual 15s-30s scrape interval, so Prometheus reuses its
             // connection (and a TLS session) from one scrape to the next.
             idle_timeout: Duration::from_secs(60),
+            advertise: None,
         }
     }
 }

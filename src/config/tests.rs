@@ -265,3 +265,68 @@ fn listener_limits_have_defaults_and_ranges() {
         "{e:?}"
     );
 }
+
+#[test]
+fn shards_from_the_file_and_the_flags() {
+    let v = parse("").expect("defaults");
+    assert_eq!(v.shard, crate::shard::Shard { index: 0, total: 1 });
+    assert_eq!(v.config.shard.refresh, Duration::from_secs(10));
+
+    let mut v = parse("shard:\n  total: 3\n  index: 2\n").expect("a shard");
+    assert_eq!(v.shard, crate::shard::Shard { index: 2, total: 3 });
+    v.apply_flags(Some(1), None, None).expect("--shard 1");
+    assert_eq!(v.shard.index, 1);
+    assert!(v.apply_flags(None, Some(1), None).is_err(), "index 1 of 1");
+    assert!(
+        v.apply_flags(None, Some(1001), None).is_err(),
+        "over the range"
+    );
+    v.apply_flags(Some(0), Some(2), Some("dockstat-0.dockstat:9487".into()))
+        .expect("--shard 0 --total-shards 2");
+    assert_eq!(v.shard, crate::shard::Shard { index: 0, total: 2 });
+    assert_eq!(v.advertise, "dockstat-0.dockstat:9487");
+    assert!(
+        v.apply_flags(None, None, Some("http://x:1".into()))
+            .is_err()
+    );
+
+    let e = errors("shard:\n  total: 2\n  index: 2\n");
+    assert!(e[0].starts_with("/tmp/dockstat-test.yaml:3:10: "), "{e:?}");
+    assert!(e[0].contains("not below"), "{e:?}");
+    let e = errors("shard:\n  total: 0\n");
+    assert!(e[0].contains("out of range"), "{e:?}");
+
+    // Without an index, several shards take the host name's ordinal, else need --shard.
+    let ordinal = crate::shard::hostname()
+        .as_deref()
+        .and_then(crate::shard::ordinal);
+    let mut v = parse("shard:\n  total: 1000\n").expect("no index");
+    match ordinal {
+        Some(i) => assert_eq!(v.shard.index, i),
+        None => {
+            let e = v.apply_flags(None, None, None).expect_err("no index");
+            assert!(e.contains("--shard"), "{e}");
+            v.apply_flags(Some(7), None, None).expect("--shard 7");
+        }
+    }
+}
+
+#[test]
+fn the_advertised_address() {
+    let v = parse("listen:\n  metrics: 127.0.0.1:9500\n").expect("loopback");
+    assert_eq!(v.advertise, "127.0.0.1:9500");
+    let v = parse("").expect("defaults");
+    match crate::shard::hostname() {
+        Some(h) => assert_eq!(v.advertise, format!("{h}:9487")),
+        None => assert_eq!(v.advertise, "0.0.0.0:9487"),
+    }
+    let v = parse("listen:\n  advertise: exporter.example.org:443\n").expect("given");
+    assert_eq!(v.advertise, "exporter.example.org:443");
+    for bad in ["no-port", ":9487", "host:0", "host:port", "http://host:1"] {
+        let e = errors(&format!("listen:\n  advertise: \"{bad}\"\n"));
+        assert!(
+            e[0].starts_with("/tmp/dockstat-test.yaml:2:14: "),
+            "{bad}: {e:?}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use super::{
     ClientConfig, Config, DatabaseConfig, Endpoint, ListenConfig, MonitoringConfig, PathSeg,
     Problem, ValidOtlp, ValidToken, expand_env, otlp, ranges,
 };
+use crate::shard::Shard;
 
 /// A validated configuration: the parsed file plus everything derived from it.
 #[derive(Debug, Clone)]
@@ -39,6 +40,117 @@ pub struct Validated {
     pub containers: Filters,
     /// `otlp` keys set both in the file and by an `OTEL_*` variable (the file won).
     pub otlp_overlaps: Vec<otlp::OtlpOverlap>,
+    /// What `/sd` hands out as this replica's address (`listen.advertise`, expanded, or
+    /// `listen.metrics`).
+    pub advertise: String,
+    /// This replica's shard: `shard.index`, else the host name's ordinal when
+    /// `shard.total` is above 1, else 0 (see `shard_index_known`).
+    pub shard: Shard,
+    /// Whether `shard.index` came from the file or the host name rather than the default
+    /// 0: with more than one shard the command line must then give it (`--shard`).
+    pub shard_index_known: bool,
+}
+
+impl Validated {
+    /// Applies `--shard`, `--total-shards` and `--advertise-address` over the file; says
+    /// what is wrong when the result is not a usable shard.
+    pub fn apply_flags(
+        &mut self,
+        index: Option<usize>,
+        total: Option<usize>,
+        advertise: Option<String>,
+    ) -> Result<(), String> {
+        if let Some(a) = advertise {
+            if !is_host_port(&a) {
+                return Err(format!("--advertise-address `{a}` is not host:port"));
+            }
+            self.advertise = a;
+        }
+        if let Some(t) = total {
+            let (min, max) = ranges::SHARD_TOTAL;
+            if !(min..=max).contains(&t) {
+                return Err(format!(
+                    "--total-shards {t} is out of range: allowed {min} to {max}"
+                ));
+            }
+            self.shard.total = t;
+            if !self.shard_index_known {
+                (self.shard.index, self.shard_index_known) = shard_index(None, t);
+            }
+        }
+        if let Some(i) = index {
+            self.shard.index = i;
+            self.shard_index_known = true;
+        }
+        let Shard { index, total } = self.shard;
+        if total > 1 && !self.shard_index_known {
+            return Err(format!(
+                "{total} shards but no shard index: set shard.index, pass --shard, or run \
+                 with a host name ending in -<ordinal> (a StatefulSet pod)"
+            ));
+        }
+        if index >= total {
+            return Err(format!(
+                "shard index {index} is not below the number of shards {total}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The shard index from the file, else from the host name's ordinal when there are
+/// several shards; whether it is known.
+fn shard_index(from_file: Option<usize>, total: usize) -> (usize, bool) {
+    match from_file {
+        Some(i) => (i, true),
+        None if total > 1 => match crate::shard::hostname()
+            .as_deref()
+            .and_then(crate::shard::ordinal)
+        {
+            Some(i) => (i, true),
+            None => (0, false),
+        },
+        None => (0, true),
+    }
+}
+
+/// Whether `v` looks like `host:port` (a name or an IP, `[v6]` included, and a port
+/// above 0), with nothing of a URL around it.
+fn is_host_port(v: &str) -> bool {
+    let port_ok = v
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    port_ok && !v.contains(['/', ' ', '?', '#', '@'])
+}
+
+/// `listen.advertise` expanded, or `listen.metrics` with an unspecified IP replaced by
+/// the host name.
+fn advertise(listen: &ListenConfig, problems: &mut Vec<Problem>) -> String {
+    let Some(a) = &listen.advertise else {
+        let addr = listen.metrics;
+        if addr.ip().is_unspecified()
+            && let Some(host) = crate::shard::hostname()
+        {
+            return format!("{host}:{}", addr.port());
+        }
+        return addr.to_string();
+    };
+    match expand_env(a) {
+        Ok(v) => {
+            let v = v.trim().to_string();
+            if !is_host_port(&v) {
+                problems.push(Problem::new(
+                    path!["listen", "advertise"],
+                    format!("`{v}` is not host:port"),
+                ));
+            }
+            v
+        }
+        Err(e) => {
+            problems.push(Problem::new(path!["listen", "advertise"], e));
+            String::new()
+        }
+    }
 }
 
 /// Resolved listener TLS files.
@@ -108,6 +220,26 @@ impl Config {
         check_disable(&self.metrics.disable, &mut problems);
         let (client_containers, host_containers) =
             container_filters(&self.clients, &clients, &mut problems);
+        let advertise = advertise(&self.listen, &mut problems);
+        let (index, shard_index_known) = shard_index(self.shard.index, self.shard.total);
+        let shard = Shard {
+            index,
+            total: self.shard.total,
+        };
+        if shard_index_known && index >= shard.total && shard.total > 0 {
+            let at = if self.shard.index.is_some() {
+                path!["shard", "index"]
+            } else {
+                path!["shard", "total"]
+            };
+            problems.push(Problem::new(
+                at,
+                format!(
+                    "shard index {index} is not below shard.total {}",
+                    shard.total
+                ),
+            ));
+        }
         if problems.is_empty() {
             let data_dir = database_path
                 .parent()
@@ -129,6 +261,9 @@ impl Config {
                     hosts: host_containers,
                 },
                 otlp_overlaps,
+                advertise,
+                shard,
+                shard_index_known,
             })
         } else {
             Err(problems)

@@ -17,6 +17,8 @@ pub struct PoolFigures {
     pub inflight: i64,
     /// Tokio tasks alive in the process.
     pub tasks: usize,
+    /// This replica's shard.
+    pub shard: crate::shard::Shard,
 }
 
 /// Prometheus metric type.
@@ -164,6 +166,8 @@ pub enum Series {
     DiskUsageSuccess,
     /// `dockstat_disk_usage_duration_seconds`.
     DiskUsageDuration,
+    /// `dockstat_shard_hosts`: the hosts of the snapshot, every one in this replica's shard.
+    ShardHosts,
     /// `dockstat_build_info` with the `version`.
     BuildInfo,
     /// Process figure from `/proc/self`.
@@ -190,9 +194,8 @@ impl Series {
             | CollectionDuration | CollectionSuccess | SnapshotAge | RequestDuration
             | DockerErrors | HostEvents | Volume(_) | HostDisk(_) | DiskUsageAge
             | DiskUsageSuccess | DiskUsageDuration => Scope::Host,
-            Pool(_) | BuildInfo | Process(_) | OtlpExports | OtlpLastError | OtlpLastSuccess => {
-                Scope::Exporter
-            }
+            Pool(_) | ShardHosts | BuildInfo | Process(_) | OtlpExports | OtlpLastError
+            | OtlpLastSuccess => Scope::Exporter,
         }
     }
 }

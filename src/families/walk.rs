@@ -44,6 +44,36 @@ impl Inputs {
             ..Reading::take(&self.snapshots, &self.instruments, &*self.pool)
         }
     }
+
+    /// Reads one host now (`/metrics?target=`): a reading whose snapshot holds that host
+    /// only and whose instruments are its own; None when the snapshot has no such host.
+    /// The exporter's own figures are left out (they are not the host's).
+    pub fn read_host(&self, client: &str, host: &str) -> Option<Reading> {
+        let snap = self.snapshots.load();
+        let h = snap
+            .hosts
+            .iter()
+            .find(|h| &*h.client == client && &*h.name == host)?;
+        Some(Reading {
+            snap: Arc::new(Snapshot {
+                hosts: vec![h.clone()],
+            }),
+            now: SystemTime::now(),
+            pool: PoolFigures::default(),
+            process: None,
+            instruments: self
+                .instruments
+                .all()
+                .into_iter()
+                .filter(|i| &*i.client == client && &*i.host == host)
+                .collect(),
+            otlp: self.instruments.otlp.outcomes(),
+            otlp_last_error: None,
+            otlp_last_success: None,
+            version: env!("CARGO_PKG_VERSION"),
+            selection: self.selection.clone(),
+        })
+    }
 }
 
 /// Everything one scrape or export reads, gathered once: the snapshot and the live figures.
@@ -401,6 +431,7 @@ pub(crate) fn walk(
             }
         }
         Series::Pool(get) => sink.point(Subject::Process, &[], get(&reading.pool))?,
+        Series::ShardHosts => sink.point(Subject::Process, &[], snap.hosts.len() as f64)?,
         Series::BuildInfo => sink.point(Subject::Process, &[reading.version], 1.0)?,
         Series::Process(get) => {
             if let Some(p) = &reading.process {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-use crate::families::{FAMILIES, Family, Inputs, Kind, PoolSource, Reading, walk};
+use crate::families::{FAMILIES, Family, Inputs, Kind, PoolSource, Reading, Scope, walk};
 use crate::instruments::Instruments;
 use crate::snapshot::SnapshotStore;
 
@@ -86,12 +86,67 @@ impl Exposition {
     /// as it is full: what `/metrics` does, so the answer starts at once and is never held
     /// whole. `send` returning false (the scraper left) stops the rendering with an error.
     pub fn render_chunked(&self, format: Format, send: impl FnMut(String) -> bool) -> fmt::Result {
-        let mut out = Chunked {
-            buf: String::with_capacity(CHUNK + 1024),
-            send,
-        };
+        let mut out = Chunked::new(send);
         self.render(format, &mut out)?;
         out.flush()
+    }
+
+    /// The exporter's own families only (`/metrics?target=exporter`): process, pool,
+    /// shard, build and OTLP figures, for a scrape job of their own when the hosts are
+    /// scraped one target each.
+    pub fn render_exporter_chunked(
+        &self,
+        format: Format,
+        send: impl FnMut(String) -> bool,
+    ) -> fmt::Result {
+        let mut out = Chunked::new(send);
+        render_view(
+            &Arc::new(self.inputs.read()),
+            format,
+            View::Exporter,
+            &mut out,
+        )?;
+        out.flush()
+    }
+
+    /// One host's reading for `/metrics?target=<client>/<host>`, None when this replica
+    /// has no such host. Render it with [`render_host_chunked`].
+    pub fn read_host(&self, client: &str, host: &str) -> Option<Reading> {
+        self.inputs.read_host(client, host)
+    }
+}
+
+/// Renders one host's reading ([`Exposition::read_host`]) in chunks: its container and host
+/// families only, never the exporter's own (they stay on the plain `/metrics`, so that
+/// scraping every host does not repeat them once per host).
+pub fn render_host_chunked(
+    reading: &Arc<Reading>,
+    format: Format,
+    send: impl FnMut(String) -> bool,
+) -> fmt::Result {
+    let mut out = Chunked::new(send);
+    render_view(reading, format, View::Host, &mut out)?;
+    out.flush()
+}
+
+/// Which families a rendering holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// Every family: the plain `/metrics`.
+    All,
+    /// All but the exporter's own: a per-host target.
+    Host,
+    /// The exporter's own only.
+    Exporter,
+}
+
+impl View {
+    fn shows(self, f: &Family) -> bool {
+        match self {
+            View::All => true,
+            View::Host => f.scope() != Scope::Exporter,
+            View::Exporter => f.scope() == Scope::Exporter,
+        }
     }
 }
 
@@ -108,6 +163,13 @@ struct Chunked<F> {
 }
 
 impl<F: FnMut(String) -> bool> Chunked<F> {
+    fn new(send: F) -> Self {
+        Chunked {
+            buf: String::with_capacity(CHUNK + 1024),
+            send,
+        }
+    }
+
     fn flush(&mut self) -> fmt::Result {
         if self.buf.is_empty() {
             return Ok(());
@@ -140,17 +202,30 @@ fn renders_directly(f: &Family) -> bool {
 /// Renders one reading, every family in [`FAMILIES`] order: runs of container families
 /// directly, runs of the others through prometheus-client, then OpenMetrics' `# EOF`.
 pub fn render(reading: &Arc<Reading>, format: Format, out: &mut impl fmt::Write) -> fmt::Result {
+    render_view(reading, format, View::All, out)
+}
+
+/// [`render`] of the families `view` shows.
+fn render_view(
+    reading: &Arc<Reading>,
+    format: Format,
+    view: View,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
     let rows = reading.containers();
     let blocks = text::LabelBlocks::new(&rows);
     let mut rest = FAMILIES;
     while let Some(first) = rest.first() {
         let direct = renders_directly(first);
+        let shown = view.shows(first);
         let run = rest
             .iter()
-            .take_while(|f| renders_directly(f) == direct)
+            .take_while(|f| renders_directly(f) == direct && view.shows(f) == shown)
             .count();
         let (families, tail) = rest.split_at(run);
-        if direct {
+        if !shown {
+            // Left out of this view.
+        } else if direct {
             let mut name = String::with_capacity(64);
             for f in families.iter().filter(|f| reading.exports(f)) {
                 text::write_descriptor(out, format, f, &mut name)?;

@@ -18,6 +18,7 @@ impl PoolSource for NoPool {
             active_streams: 2,
             inflight: 1,
             tasks: 7,
+            shard: Default::default(),
         }
     }
 }

@@ -804,19 +804,23 @@ impl Prometheus {
     /// Starts it in `dir` (config, TSDB and `prometheus.log` go there), scraping
     /// `127.0.0.1:<scrape_port>` and evaluating `rules` every second; returns once ready.
     pub fn start(dir: &Path, scrape_port: u16, rules: Option<&Path>) -> Prometheus {
-        let port = free_port();
-        let config = dir.join("prometheus.yml");
         let rule_files = rules
             .map(|r| format!("rule_files:\n  - {}\n", r.display()))
             .unwrap_or_default();
-        std::fs::write(
-            &config,
-            format!(
+        Prometheus::start_config(
+            dir,
+            &format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}\
                  scrape_configs:\n  - job_name: dockstat\n    static_configs:\n      - targets: ['127.0.0.1:{scrape_port}']\n"
             ),
         )
-        .expect("write prometheus.yml");
+    }
+
+    /// Starts it in `dir` with the whole `prometheus.yml` given; returns once ready.
+    pub fn start_config(dir: &Path, yaml: &str) -> Prometheus {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, yaml).expect("write prometheus.yml");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

@@ -21,6 +21,7 @@ impl PoolSource for Pool {
             active_streams: 1,
             inflight: 0,
             tasks: 7,
+            shard: Default::default(),
         }
     }
 }
