@@ -42,9 +42,22 @@ pub struct DaemonInfo {
     pub api_version: String,
     /// Engine version, e.g. `20.10.24`.
     pub server_version: String,
+    /// Which engine answers the Docker API: `docker`, or `podman` when `/version` lists a
+    /// "Podman Engine" component (Podman's compatible API says so; Docker's never does).
+    pub runtime: &'static str,
     /// `/info` answer; None when it could not be decoded (the host still counts as up).
     #[serde(skip)]
     pub info: Option<SystemInfo>,
+}
+
+/// `podman` when `/version` names a Podman component, else `docker`.
+fn runtime_of(v: &SystemVersion) -> &'static str {
+    let podman = v
+        .components
+        .iter()
+        .flatten()
+        .any(|c| c.name.trim_start().starts_with("Podman"));
+    if podman { "podman" } else { "docker" }
 }
 
 /// The newest API version we speak: the one bollard's models are generated for.
@@ -164,11 +177,12 @@ impl Connection {
             daemon: DaemonInfo {
                 api_version: String::new(),
                 server_version: String::new(),
+                runtime: "docker",
                 info: None,
             },
         };
         // Unversioned: the daemon answers at its own newest version, and says which.
-        let (api, server_version) = conn
+        let (api, server_version, runtime) = conn
             .call(ApiCall::Version, async {
                 let v: SystemVersion = conn.get_json("/version", limits::VERSION).await?;
                 let api = v
@@ -181,7 +195,8 @@ impl Connection {
                             format!("/version: no usable ApiVersion ({:?})", v.api_version),
                         )
                     })?;
-                Ok((api, v.version.unwrap_or_default()))
+                let runtime = runtime_of(&v);
+                Ok((api, v.version.unwrap_or_default(), runtime))
             })
             .await
             .map_err(|e| explain(e, endpoint))?;
@@ -191,6 +206,7 @@ impl Connection {
         conn.typed_logs = api >= (1, 42);
         conn.daemon.api_version = format!("{}.{}", api.0, api.1);
         conn.daemon.server_version = server_version;
+        conn.daemon.runtime = runtime;
         conn.daemon.info = match conn.info().await {
             Ok(info) => Some(info),
             Err(e) if !e.kind.is_host_down() => {

@@ -90,6 +90,7 @@ pub fn publish_fleet(store: &SnapshotStore, hosts: usize, per_host: usize, sampl
     let info = Arc::new(HostInfo {
         name: "docker-host".into(),
         server_version: "20.10.24".into(),
+        runtime: "docker".into(),
         api_version: "1.41".into(),
         operating_system: "Debian GNU/Linux 12 (bookworm)".into(),
         os_type: "linux".into(),

@@ -220,6 +220,8 @@ pub struct HostInfo {
     pub name: String,
     /// Engine version.
     pub server_version: String,
+    /// `docker` or `podman` (from `/version`'s components).
+    pub runtime: String,
     /// Negotiated API version.
     pub api_version: String,
     /// `OperatingSystem`, e.g. `Debian GNU/Linux 12 (bookworm)`.

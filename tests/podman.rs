@@ -146,6 +146,16 @@ fn a_podman_host_is_collected_and_acted_on() {
         .and_then(|x| x.labels.get("host").cloned())
         .unwrap_or_default();
     assert_eq!(host, want_host, "named after Podman's /info Name");
+    // Told apart from Docker: /version lists a "Podman Engine" component.
+    let runtime = s
+        .find("dockstat_host_info", &[("client", "pod")])
+        .next()
+        .and_then(|x| x.labels.get("runtime").cloned());
+    assert_eq!(
+        runtime.as_deref(),
+        Some("podman"),
+        "dockstat_host_info runtime"
+    );
 
     // The same figures from Podman's stats API (the other stats source).
     let via_api = Exporter::start(

@@ -171,6 +171,11 @@ impl Replica {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if let Ok((200, _, _)) = http_get(r.port, "/readyz", None) {
+                // The replicas share the database's directory, and so the admin token the
+                // first of them made there (no api.tokens): the harness calls with it.
+                if let Ok(t) = std::fs::read_to_string(dir.join("admin.token")) {
+                    common::request::set_generated_token(r.admin, t.trim());
+                }
                 return r;
             }
             if let Some(Ok(Some(status))) = r.child.as_mut().map(|c| c.try_wait()) {
@@ -360,7 +365,8 @@ fn three_shards_then_two_scrape_every_host_once_through_http_sd() {
         exports
             .iter()
             .flat_map(|e| e.points("dockstat.host.up", &[]))
-            .filter_map(|p| p.attr("host.name").map(String::from))
+            // The configured host name (host.name is the daemon's own, on the resource).
+            .filter_map(|p| p.attr("dockstat.host").map(String::from))
             .collect()
     };
     let exports = receiver.wait_until(

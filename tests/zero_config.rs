@@ -132,6 +132,16 @@ fn no_config_watches_docker_host_over_tcp() {
     let e = Bare::start("zc-tcp", &[("DOCKER_HOST", &docker_host)], &[]);
     let s = e.wait_up();
     assert_eq!(host_label(&s), (want.clone(), "default".to_string()));
+    // A Docker daemon is told apart from Podman (tests/podman.rs) on the host's info,
+    // published with the host's first success.
+    let info = s
+        .find("dockstat_host_info", &[])
+        .next()
+        .expect("dockstat_host_info with dockstat_host_up 1");
+    assert_eq!(
+        info.labels.get("runtime").map(String::as_str),
+        Some("docker")
+    );
     // The database went to the data directory (STATE_DIRECTORY), made 0700.
     let state = e.dir.join("state");
     assert!(state.join("dockstat.db").is_file(), "{}", e.log_text());

@@ -416,6 +416,7 @@ pub(super) fn host_info(conn: &Connection, info: Option<&bollard::models::System
     HostInfo {
         name: text(info.and_then(|i| i.name.as_ref())),
         server_version: conn.daemon.server_version.clone(),
+        runtime: conn.daemon.runtime.to_string(),
         api_version: conn.daemon.api_version.clone(),
         operating_system: text(info.and_then(|i| i.operating_system.as_ref())),
         os_type: text(info.and_then(|i| i.os_type.as_ref())),

@@ -31,6 +31,7 @@ const IDENTITY: &[Label] = &[
     l("compose_service", "dockstat.compose.service"),
 ];
 const HOST_FACTS: &[Label] = &[
+    l("runtime", "container.runtime.name"),
     l("server_version", "container.runtime.version"),
     l("api_version", "dockstat.docker.api_version"),
     l("os", "os.description"),

@@ -330,6 +330,7 @@ pub(crate) fn walk(
             for h in &snap.hosts {
                 let Some(i) = h.info.as_deref() else { continue };
                 let values = [
+                    i.runtime.as_str(),
                     i.server_version.as_str(),
                     i.api_version.as_str(),
                     i.operating_system.as_str(),

@@ -282,7 +282,7 @@ impl RequestBuilder {
 
     /// A container's resource: identity after the semantic conventions, its allowlisted
     /// labels, and its host's attributes.
-    fn container_attrs(&self, (_, c): &ContainerRow, host: &[KeyValue]) -> Vec<KeyValue> {
+    fn container_attrs(&self, (h, c): &ContainerRow, host: &[KeyValue]) -> Vec<KeyValue> {
         let m = &c.meta;
         let (image, tag) = split_image(&m.image);
         let mut attrs = vec![
@@ -296,8 +296,9 @@ impl RequestBuilder {
         if !m.image_id.is_empty() {
             attrs.push(kv("container.image.id", &m.image_id));
         }
-        attrs.push(kv("container.runtime.name", "docker"));
-        attrs.push(kv("container.runtime", "docker"));
+        let runtime = h.info.as_deref().map_or("docker", |i| i.runtime.as_str());
+        attrs.push(kv("container.runtime.name", runtime));
+        attrs.push(kv("container.runtime", runtime));
         for (prom, value) in &m.labels {
             if let Some(key) = self.label_attrs.get(&**prom) {
                 attrs.push(kv(key, value));
