@@ -42,96 +42,57 @@ fn exporter(dir: &Path, web: &str) -> (Child, u16, std::path::PathBuf) {
     (child, port, log)
 }
 
-/// A real Prometheus with `jobs` (YAML list items under scrape_configs), killed on drop.
-struct Prom {
-    child: Child,
-    port: u16,
+/// A real Prometheus (tests/common's) with `jobs` (YAML list items under scrape_configs),
+/// its configuration checked by promtool first.
+fn start_prometheus(dir: &Path, jobs: &str) -> Prometheus {
+    let yaml = format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{jobs}");
+    let config = dir.join("prometheus-checked.yml");
+    std::fs::write(&config, &yaml).expect("write prometheus.yml");
+    let check = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&config)
+        .output()
+        .expect("promtool (Debian's prometheus package) must be installed");
+    assert!(
+        check.status.success(),
+        "promtool check config: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    Prometheus::start_config(dir, &yaml)
 }
 
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prom {
-    fn start(dir: &Path, jobs: &str) -> Prom {
-        let port = free_port();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{jobs}"),
-        )
-        .expect("write prometheus.yml");
-        let check = Command::new("promtool")
-            .args(["check", "config"])
-            .arg(&config)
-            .output()
-            .expect("promtool (Debian's prometheus package) must be installed");
-        assert!(
-            check.status.success(),
-            "promtool check config: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
-            .spawn()
-            .expect("prometheus must be installed");
-        let p = Prom { child, port };
-        poll("Prometheus to be ready", Duration::from_secs(30), || {
-            matches!(http_get(port, "/-/ready", None), Ok((200, _, _))).then_some(())
+/// Waits until `expr` gives exactly `want` for the job (`up{job=…}` and the like).
+fn wait_value(prom: &Prometheus, expr: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = prom.query(expr);
+        let got = last.as_ref().ok().and_then(|r| {
+            r.first()?["value"][1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
         });
-        p
-    }
-
-    /// Waits until `expr` gives exactly `want` for the job (`up{job=…}` and the like).
-    fn wait_value(&self, expr: &str, want: f64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = String::new();
-        loop {
-            if let Ok((200, _, body)) = http_get(
-                self.port,
-                &format!("/api/v1/query?query={}", url_encode(expr)),
-                None,
-            ) {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                let got = v["data"]["result"][0]["value"][1]
-                    .as_str()
-                    .and_then(|s| s.parse::<f64>().ok());
-                if got == Some(want) {
-                    return;
-                }
-                last = body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{expr} did not become {want}: {last}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
+        if got == Some(want) {
+            return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{expr} did not become {want}: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
+}
 
-    /// The last scrape error of the job's target.
-    fn target_error(&self, job: &str) -> String {
-        let (_, _, body) = http_get(self.port, "/api/v1/targets", None).expect("targets");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v["data"]["activeTargets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["labels"]["job"] == job)
-            .map(|t| t["lastError"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default()
-    }
+/// The last scrape error of the job's target.
+fn target_error(prom: &Prometheus, job: &str) -> String {
+    let v = prom.try_api("targets").unwrap_or_default();
+    v["activeTargets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["labels"]["job"] == job)
+        .map(|t| t["lastError"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -154,19 +115,23 @@ fn prometheus_scrapes_through_basic_auth_and_healthz_stays_open() {
     let prom_dir = dir.join("prom");
     std::fs::create_dir_all(&prom_dir).expect("mkdir");
     let target = format!("['127.0.0.1:{port}']");
-    let prom = Prom::start(
+    let prom = start_prometheus(
         &prom_dir,
         &format!(
             "  - job_name: right\n    basic_auth: {{username: prom, password: s3cret-scrape}}\n    static_configs: [{{targets: {target}}}]\n  - job_name: wrong\n    basic_auth: {{username: prom, password: not-it}}\n    static_configs: [{{targets: {target}}}]\n"
         ),
     );
-    prom.wait_value("up{job=\"right\"}", 1.0);
-    prom.wait_value("count(dockstat_host_up{job=\"right\",host=\"a\"})", 1.0);
-    prom.wait_value("up{job=\"wrong\"}", 0.0);
+    wait_value(&prom, "up{job=\"right\"}", 1.0);
+    wait_value(
+        &prom,
+        "count(dockstat_host_up{job=\"right\",host=\"a\"})",
+        1.0,
+    );
+    wait_value(&prom, "up{job=\"wrong\"}", 0.0);
     assert!(
-        prom.target_error("wrong").contains("401"),
+        target_error(&prom, "wrong").contains("401"),
         "{}",
-        prom.target_error("wrong")
+        target_error(&prom, "wrong")
     );
     let _ = child.kill();
     let _ = child.wait();
@@ -191,7 +156,7 @@ fn prometheus_scrapes_with_a_client_certificate_and_none_is_refused() {
     let prom_dir = dir.join("prom");
     std::fs::create_dir_all(&prom_dir).expect("mkdir");
     let target = format!("['127.0.0.1:{port}']");
-    let prom = Prom::start(
+    let prom = start_prometheus(
         &prom_dir,
         &format!(
             "  - job_name: mtls\n    scheme: https\n    tls_config: {{ca_file: {ca}, cert_file: {cert}, key_file: {key}}}\n    static_configs: [{{targets: {target}}}]\n  - job_name: nocert\n    scheme: https\n    tls_config: {{ca_file: {ca}}}\n    static_configs: [{{targets: {target}}}]\n",
@@ -200,10 +165,14 @@ fn prometheus_scrapes_with_a_client_certificate_and_none_is_refused() {
             key = c("key.pem"),
         ),
     );
-    prom.wait_value("up{job=\"mtls\"}", 1.0);
-    prom.wait_value("count(dockstat_host_up{job=\"mtls\",host=\"a\"})", 1.0);
-    prom.wait_value("up{job=\"nocert\"}", 0.0);
-    let err = prom.target_error("nocert");
+    wait_value(&prom, "up{job=\"mtls\"}", 1.0);
+    wait_value(
+        &prom,
+        "count(dockstat_host_up{job=\"mtls\",host=\"a\"})",
+        1.0,
+    );
+    wait_value(&prom, "up{job=\"nocert\"}", 0.0);
+    let err = target_error(&prom, "nocert");
     assert!(
         err.contains("certificate") || err.contains("tls") || err.contains("EOF"),
         "{err}"
