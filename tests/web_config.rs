@@ -174,7 +174,17 @@ fn prometheus_scrapes_with_a_client_certificate_and_none_is_refused() {
     wait_value(&prom, "up{job=\"nocert\"}", 0.0);
     let err = target_error(&prom, "nocert");
     assert!(
-        err.contains("certificate") || err.contains("tls") || err.contains("EOF"),
+        // The server ends the handshake of a client without a certificate; depending on
+        // timing Prometheus sees the alert, an EOF, or its next write failing.
+        [
+            "certificate",
+            "tls",
+            "EOF",
+            "broken pipe",
+            "connection reset"
+        ]
+        .iter()
+        .any(|w| err.contains(w)),
         "{err}"
     );
     // curl with the client certificate gets /healthz over TLS; without one the handshake fails.
