@@ -2,8 +2,7 @@
 //! the same files dockerd reads to answer `/containers/{id}/stats`, so the exporter costs
 //! dockerd nothing for the containers it can read this way.
 //!
-//! The answer is built in the shape of Docker's own stats answer (bollard's
-//! `ContainerStatsResponse`), following what Docker 20.10+ (runc's cgroup readers and the
+//! The answer is built in the shape of Docker's own stats answer ([`StatsAnswer`]), following what Docker 20.10+ (runc's cgroup readers and the
 //! daemon's stats collector) does with each file, so everything downstream (rates,
 //! working set, the snapshot) is the same code for both sources.
 //!
@@ -31,10 +30,9 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use bollard::models::{
-    ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage,
-    ContainerMemoryStats, ContainerNetworkStats, ContainerPidsStats, ContainerStatsResponse,
-    ContainerThrottlingData,
+use crate::stats::{
+    BlkioEntry, BlkioOp, BlkioStats, Count, CpuStats, CpuUsage, MemoryStat, MemoryStats, Named,
+    NetCounters, PidsStats, StatsAnswer, ThrottlingData,
 };
 
 /// Clock ticks per second of `cpuacct.stat` and `/proc/stat` (USER_HZ, 100 on Linux).
@@ -110,7 +108,17 @@ fn read_u64(p: &Path) -> io::Result<u64> {
     })
 }
 
-/// `key value` lines (memory.stat, cpu.stat, cpuacct.stat).
+/// `memory.stat`: the keys a sample reads.
+fn memory_stat(text: &str) -> MemoryStat {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k, v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `key value` lines (cpu.stat, cpuacct.stat, memory.events).
 fn key_values(text: &str) -> HashMap<String, u64> {
     text.lines()
         .filter_map(|l| {
@@ -234,7 +242,7 @@ impl CgroupReader {
         &self,
         items: impl IntoIterator<Item = I>,
         paths: impl Fn(&I) -> &CgroupPaths,
-        mut reduce: impl FnMut(I, io::Result<(ContainerStatsResponse, Extra)>) -> T,
+        mut reduce: impl FnMut(I, io::Result<(StatsAnswer, Extra)>) -> T,
     ) -> Vec<T> {
         let host = self.host_cpu();
         items
@@ -274,11 +282,7 @@ impl CgroupReader {
         h
     }
 
-    fn read_one(
-        &self,
-        p: &CgroupPaths,
-        host: HostCpu,
-    ) -> io::Result<(ContainerStatsResponse, Extra)> {
+    fn read_one(&self, p: &CgroupPaths, host: HostCpu) -> io::Result<(StatsAnswer, Extra)> {
         let (cpu, memory, pids, blkio) = if p.v2 {
             (
                 self.cpu_v2(p, host)?,
@@ -303,7 +307,7 @@ impl CgroupReader {
             }
             extra.swap = read_u64(&p.memory.join("memory.swap.current")).ok();
         }
-        let answer = ContainerStatsResponse {
+        let answer = StatsAnswer {
             cpu_stats: Some(cpu),
             memory_stats: Some(memory),
             pids_stats: Some(pids),
@@ -348,19 +352,19 @@ impl CgroupReader {
         extra.sockets = Some(sockets);
     }
 
-    fn cpu_v2(&self, p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerCpuStats> {
+    fn cpu_v2(&self, p: &CgroupPaths, host: HostCpu) -> io::Result<CpuStats> {
         let stat = key_values(&read(&p.cpu.join("cpu.stat"))?);
         let us = |k: &str| stat.get(k).map(|v| v.saturating_mul(1000));
-        Ok(ContainerCpuStats {
-            cpu_usage: Some(ContainerCpuUsage {
+        Ok(CpuStats {
+            cpu_usage: Some(CpuUsage {
                 total_usage: us("usage_usec"),
-                percpu_usage: None,
+                percpu_count: Count(0),
                 usage_in_kernelmode: us("system_usec"),
                 usage_in_usermode: us("user_usec"),
             }),
             system_cpu_usage: host.system_ns,
             online_cpus: host.online_cpus,
-            throttling_data: Some(ContainerThrottlingData {
+            throttling_data: Some(ThrottlingData {
                 periods: stat.get("nr_periods").copied(),
                 throttled_periods: stat.get("nr_throttled").copied(),
                 throttled_time: us("throttled_usec"),
@@ -369,29 +373,27 @@ impl CgroupReader {
     }
 }
 
-fn cpu_v1(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerCpuStats> {
+fn cpu_v1(p: &CgroupPaths, host: HostCpu) -> io::Result<CpuStats> {
     let total = read_u64(&p.cpuacct.join("cpuacct.usage"))?;
-    let percpu = read(&p.cpuacct.join("cpuacct.usage_percpu")).ok().map(|t| {
-        t.split_whitespace()
-            .filter_map(|v| v.parse().ok())
-            .collect()
-    });
+    let percpu = read(&p.cpuacct.join("cpuacct.usage_percpu"))
+        .map(|t| Count(t.split_whitespace().count() as u32))
+        .unwrap_or_default();
     let ticks = read(&p.cpuacct.join("cpuacct.stat"))
         .map(|t| key_values(&t))
         .unwrap_or_default();
     let throttling = read(&p.cpu.join("cpu.stat"))
         .map(|t| key_values(&t))
         .unwrap_or_default();
-    Ok(ContainerCpuStats {
-        cpu_usage: Some(ContainerCpuUsage {
+    Ok(CpuStats {
+        cpu_usage: Some(CpuUsage {
             total_usage: Some(total),
-            percpu_usage: percpu,
+            percpu_count: percpu,
             usage_in_kernelmode: ticks.get("system").map(|t| t.saturating_mul(NS_PER_TICK)),
             usage_in_usermode: ticks.get("user").map(|t| t.saturating_mul(NS_PER_TICK)),
         }),
         system_cpu_usage: host.system_ns,
         online_cpus: host.online_cpus,
-        throttling_data: Some(ContainerThrottlingData {
+        throttling_data: Some(ThrottlingData {
             periods: throttling.get("nr_periods").copied(),
             throttled_periods: throttling.get("nr_throttled").copied(),
             throttled_time: throttling.get("throttled_time").copied(),
@@ -408,25 +410,24 @@ fn cap_limit(limit: Option<u64>, host: HostCpu) -> Option<u64> {
     }
 }
 
-fn memory_v1(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerMemoryStats> {
+fn memory_v1(p: &CgroupPaths, host: HostCpu) -> io::Result<MemoryStats> {
     let usage = read_u64(&p.memory.join("memory.usage_in_bytes"))?;
     let stats = read(&p.memory.join("memory.stat"))
-        .map(|t| key_values(&t))
+        .map(|t| memory_stat(&t))
         .unwrap_or_default();
-    Ok(ContainerMemoryStats {
+    Ok(MemoryStats {
         usage: Some(usage),
         max_usage: read_u64(&p.memory.join("memory.max_usage_in_bytes")).ok(),
         stats: Some(stats),
         failcnt: read_u64(&p.memory.join("memory.failcnt")).ok(),
         limit: cap_limit(read_u64(&p.memory.join("memory.limit_in_bytes")).ok(), host),
-        ..Default::default()
     })
 }
 
-fn memory_v2(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerMemoryStats> {
+fn memory_v2(p: &CgroupPaths, host: HostCpu) -> io::Result<MemoryStats> {
     let usage = read_u64(&p.memory.join("memory.current"))?;
     let stats = read(&p.memory.join("memory.stat"))
-        .map(|t| key_values(&t))
+        .map(|t| memory_stat(&t))
         .unwrap_or_default();
     // `max` (unlimited) does not parse: the host's memory stands in.
     let limit = read_u64(&p.memory.join("memory.max")).ok();
@@ -434,18 +435,17 @@ fn memory_v2(p: &CgroupPaths, host: HostCpu) -> io::Result<ContainerMemoryStats>
     let failcnt = read(&p.memory.join("memory.events"))
         .ok()
         .and_then(|t| key_values(&t).get("max").copied());
-    Ok(ContainerMemoryStats {
+    Ok(MemoryStats {
         usage: Some(usage),
         // memory.peak: kernel 5.19 and later.
         max_usage: read_u64(&p.memory.join("memory.peak")).ok(),
         failcnt,
         stats: Some(stats),
         limit: cap_limit(limit, host),
-        ..Default::default()
     })
 }
 
-fn pids(p: &CgroupPaths) -> ContainerPidsStats {
+fn pids(p: &CgroupPaths) -> PidsStats {
     // `max` (unlimited) is 0, as runc reports it.
     let limit = read(&p.pids.join("pids.max"))
         .ok()
@@ -453,7 +453,7 @@ fn pids(p: &CgroupPaths) -> ContainerPidsStats {
             "max" => Some(0),
             v => v.parse().ok(),
         });
-    ContainerPidsStats {
+    PidsStats {
         current: read_u64(&p.pids.join("pids.current")).ok(),
         limit,
     }
@@ -461,7 +461,7 @@ fn pids(p: &CgroupPaths) -> ContainerPidsStats {
 
 /// `MAJ:MIN Op value` lines; None when the file is missing or has only its `Total` line
 /// (runc then tries the next file).
-fn blkio_entries(text: &str) -> Option<Vec<ContainerBlkioStatEntry>> {
+fn blkio_entries(text: &str) -> Option<Vec<BlkioEntry>> {
     let mut out = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -471,24 +471,24 @@ fn blkio_entries(text: &str) -> Option<Vec<ContainerBlkioStatEntry>> {
         let Some((major, minor)) = dev.split_once(':') else {
             continue;
         };
-        out.push(ContainerBlkioStatEntry {
+        out.push(BlkioEntry {
             major: major.parse().ok(),
             minor: minor.parse().ok(),
-            op: Some((*op).to_string()),
+            op: Some(BlkioOp::named(op)),
             value: value.parse().ok(),
         });
     }
     (!out.is_empty()).then_some(out)
 }
 
-fn blkio_v1(p: &CgroupPaths) -> ContainerBlkioStats {
+fn blkio_v1(p: &CgroupPaths) -> BlkioStats {
     let first = |files: [&str; 4]| {
         files
             .iter()
             .find_map(|f| read(&p.blkio.join(f)).ok().and_then(|t| blkio_entries(&t)))
             .unwrap_or_default()
     };
-    ContainerBlkioStats {
+    BlkioStats {
         io_service_bytes_recursive: Some(first([
             "blkio.bfq.io_service_bytes_recursive",
             "blkio.io_service_bytes_recursive",
@@ -501,18 +501,17 @@ fn blkio_v1(p: &CgroupPaths) -> ContainerBlkioStats {
             "blkio.throttle.io_serviced_recursive",
             "blkio.throttle.io_serviced",
         ])),
-        ..Default::default()
     }
 }
 
-fn io_v2(p: &CgroupPaths) -> ContainerBlkioStats {
+fn io_v2(p: &CgroupPaths) -> BlkioStats {
     io_stat(&read(&p.blkio.join("io.stat")).unwrap_or_default())
 }
 
 /// `io.stat`: `MAJ:MIN rbytes=… wbytes=… rios=… wios=…`, as read/write entries like
 /// Docker's: bytes in `io_service_bytes_recursive`, operations in `io_serviced_recursive`
 /// (which Docker's own v2 answer leaves out).
-fn io_stat(text: &str) -> ContainerBlkioStats {
+fn io_stat(text: &str) -> BlkioStats {
     let (mut bytes, mut ops) = (Vec::new(), Vec::new());
     for line in text.lines() {
         let mut f = line.split_whitespace();
@@ -521,30 +520,29 @@ fn io_stat(text: &str) -> ContainerBlkioStats {
         };
         for kv in f {
             let (to, op, v) = match kv.split_once('=') {
-                Some(("rbytes", v)) => (&mut bytes, "read", v),
-                Some(("wbytes", v)) => (&mut bytes, "write", v),
-                Some(("rios", v)) => (&mut ops, "read", v),
-                Some(("wios", v)) => (&mut ops, "write", v),
+                Some(("rbytes", v)) => (&mut bytes, BlkioOp::Read, v),
+                Some(("wbytes", v)) => (&mut bytes, BlkioOp::Write, v),
+                Some(("rios", v)) => (&mut ops, BlkioOp::Read, v),
+                Some(("wios", v)) => (&mut ops, BlkioOp::Write, v),
                 _ => continue,
             };
-            to.push(ContainerBlkioStatEntry {
+            to.push(BlkioEntry {
                 major: major.parse().ok(),
                 minor: minor.parse().ok(),
-                op: Some(op.to_string()),
+                op: Some(op),
                 value: v.parse().ok(),
             });
         }
     }
-    ContainerBlkioStats {
+    BlkioStats {
         io_service_bytes_recursive: Some(bytes),
         io_serviced_recursive: Some(ops),
-        ..Default::default()
     }
 }
 
 /// `/proc/<pid>/net/dev` of the container's network namespace, without `lo`.
-fn net_dev(text: &str) -> HashMap<String, ContainerNetworkStats> {
-    let mut out = HashMap::new();
+fn net_dev(text: &str) -> Named<NetCounters> {
+    let mut out = Named::default();
     for line in text.lines().skip(2) {
         let Some((name, rest)) = line.split_once(':') else {
             continue;
@@ -562,16 +560,15 @@ fn net_dev(text: &str) -> HashMap<String, ContainerNetworkStats> {
         }
         out.insert(
             name.to_string(),
-            ContainerNetworkStats {
-                rx_bytes: Some(v[0]),
-                rx_packets: Some(v[1]),
-                rx_errors: Some(v[2]),
-                rx_dropped: Some(v[3]),
-                tx_bytes: Some(v[8]),
-                tx_packets: Some(v[9]),
-                tx_errors: Some(v[10]),
-                tx_dropped: Some(v[11]),
-                ..Default::default()
+            NetCounters {
+                rx_bytes: v[0],
+                rx_packets: v[1],
+                rx_errors: v[2],
+                rx_dropped: v[3],
+                tx_bytes: v[8],
+                tx_packets: v[9],
+                tx_errors: v[10],
+                tx_dropped: v[11],
             },
         );
     }

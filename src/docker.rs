@@ -11,15 +11,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::models::{
-    ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, SystemInfo, SystemVersion,
-};
+use bollard::models::{ContainerInspectResponse, SystemInfo, SystemVersion};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::config::Endpoint;
 use crate::instruments::{ApiCall, HostInstruments};
+use crate::stats::StatsAnswer;
 
 mod df;
 mod error;
@@ -313,8 +312,12 @@ impl Connection {
             .await
     }
 
-    /// `GET /containers/json?all=…`.
-    pub async fn list_containers(&self, all: bool) -> Result<Vec<ContainerSummary>, DockerError> {
+    /// `GET /containers/json?all=…`, each entry decoded as `T`: bollard's whole
+    /// `ContainerSummary` for the API, only what the collector reads for a re-list.
+    pub async fn list_containers<T: DeserializeOwned>(
+        &self,
+        all: bool,
+    ) -> Result<Vec<T>, DockerError> {
         let path = self.versioned(&format!("/containers/json?all={all}"));
         self.call(ApiCall::ContainerList, async {
             let answer = request(&self.transport, Method::GET, &path).await?;
@@ -342,7 +345,7 @@ impl Connection {
     /// One stats sample: `stream=false&one-shot=true` on API >= 1.41 (answers at once),
     /// `stream=false` before (the daemon waits ~1 s to fill `precpu_stats`). None when the
     /// daemon answers with an empty body, as it does for a container that just stopped.
-    pub async fn stats(&self, id: &str) -> Result<Option<ContainerStatsResponse>, DockerError> {
+    pub async fn stats(&self, id: &str) -> Result<Option<StatsAnswer>, DockerError> {
         let path = format!(
             "/containers/{}/stats?stream=false{}",
             encode(id),

@@ -47,7 +47,7 @@ pub fn recorded_sample() -> Result<Sample, String> {
     );
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     let raw = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    let (mut s, _) = crate::stats::sample(&raw, None, now() - Duration::from_secs(2));
+    let (mut s, _) = crate::stats::sample(raw, None, now() - Duration::from_secs(2));
     s.cpu_percent = Some(12.5);
     s.blkio.insert(
         "8:0".into(),

@@ -5,11 +5,18 @@
 //! Formulas follow the docker CLI (`docker stats`) and cAdvisor so figures match what
 //! operators already see.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+mod answer;
+mod named;
+
+pub use answer::{
+    BlkioEntry, BlkioOp, BlkioStats, Count, CpuStats, CpuUsage, MEMORY_STAT_KEYS, MemoryStat,
+    MemoryStats, PidsStats, StatsAnswer, ThrottlingData,
+};
+pub use named::Named;
 
 /// CPU counters kept between two samples of one container.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,8 +29,9 @@ pub struct CpuPoint {
     pub online_cpus: u32,
 }
 
-/// Network counters of one interface.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Network counters of one interface (as Docker's answer names them; a missing one is 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NetCounters {
     /// Bytes received.
     pub rx_bytes: u64,
@@ -165,9 +173,9 @@ pub struct Sample {
     /// cgroup v2 pressure; None elsewhere.
     pub pressure: Option<Pressure>,
     /// Per interface, by name.
-    pub networks: BTreeMap<String, NetCounters>,
+    pub networks: Named<NetCounters>,
     /// Per block device, by `major:minor`.
-    pub blkio: BTreeMap<String, BlkioCounters>,
+    pub blkio: Named<BlkioCounters>,
     /// docker CLI CPU %: 100 = one full core.
     pub cpu_percent: Option<f64>,
     /// docker CLI memory %: working set / limit.
@@ -247,7 +255,7 @@ impl ContainerStats {
     }
 }
 
-fn cpu_point(cpu: &ContainerCpuStats) -> Option<CpuPoint> {
+fn cpu_point(cpu: &CpuStats) -> Option<CpuPoint> {
     let usage = cpu.cpu_usage.as_ref()?;
     let total_ns = usage.total_usage?;
     let system_ns = cpu.system_cpu_usage?;
@@ -256,12 +264,7 @@ fn cpu_point(cpu: &ContainerCpuStats) -> Option<CpuPoint> {
     }
     let online_cpus = match cpu.online_cpus {
         Some(n) if n > 0 => n,
-        _ => usage
-            .percpu_usage
-            .as_ref()
-            .map(|v| v.len() as u32)
-            .filter(|n| *n > 0)
-            .unwrap_or(1),
+        _ => usage.percpu_count.0.max(1),
     };
     Some(CpuPoint {
         total_ns,
@@ -285,7 +288,7 @@ pub fn cpu_percent(prev: &CpuPoint, cur: &CpuPoint) -> Option<f64> {
 /// Builds a [`Sample`] from a stats answer received at `seen_at`. `prev` is the previous
 /// point of the same container run; the returned point is the next call's `prev`.
 pub fn sample(
-    stats: &ContainerStatsResponse,
+    stats: StatsAnswer,
     prev: Option<&CpuPoint>,
     seen_at: SystemTime,
 ) -> (Sample, Option<CpuPoint>) {
@@ -321,7 +324,7 @@ pub fn sample(
     if let Some(mem) = &stats.memory_stats
         && let Some(usage) = mem.usage
     {
-        let get = |k: &str| mem.stats.as_ref().and_then(|m| m.get(k)).copied();
+        let get = |k: &str| mem.stats.as_ref().and_then(|m| m.get(k));
         // cgroup v1 names the hierarchical figures total_*; v2 has only the flat ones.
         let v1 = get("total_inactive_file").is_some() || get("total_cache").is_some();
         let inactive = if v1 {
@@ -386,54 +389,39 @@ pub fn sample(
         .filter(|p| p.current.is_some())
         .map(|p| p.limit.unwrap_or(0));
 
-    if let Some(nets) = &stats.networks {
-        for (name, n) in nets {
-            s.networks.insert(
-                name.clone(),
-                NetCounters {
-                    rx_bytes: n.rx_bytes.unwrap_or(0),
-                    rx_packets: n.rx_packets.unwrap_or(0),
-                    rx_errors: n.rx_errors.unwrap_or(0),
-                    rx_dropped: n.rx_dropped.unwrap_or(0),
-                    tx_bytes: n.tx_bytes.unwrap_or(0),
-                    tx_packets: n.tx_packets.unwrap_or(0),
-                    tx_errors: n.tx_errors.unwrap_or(0),
-                    tx_dropped: n.tx_dropped.unwrap_or(0),
-                },
-            );
-        }
-    }
+    s.networks = stats.networks.unwrap_or_default();
 
     let blkio = stats.blkio_stats.as_ref();
     let bytes = blkio.and_then(|b| b.io_service_bytes_recursive.as_ref());
     for e in bytes.into_iter().flatten() {
-        let (Some(major), Some(minor), Some(op), Some(value)) = (e.major, e.minor, &e.op, e.value)
+        let (Some(major), Some(minor), Some(op), Some(value)) = (e.major, e.minor, e.op, e.value)
         else {
             continue;
         };
-        // v1 says Read/Write, v2 read/write.
-        let dev = s.blkio.entry(format!("{major}:{minor}")).or_default();
-        if op.eq_ignore_ascii_case("read") {
-            dev.read_bytes += value;
-        } else if op.eq_ignore_ascii_case("write") {
-            dev.write_bytes += value;
+        let dev = s.blkio.entry_or_default(&format!("{major}:{minor}"));
+        match op {
+            BlkioOp::Read => dev.read_bytes += value,
+            BlkioOp::Write => dev.write_bytes += value,
+            BlkioOp::Other => {}
         }
     }
     // Operation counts: v1's io_serviced_recursive (the cgroup stats source fills it from
     // v2's io.stat too); Docker's API on v2 leaves it empty.
     let ops = blkio.and_then(|b| b.io_serviced_recursive.as_ref());
     for e in ops.into_iter().flatten() {
-        let (Some(major), Some(minor), Some(op), Some(value)) = (e.major, e.minor, &e.op, e.value)
+        let (Some(major), Some(minor), Some(op), Some(value)) = (e.major, e.minor, e.op, e.value)
         else {
             continue;
         };
-        let dev = s.blkio.entry(format!("{major}:{minor}")).or_default();
-        if op.eq_ignore_ascii_case("read") {
-            *dev.reads.get_or_insert(0) += value;
-        } else if op.eq_ignore_ascii_case("write") {
-            *dev.writes.get_or_insert(0) += value;
+        let dev = s.blkio.entry_or_default(&format!("{major}:{minor}"));
+        match op {
+            BlkioOp::Read => *dev.reads.get_or_insert(0) += value,
+            BlkioOp::Write => *dev.writes.get_or_insert(0) += value,
+            BlkioOp::Other => {}
         }
     }
+
+    s.blkio.shrink_to_fit();
 
     (s, point)
 }

@@ -8,16 +8,15 @@ fn parses_the_kernel_formats() {
     let e = &n["eth0"];
     assert_eq!(
         (e.rx_bytes, e.rx_packets, e.rx_errors, e.rx_dropped),
-        (Some(290), Some(3), Some(1), Some(2))
+        (290, 3, 1, 2)
     );
     assert_eq!(
         (e.tx_bytes, e.tx_packets, e.tx_errors, e.tx_dropped),
-        (Some(70), Some(4), Some(5), Some(6))
+        (70, 4, 5, 6)
     );
 
-    assert_eq!(
-        blkio_entries("Total 0\n"),
-        None,
+    assert!(
+        blkio_entries("Total 0\n").is_none(),
         "only a Total line: next file"
     );
     let b = blkio_entries("254:0 Read 495616\n254:0 Write 7\nTotal 495623\n").expect("entries");
@@ -122,9 +121,10 @@ fn io_stat_gives_bytes_and_operations() {
     let ops = b.io_serviced_recursive.unwrap_or_default();
     assert_eq!(bytes.len(), 2);
     assert_eq!(
-        ops.iter()
-            .map(|e| (e.op.as_deref(), e.value))
-            .collect::<Vec<_>>(),
-        [(Some("read"), Some(1)), (Some("write"), Some(2))]
+        ops.iter().map(|e| (e.op, e.value)).collect::<Vec<_>>(),
+        [
+            (Some(BlkioOp::Read), Some(1)),
+            (Some(BlkioOp::Write), Some(2))
+        ]
     );
 }

@@ -151,7 +151,7 @@ impl DockerClient {
         let snap = self.snapshot();
         let answers = join_all(hosts.iter().map(|h| async move {
             let conn = self.connection(h).await?;
-            conn.list_containers(!q.running).await
+            conn.list_containers::<ContainerSummary>(!q.running).await
         }))
         .await;
         let mut listing = ContainerListing {
@@ -233,7 +233,7 @@ impl DockerClient {
         let hosts = self.client_hosts(client_id, host).await?;
         let answers = join_all(hosts.iter().map(|h| async move {
             let conn = self.connection(h).await?;
-            let list = conn.list_containers(true).await?;
+            let list = conn.list_containers::<ContainerSummary>(true).await?;
             Ok::<_, DockerError>((conn, list))
         }))
         .await;

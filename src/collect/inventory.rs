@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::models::ContainerInspectResponse;
+use serde::Deserialize;
 use tokio::task::JoinSet;
 
 use super::sampling::{Cycle, Target, call_each, sample_task};
@@ -17,7 +18,25 @@ use crate::config::filter::glob;
 use crate::config::sanitize_label;
 use crate::docker::{Connection, DockerError};
 use crate::snapshot::{ContainerMeta, ContainerState, Health, HostInfo, InfoLabel, Spec};
-use crate::stats::{CpuPoint, Sample};
+use crate::stats::{CpuPoint, Named, Sample};
+
+/// One entry of the container list as the collector reads it: what decides whether it is
+/// followed ([`Collector::admits`]) and whether it must be inspected again ([`ListKey`]).
+/// Why not bollard's `ContainerSummary`: that decodes ports, mounts, networks and more of
+/// every container at every re-list, to drop them unread (at 10,000 containers, the largest
+/// single source of heap at the moment the hosts re-list).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct Listed {
+    pub(super) id: Option<String>,
+    pub(super) names: Option<Vec<String>>,
+    #[serde(rename = "ImageID")]
+    pub(super) image_id: Option<String>,
+    pub(super) labels: Option<Named<String>>,
+    pub(super) state: Option<String>,
+    /// "Up 3 minutes (healthy)".
+    pub(super) status: Option<String>,
+}
 
 /// What decides whether a re-list must inspect a container again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +48,11 @@ pub(super) struct ListKey {
 }
 
 impl ListKey {
-    pub(super) fn from_summary(s: &ContainerSummary) -> ListKey {
+    pub(super) fn from_listed(s: &Listed) -> ListKey {
         let state = s
             .state
-            .map(|st| ContainerState::parse(st.as_ref()))
-            .unwrap_or(ContainerState::Unknown);
+            .as_deref()
+            .map_or(ContainerState::Unknown, ContainerState::parse);
         // `Status` reads "Up 3 minutes (healthy)"; the marker is all the list says of health.
         let status = s.status.as_deref().unwrap_or("");
         let health = if state != ContainerState::Running {
@@ -134,7 +153,7 @@ pub(super) async fn inspect_job(
 impl Collector {
     /// Whether a listed container is followed (`containers` sections, opt-out label): the
     /// others are never inspected after a list, sampled or shown.
-    fn admits(&self, s: &ContainerSummary) -> bool {
+    fn admits(&self, s: &Listed) -> bool {
         let name = s
             .names
             .as_ref()
@@ -154,7 +173,7 @@ impl Collector {
         for s in list.iter().filter(|s| self.admits(s)) {
             let Some(id) = &s.id else { continue };
             seen.insert(id.as_str());
-            let key = ListKey::from_summary(s);
+            let key = ListKey::from_listed(s);
             if self.inventory.get(id).is_none_or(|e| e.key != key) {
                 changed.push(id.clone());
             }
@@ -379,7 +398,7 @@ impl Collector {
         conn: &Arc<Connection>,
         jobs: &mut JoinSet<Job>,
         asked: Instant,
-        list: Result<Vec<ContainerSummary>, DockerError>,
+        list: Result<Vec<Listed>, DockerError>,
         info: Option<Box<bollard::models::SystemInfo>>,
     ) -> Result<bool, DockerError> {
         let list = match list {
@@ -395,11 +414,11 @@ impl Collector {
             self.info = Some(Arc::new(host_info(conn, Some(&info))));
         }
         let mut seen = HashSet::with_capacity(list.len());
-        let admitted: Vec<&ContainerSummary> = list.iter().filter(|s| self.admits(s)).collect();
+        let admitted: Vec<&Listed> = list.iter().filter(|s| self.admits(s)).collect();
         for s in admitted {
             let Some(id) = &s.id else { continue };
             seen.insert(id.as_str());
-            let key = ListKey::from_summary(s);
+            let key = ListKey::from_listed(s);
             if self.inventory.get(id).is_none_or(|e| e.key != key) {
                 self.request_inspect(conn, jobs, id.clone(), false);
             }

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::models::ContainerInspectResponse;
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
 
@@ -93,7 +93,7 @@ enum Job {
     /// A full list, and `/info`, asked at `asked`.
     Relist {
         asked: Instant,
-        list: Result<Vec<ContainerSummary>, DockerError>,
+        list: Result<Vec<inventory::Listed>, DockerError>,
         info: Option<Box<bollard::models::SystemInfo>>,
     },
     /// One container's inspect; `down` when it failed as if the host were down and a ping

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bollard::models::ContainerStatsResponse;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::task::JoinSet;
@@ -40,14 +39,14 @@ pub(super) enum Answer {
 
 impl Answer {
     pub(super) fn reduce(
-        r: Result<Option<ContainerStatsResponse>, DockerError>,
+        r: Result<Option<stats::StatsAnswer>, DockerError>,
         extra: Option<&Extra>,
         prev: Option<&CpuPoint>,
         seen_at: SystemTime,
     ) -> Answer {
         match r {
             Ok(Some(raw)) => {
-                let (mut s, point) = stats::sample(&raw, prev, seen_at);
+                let (mut s, point) = stats::sample(raw, prev, seen_at);
                 if let Some(e) = extra {
                     stats::add_extra(&mut s, e);
                 }

@@ -1,6 +1,6 @@
 use super::*;
 
-fn fixture(name: &str) -> ContainerStatsResponse {
+fn fixture(name: &str) -> StatsAnswer {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).expect("fixture");
     serde_json::from_str(&text).expect("decodes")
@@ -9,7 +9,7 @@ fn fixture(name: &str) -> ContainerStatsResponse {
 #[test]
 fn cgroup_v1_recorded_from_docker_20_10() {
     let stats = fixture("stats-cgroup-v1-oneshot.json");
-    let (s, point) = sample(&stats, None, SystemTime::UNIX_EPOCH);
+    let (s, point) = sample(stats.clone(), None, SystemTime::UNIX_EPOCH);
     let point = point.expect("cpu point");
     assert_eq!(point.total_ns, 1_591_706_571);
     assert_eq!(point.online_cpus, 2);
@@ -36,7 +36,7 @@ fn cgroup_v1_recorded_from_docker_20_10() {
 #[test]
 fn stream_false_uses_the_daemons_precpu() {
     let stats = fixture("stats-cgroup-v1-stream-false.json");
-    let (s, _) = sample(&stats, None, SystemTime::UNIX_EPOCH);
+    let (s, _) = sample(stats.clone(), None, SystemTime::UNIX_EPOCH);
     let pct = s.cpu_percent.expect("percent from precpu");
     // the container spins under --cpus 0.5
     assert!((40.0..=60.0).contains(&pct), "{pct}");
@@ -50,7 +50,7 @@ fn cgroup_v2_layout() {
         system_ns: 900_000_000_000_000 - 4_000_000_000,
         online_cpus: 4,
     };
-    let (s, _) = sample(&stats, Some(&prev), SystemTime::UNIX_EPOCH);
+    let (s, _) = sample(stats.clone(), Some(&prev), SystemTime::UNIX_EPOCH);
     // 0.5 s of container CPU over 4 s of host CPU time on 4 CPUs = 50 %
     assert!((s.cpu_percent.expect("percent") - 50.0).abs() < 1e-9);
     let m = s.memory.expect("memory");
@@ -68,11 +68,11 @@ fn cgroup_v2_layout() {
 
 #[test]
 fn stopped_container_answer_is_empty_and_counter_reset_gives_no_percent() {
-    let stopped: ContainerStatsResponse = serde_json::from_str(
+    let stopped: StatsAnswer = serde_json::from_str(
         r#"{"read":"0001-01-01T00:00:00Z","cpu_stats":{"cpu_usage":{"total_usage":0},"throttling_data":{}},"memory_stats":{},"pids_stats":{}}"#,
     )
     .expect("decodes");
-    let (s, point) = sample(&stopped, None, SystemTime::UNIX_EPOCH);
+    let (s, point) = sample(stopped.clone(), None, SystemTime::UNIX_EPOCH);
     assert!(s.is_empty());
     assert!(point.is_none());
 
@@ -91,11 +91,11 @@ fn stopped_container_answer_is_empty_and_counter_reset_gives_no_percent() {
 
 #[test]
 fn working_set_floors_at_zero() {
-    let stats: ContainerStatsResponse = serde_json::from_str(
+    let stats: StatsAnswer = serde_json::from_str(
         r#"{"memory_stats":{"usage":100,"limit":1000,"stats":{"total_inactive_file":150,"total_cache":150,"total_rss":0}}}"#,
     )
     .expect("decodes");
-    let (s, _) = sample(&stats, None, SystemTime::UNIX_EPOCH);
+    let (s, _) = sample(stats.clone(), None, SystemTime::UNIX_EPOCH);
     assert_eq!(s.memory.expect("memory").working_set, 0);
 }
 
@@ -141,7 +141,7 @@ fn cgroup_v2_files_to_sample() {
     let paths = reader.locate(id, 4242, "host").expect("located");
     let mut out = reader.read_many([paths], |p| p, |_, r| r.expect("read"));
     let (raw, extra) = out.pop().expect("one answer");
-    let (mut s, _) = sample(&raw, None, SystemTime::UNIX_EPOCH);
+    let (mut s, _) = sample(raw.clone(), None, SystemTime::UNIX_EPOCH);
     add_extra(&mut s, &extra);
 
     let p = s.pressure.expect("pressure");
@@ -205,7 +205,7 @@ fn pressure_files_parse_and_v1_memory_figures_come_from_the_api_answer() {
     assert_eq!(crate::cgroup::parse_pressure("garbage\n"), None);
 
     let stats = fixture("stats-cgroup-v1-oneshot.json");
-    let (s, _) = sample(&stats, None, SystemTime::UNIX_EPOCH);
+    let (s, _) = sample(stats.clone(), None, SystemTime::UNIX_EPOCH);
     let m = s.memory.expect("memory");
     assert_eq!(m.max_usage, Some(4_087_808));
     assert_eq!(m.mapped_file, Some(0));
