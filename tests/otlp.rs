@@ -975,9 +975,17 @@ fn receiver_down_then_up() {
         "2 exports with the container",
         |e| e.iter().filter(|r| has_container(r)).count() >= 2,
     );
-    let s0 = exp.wait_for(Duration::from_secs(5), "a success counted", |s| {
-        otlp_outcome(s, "success") >= 1.0 && s.value("container_last_seen", &f).is_some()
-    });
+    // The baseline RSS is taken after the host's first disk usage pass, whose `/system/df`
+    // answer (large on the shared test daemon) would otherwise count as growth.
+    let s0 = exp.wait_for(
+        Duration::from_secs(120),
+        "a success counted, the first disk usage pass done",
+        |s| {
+            otlp_outcome(s, "success") >= 1.0
+                && s.value("container_last_seen", &f).is_some()
+                && s.find("dockstat_disk_usage_success", &[]).next().is_some()
+        },
+    );
     let (success0, failed0) = (otlp_outcome(&s0, "success"), otlp_outcome(&s0, "failed"));
     let rss0 = must(&s0, "process_resident_memory_bytes", &[]);
 
