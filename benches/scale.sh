@@ -5,6 +5,7 @@
 #   benches/scale.sh [hosts] [containers_per_host] [windows] [window_seconds] [scrapes]
 #   benches/scale.sh                 # 20 500 5 30 200: about 12 minutes on 2 slow cores
 #   SCENARIOS=healthy benches/scale.sh 2 50 2 10 20     # a quick smoke run
+#   DOCKSTAT_BIN=/tmp/old SCENARIOS=healthy benches/scale.sh 20 500 3 20 0   # collection only, another build
 #
 # Needs bash, curl, awk and python3 (free ports). Builds the release exporter and the
 # simulator, then for each scenario (SCENARIOS, default "healthy hung"):
@@ -45,7 +46,8 @@ READY_TIMEOUT_S=600
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked --quiet --bin dockstat-exporter --example dockersim
-BIN=target/release/dockstat-exporter
+# DOCKSTAT_BIN: another build of the exporter (an A/B comparison against an older commit).
+BIN=${DOCKSTAT_BIN:-target/release/dockstat-exporter}
 SIM=target/release/examples/dockersim
 WORK=$(mktemp -d /tmp/dockstat-scale.XXXXXX)
 EPID=

@@ -6,6 +6,7 @@ use clap::Parser;
 use dockstat_exporter::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    dockstat_exporter::process::one_malloc_arena();
     let cli = Cli::parse();
     let logs = cli::init_logging(cli.log_format);
     let code = cli::execute(cli);
