@@ -129,7 +129,7 @@ fn new_container_figures_match_the_kernel_files_of_a_paused_container() {
             s.value("container_threads", &f).is_some_and(|t| t >= 3.0)
                 && s.find("container_fs_writes_total", &f).next().is_some()
         });
-        d.run(&["pause", &c.id]);
+        d.pause(&c.id);
         let paused = exp.wait_for(Duration::from_secs(10), "state paused", |s| {
             s.value(
                 "dockstat_container_state",
@@ -330,7 +330,7 @@ fn pressure_is_read_from_a_real_cgroup2_hierarchy() {
         e.cpu_pressure.filter(|p| p.some_us > 0).map(|_| ())
     });
     // Frozen, the totals stop: the reader and the files agree.
-    d.run(&["pause", &c.id]);
+    d.pause(&c.id);
     let files = |f: &str| dockstat_exporter::cgroup::parse_pressure(&read(&v2.child.join(f)));
     poll(
         "the reader and the kernel's files agree",

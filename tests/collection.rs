@@ -510,7 +510,7 @@ fn a_paused_container_keeps_its_figures_and_its_cpu_counter_stops() {
                         .is_some()
             },
         );
-        d.run(&["pause", &c.id]);
+        d.pause(&c.id);
         let frozen = cgroup_cpu_seconds(c.pid());
         let paused = exp.wait_for(Duration::from_secs(10), "state paused", |s| {
             s.value(

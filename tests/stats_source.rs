@@ -150,7 +150,7 @@ fn cgroup_and_api_sources_agree() {
         );
     }
     // Paused, the counter stops: both sources must then tell the same number of seconds.
-    d.run(&["pause", &busy.name]);
+    d.pause(&busy.name);
     let frozen = |e: &Exporter| {
         let mut last: Option<(f64, f64)> = None;
         let s = e.wait_for(

@@ -125,6 +125,23 @@ impl Docker {
         self.try_run(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `docker pause`, tried again while runc answers "unable to freeze": runc gives up
+    /// when the freezer does not settle within its short window, which a CPU-throttled or
+    /// starved task (both cores loaded) can cause; it thaws again, so a retry is clean.
+    /// Any other refusal fails at once.
+    pub fn pause(&self, container: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.try_run(&["pause", container]) {
+                Ok(_) => return,
+                Err(e) if e.contains("unable to freeze") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     /// `docker run -d` with the test label and a unique name; removed when dropped.
     pub fn start(&self, tag: &str, opts: &[&str], cmd: &str) -> Container {
         let name = unique(tag);
