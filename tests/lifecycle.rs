@@ -6,7 +6,9 @@ mod common;
 #[path = "common/proxy.rs"]
 mod proxy;
 
+use std::io::{BufRead, BufReader};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -263,14 +265,71 @@ fn health_goes_starting_healthy_unhealthy() {
     );
 }
 
+/// `docker events` followed live for the containers carrying `label`:
+/// the ground truth for counts. A `--since` query after the fact is not: Docker keeps only
+/// its last 256 events for replay, and one cgroup v1 OOM kill can emit thousands of `oom`
+/// events (CI saw 2,406, of which such a query returned 254).
+struct LiveEvents {
+    child: std::process::Child,
+    actions: Arc<Mutex<Vec<String>>>,
+}
+
+impl LiveEvents {
+    fn follow(docker: &Docker, since: &str, label: &str) -> LiveEvents {
+        let mut child = docker.spawn(&[
+            "events",
+            "--since",
+            since,
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.Action}}",
+        ]);
+        let actions = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = Arc::clone(&actions);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let live = LiveEvents { child, actions };
+        // A probe container with the label: once its `create` arrives, the CLI is
+        // subscribed and nothing later can fall out of Docker's replay buffer.
+        let probe = docker.run(&["create", "--label", label, &env().image, "true"]);
+        poll(
+            "docker events to be followed",
+            Duration::from_secs(30),
+            || (live.count("create") >= 1).then_some(()),
+        );
+        docker.run(&["rm", &probe]);
+        live
+    }
+
+    /// How many events of `action` arrived so far.
+    fn count(&self, action: &str) -> usize {
+        let actions = self.actions.lock().unwrap_or_else(|p| p.into_inner());
+        actions.iter().filter(|a| a.as_str() == action).count()
+    }
+}
+
+impl Drop for LiveEvents {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn cgroup_oom_kill_is_counted() {
     let exp = exporter_a("oom");
     let a = Docker::a();
-    let since = format!("{:.3}", now() - 1.0);
+    let label = format!("dockstat.test.oom={}", unique("oom"));
+    // Followed before the container exists.
+    let docker_events = LiveEvents::follow(&a, &format!("{:.3}", now() - 1.0), &label);
     let c = a.start(
         "oom",
-        &["--memory", "32m", "--memory-swap", "32m"],
+        &["--label", &label, "--memory", "32m", "--memory-swap", "32m"],
         "head -c 200m /dev/zero | tail",
     );
     let s = exp.wait_for(Duration::from_secs(30), "the OOM kill", |s| {
@@ -288,29 +347,32 @@ fn cgroup_oom_kill_is_counted() {
         Some(137.0)
     );
     // Exactly as many as Docker emitted: with cgroup v1 Docker reports one `oom` per memcg
-    // OOM notification, which can be several for one kill.
-    let until = format!("{:.3}", now());
-    let out = a.run(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        &format!("container={}", c.id),
-        "--filter",
-        "event=oom",
-        "--format",
-        "{{.Action}}",
-    ]);
-    let docker_ooms = out.lines().filter(|l| *l == "oom").count() as f64;
-    let s = exp.scrape();
-    let exported = s
-        .value("container_oom_events_total", &[("name", &c.name)])
-        .expect("oom series");
-    eprintln!("oom events: docker {docker_ooms}, exported {exported}");
-    assert!(docker_ooms >= 1.0, "docker emitted no oom event: {out:?}");
-    assert_eq!(exported, docker_ooms, "one count per Docker oom event");
+    // OOM notification, which can be many for one kill. Every subscriber gets Docker's events
+    // in one order, so once the CLI has seen `die` every `oom` before it was published; the
+    // exporter may still be reading them, hence the wait for the two counts to meet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (docker_ooms, exported) = loop {
+        let died = docker_events.count("die") >= 1;
+        let docker_ooms = docker_events.count("oom") as f64;
+        let exported = exp
+            .scrape()
+            .value("container_oom_events_total", &[("name", &c.name)]);
+        if (died && exported == Some(docker_ooms)) || Instant::now() >= deadline {
+            break (docker_ooms, exported);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("oom events: docker {docker_ooms}, exported {exported:?}");
+    assert!(
+        docker_events.count("die") >= 1,
+        "docker events never showed the container's die"
+    );
+    assert!(docker_ooms >= 1.0, "docker emitted no oom event");
+    assert_eq!(
+        exported,
+        Some(docker_ooms),
+        "one count per Docker oom event"
+    );
 }
 
 #[test]

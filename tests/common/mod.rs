@@ -125,6 +125,17 @@ impl Docker {
         self.try_run(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The docker CLI started with `args` and its stdout piped, for commands that stream
+    /// (`docker events`); the caller reads and kills it.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"))
+    }
+
     /// `docker pause`, tried again while runc answers "unable to freeze": runc gives up
     /// when the freezer does not settle within its short window, which a CPU-throttled or
     /// starved task (both cores loaded) can cause; it thaws again, so a retry is clean.
