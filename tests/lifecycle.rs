@@ -265,7 +265,8 @@ fn health_goes_starting_healthy_unhealthy() {
     );
 }
 
-/// `docker events` followed live for the containers carrying `label`:
+/// `docker events` followed live for the containers carrying `label`, from a second before
+/// it is started (so the probe below cannot be missed):
 /// the ground truth for counts. A `--since` query after the fact is not: Docker keeps only
 /// its last 256 events for replay, and one cgroup v1 OOM kill can emit thousands of `oom`
 /// events (CI saw 2,406, of which such a query returned 254).
@@ -275,11 +276,11 @@ struct LiveEvents {
 }
 
 impl LiveEvents {
-    fn follow(docker: &Docker, since: &str, label: &str) -> LiveEvents {
+    fn follow(docker: &Docker, label: &str) -> LiveEvents {
         let mut child = docker.spawn(&[
             "events",
             "--since",
-            since,
+            &format!("{:.3}", now() - 1.0),
             "--filter",
             &format!("label={label}"),
             "--format",
@@ -326,7 +327,7 @@ fn cgroup_oom_kill_is_counted() {
     let a = Docker::a();
     let label = format!("dockstat.test.oom={}", unique("oom"));
     // Followed before the container exists.
-    let docker_events = LiveEvents::follow(&a, &format!("{:.3}", now() - 1.0), &label);
+    let docker_events = LiveEvents::follow(&a, &label);
     let c = a.start(
         "oom",
         &["--label", &label, "--memory", "32m", "--memory-swap", "32m"],
@@ -351,22 +352,19 @@ fn cgroup_oom_kill_is_counted() {
     // in one order, so once the CLI has seen `die` every `oom` before it was published; the
     // exporter may still be reading them, hence the wait for the two counts to meet.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (docker_ooms, exported) = loop {
+    let (died, docker_ooms, exported) = loop {
         let died = docker_events.count("die") >= 1;
         let docker_ooms = docker_events.count("oom") as f64;
         let exported = exp
             .scrape()
             .value("container_oom_events_total", &[("name", &c.name)]);
         if (died && exported == Some(docker_ooms)) || Instant::now() >= deadline {
-            break (docker_ooms, exported);
+            break (died, docker_ooms, exported);
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     eprintln!("oom events: docker {docker_ooms}, exported {exported:?}");
-    assert!(
-        docker_events.count("die") >= 1,
-        "docker events never showed the container's die"
-    );
+    assert!(died, "docker events never showed the container's die");
     assert!(docker_ooms >= 1.0, "docker emitted no oom event");
     assert_eq!(
         exported,

@@ -126,12 +126,12 @@ impl Docker {
     }
 
     /// The docker CLI started with `args` and its stdout piped, for commands that stream
-    /// (`docker events`); the caller reads and kills it.
+    /// (`docker events`); the caller reads and kills it. Its complaints reach the test's
+    /// stderr.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command()
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"))
     }
