@@ -240,6 +240,10 @@ pub fn execute(cli: Cli) -> ExitCode {
                 Ok(v) => v,
                 Err(code) => return code,
             };
+            if let Err(e) = crate::pool::dedicate_thread() {
+                // Collection then shares the workers: slower, not wrong.
+                tracing::warn!(error = %e, "no thread of its own for collection");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

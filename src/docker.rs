@@ -346,13 +346,18 @@ impl Connection {
     /// `stream=false` before (the daemon waits ~1 s to fill `precpu_stats`). None when the
     /// daemon answers with an empty body, as it does for a container that just stopped.
     pub async fn stats(&self, id: &str) -> Result<Option<StatsAnswer>, DockerError> {
-        let path = format!(
-            "/containers/{}/stats?stream=false{}",
-            encode(id),
-            if self.one_shot { "&one-shot=true" } else { "" }
-        );
+        // Built in one buffer: the call runs for every container at every interval.
+        let mut path = String::with_capacity(self.prefix.len() + id.len() + 64);
+        path.push_str(&self.prefix);
+        path.push_str("/containers/");
+        encode_into(&mut path, id);
+        path.push_str("/stats?stream=false");
+        if self.one_shot {
+            path.push_str("&one-shot=true");
+        }
         self.call(ApiCall::ContainerStats, async {
-            let body = self.get(&path, limits::STATS).await?;
+            let answer = request(&self.transport, Method::GET, &path).await?;
+            let body = read::whole(answer.into_body(), limits::STATS, &path).await?;
             // The first JSON value, if any: the answer is one object and a newline.
             serde_json::Deserializer::from_slice(&body)
                 .into_iter()
@@ -490,6 +495,12 @@ async fn request(
 /// Percent-encodes a path segment or query value: all but RFC 3986's unreserved characters.
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    encode_into(&mut out, s);
+    out
+}
+
+/// [`encode`] onto the end of `out`.
+fn encode_into(out: &mut String, s: &str) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
@@ -497,7 +508,6 @@ fn encode(s: &str) -> String {
             let _ = write!(out, "%{b:02X}");
         }
     }
-    out
 }
 
 #[cfg(test)]

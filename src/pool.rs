@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -31,6 +31,39 @@ use crate::lock::MutexExt;
 use crate::process::{self, ProcessStats};
 use crate::shard::Shard;
 use crate::snapshot::SnapshotStore;
+
+/// The runtime collectors are spawned on once [`dedicate_thread`] has run; before that (and
+/// in library use and tests), the caller's.
+static COLLECTION: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+/// Runs every collector started from now on on one thread of its own
+/// (`dockstat-collect`, a current-thread tokio runtime) instead of the shared workers.
+///
+/// Why: at 10,000 containers the collectors make 2,000 short calls a second, each a few
+/// tasks (the caller, hyper's connection task) that wake one another. Spread over the
+/// worker threads, a good part of the CPU went to waking threads and to the two threads
+/// contending on the allocator's lock (futex wake-ups and context switches, ~20 % of the
+/// exporter's profile; BENCHMARKS.md). Collection needs a few percent of one core, so
+/// one thread is enough; the scrapes, the API and OTLP keep the multi-threaded runtime,
+/// and a long render never waits behind collection nor collection behind it. Blocking
+/// work (cgroup files) still goes to the blocking pool. The runtime lives as long as the
+/// process; collectors on it are stopped the usual way (cancelled, then awaited).
+pub fn dedicate_thread() -> std::io::Result<()> {
+    if COLLECTION.get().is_some() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("dockstat-collect")
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("dockstat-collect".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+    // A second caller racing this one keeps the first runtime; this thread then idles.
+    let _ = COLLECTION.set(handle);
+    Ok(())
+}
 
 /// How long a stopping collector may take to finish before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -311,14 +344,18 @@ impl Pool {
         ));
         self.instruments.insert(spec.id, instruments.clone());
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(supervise(
+        let collector = supervise(
             spec.clone(),
             self.settings.clone(),
             status.clone(),
             self.snapshots.clone(),
             instruments,
             cancel.clone(),
-        ));
+        );
+        let handle = match COLLECTION.get() {
+            Some(runtime) => runtime.spawn(collector),
+            None => tokio::spawn(collector),
+        };
         HostTask {
             spec,
             status,

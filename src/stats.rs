@@ -392,13 +392,15 @@ pub fn sample(
     s.networks = stats.networks.unwrap_or_default();
 
     let blkio = stats.blkio_stats.as_ref();
+    // `major:minor`, written into one reused buffer: a dozen entries per answer.
+    let mut key = String::new();
     let bytes = blkio.and_then(|b| b.io_service_bytes_recursive.as_ref());
     for e in bytes.into_iter().flatten() {
         let (Some(major), Some(minor), Some(op), Some(value)) = (e.major, e.minor, e.op, e.value)
         else {
             continue;
         };
-        let dev = s.blkio.entry_or_default(&format!("{major}:{minor}"));
+        let dev = s.blkio.entry_or_default(device_key(&mut key, major, minor));
         match op {
             BlkioOp::Read => dev.read_bytes += value,
             BlkioOp::Write => dev.write_bytes += value,
@@ -413,7 +415,7 @@ pub fn sample(
         else {
             continue;
         };
-        let dev = s.blkio.entry_or_default(&format!("{major}:{minor}"));
+        let dev = s.blkio.entry_or_default(device_key(&mut key, major, minor));
         match op {
             BlkioOp::Read => *dev.reads.get_or_insert(0) += value,
             BlkioOp::Write => *dev.writes.get_or_insert(0) += value,
@@ -424,6 +426,15 @@ pub fn sample(
     s.blkio.shrink_to_fit();
 
     (s, point)
+}
+
+/// `major:minor` in `buf`, which is reused from one entry to the next.
+fn device_key(buf: &mut String, major: u64, minor: u64) -> &str {
+    buf.clear();
+    buf.push_str(itoa::Buffer::new().format(major));
+    buf.push(':');
+    buf.push_str(itoa::Buffer::new().format(minor));
+    buf
 }
 
 /// Adds what the kernel's files tell beyond Docker's answer (the cgroup stats source).

@@ -47,10 +47,12 @@ const USER_AGENT: &str = concat!("dockstat-exporter/", env!("CARGO_PKG_VERSION")
 /// One host's pooled HTTP client, by kind of address. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub(super) enum Transport {
-    /// A unix socket (hyperlocal).
+    /// A unix socket (hyperlocal); `base` is `unix://<hex of the path>:0`, the form
+    /// hyperlocal's connector reads the socket path back from.
     Unix {
         http: Client<UnixConnector, RequestBody>,
         socket: Arc<Path>,
+        base: Arc<str>,
     },
     /// Plain TCP; `base` is `http://host:port`.
     Tcp {
@@ -92,6 +94,7 @@ impl Transport {
                 Ok(Transport::Unix {
                     http: pooled(UnixConnector),
                     socket: Arc::from(path.as_path()),
+                    base: Arc::from(unix_base(path)),
                 })
             }
             (Address::Tcp { host, port }, tls) => {
@@ -132,14 +135,17 @@ impl Transport {
         method: Method,
         path: &str,
     ) -> Result<Response<Incoming>, DockerError> {
-        let uri: http::Uri = match self {
-            Transport::Unix { socket, .. } => hyperlocal::Uri::new(socket, path).into(),
-            Transport::Tcp { base, .. } | Transport::Tls { base, .. } => {
-                format!("{base}{path}").parse().map_err(|e| {
-                    DockerError::new(ErrorKind::Other, format!("request for {path}: {e}"))
-                })?
-            }
+        let base = match self {
+            Transport::Unix { base, .. }
+            | Transport::Tcp { base, .. }
+            | Transport::Tls { base, .. } => base,
         };
+        // One buffer, moved into the URI: 2,000 stats calls a second at 10,000 containers.
+        let mut uri = String::with_capacity(base.len() + path.len());
+        uri.push_str(base);
+        uri.push_str(path);
+        let uri = http::Uri::try_from(uri)
+            .map_err(|e| DockerError::new(ErrorKind::Other, format!("request for {path}: {e}")))?;
         let req = Request::builder()
             .method(method)
             .uri(uri)
@@ -153,6 +159,20 @@ impl Transport {
         };
         sent.map_err(|e| DockerError::classify(&e))
     }
+}
+
+/// `unix://<hex of path>:0`: hyperlocal's URI form (`hyperlocal::Uri::new`), built once per
+/// host rather than per request.
+fn unix_base(path: &Path) -> String {
+    use std::fmt::Write as _;
+    let bytes = path.to_string_lossy();
+    let mut base = String::with_capacity(9 + 2 * bytes.len());
+    base.push_str("unix://");
+    for b in bytes.bytes() {
+        let _ = write!(base, "{b:02x}");
+    }
+    base.push_str(":0");
+    base
 }
 
 /// A hyper client keeping idle connections for [`IDLE`].
@@ -182,5 +202,25 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, DockerError> {
         }
         // Server-verified TLS: the daemon's certificate is checked, none of ours is sent.
         _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_base_is_hyperlocals_form() {
+        for path in [
+            "/run/docker.sock",
+            "/tmp/dir with space/h0.sock",
+            "rel.sock",
+        ] {
+            let ours: http::Uri = format!("{}/v1.41/_ping", unix_base(Path::new(path)))
+                .parse()
+                .expect("a URI");
+            let theirs: http::Uri = hyperlocal::Uri::new(path, "/v1.41/_ping").into();
+            assert_eq!(ours, theirs, "{path}");
+        }
     }
 }
