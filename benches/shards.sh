@@ -5,6 +5,7 @@
 #   benches/shards.sh [hosts] [containers_per_host] [rounds] [windows] [window_seconds]
 #   benches/shards.sh                  # 20 500 50 3 20: about 10 minutes on 2 slow cores
 #   benches/shards.sh 4 50 5 1 5       # a quick smoke run
+#   DOCKSTAT_BIN=/tmp/old benches/shards.sh   # another build of the exporter (A/B)
 #
 # Needs bash, curl, awk and python3 (free ports). Builds the release exporter and the
 # simulator, starts the simulator on unix sockets, then:
@@ -32,7 +33,8 @@ READY_TIMEOUT_S=600
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked --quiet --bin dockstat-exporter --example dockersim
-BIN=target/release/dockstat-exporter
+# DOCKSTAT_BIN: another build of the exporter (an A/B comparison against an older commit).
+BIN=${DOCKSTAT_BIN:-target/release/dockstat-exporter}
 SIM=target/release/examples/dockersim
 WORK=$(mktemp -d /tmp/dockstat-shards.XXXXXX)
 PIDS=()
