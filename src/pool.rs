@@ -37,7 +37,7 @@ use crate::snapshot::SnapshotStore;
 static COLLECTION: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 
 /// Runs every collector started from now on on one thread of its own
-/// (`dockstat-collect`, a current-thread tokio runtime) instead of the shared workers.
+/// (`collection`, a current-thread tokio runtime; its blocking threads are named so too) instead of the shared workers.
 ///
 /// Why: at 10,000 containers the collectors make 2,000 short calls a second, each a few
 /// tasks (the caller, hyper's connection task) that wake one another. Spread over the
@@ -54,15 +54,27 @@ pub fn dedicate_thread() -> std::io::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("dockstat-collect")
+        .thread_name("collection")
         .build()?;
     let handle = runtime.handle().clone();
     std::thread::Builder::new()
-        .name("dockstat-collect".into())
+        .name("collection".into())
         .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
     // A second caller racing this one keeps the first runtime; this thread then idles.
     let _ = COLLECTION.set(handle);
     Ok(())
+}
+
+/// Tasks alive on the caller's runtime and, once collection has a thread of its own, on
+/// that one too: the collectors, their calls and connections live there. Read from the
+/// serving side (scrapes, OTLP, the API), which never runs on the collection thread.
+fn alive_tasks() -> usize {
+    let here = tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_alive_tasks())
+        .unwrap_or(0);
+    here + COLLECTION
+        .get()
+        .map_or(0, |c| c.metrics().num_alive_tasks())
 }
 
 /// How long a stopping collector may take to finish before it is aborted.
@@ -187,9 +199,7 @@ impl PoolSource for Pool {
             hosts: s.total_hosts,
             active_streams: s.active_streams,
             inflight: s.inflight_requests,
-            tasks: tokio::runtime::Handle::try_current()
-                .map(|h| h.metrics().num_alive_tasks())
-                .unwrap_or(0),
+            tasks: alive_tasks(),
             shard: self.shard,
         }
     }

@@ -556,3 +556,35 @@ fn a_paused_container_keeps_its_figures_and_its_cpu_counter_stops() {
         );
     }
 }
+
+#[test]
+fn collectors_run_on_a_thread_of_their_own_and_their_tasks_are_counted() {
+    // The serving side alone, without a host: its tasks are the baseline.
+    let empty = Exporter::start("tasks-none", "");
+    let s = empty.wait_for(Duration::from_secs(20), "the runtime's task count", |s| {
+        s.value("dockstat_runtime_tasks", &[]).is_some()
+    });
+    let base = s.value("dockstat_runtime_tasks", &[]).expect("tasks");
+
+    let exp = Exporter::start("tasks-one", &config_a("1s"));
+    let s = exp.wait_for(Duration::from_secs(30), "host a collected", |s| {
+        s.value("dockstat_host_up", &[("host", "a")]) == Some(1.0)
+    });
+    let pid = exp.pid().expect("running");
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "collection"),
+        "no collection thread among {threads:?}"
+    );
+    // The host's collector and the connections of its event stream and calls run on that
+    // thread's runtime, and dockstat_runtime_tasks counts them with the serving side's.
+    let tasks = s.value("dockstat_runtime_tasks", &[]).expect("tasks");
+    assert!(
+        tasks >= base + 2.0,
+        "{tasks} tasks with one host against {base} without"
+    );
+}
