@@ -16,7 +16,8 @@
 //! 3. [`client`]: [`DockerClient`], the library over everything below: clients, hosts,
 //!    monitoring, containers, status, the audit log. (`fixtures`, for tests and
 //!    benchmarks only, sits here too.)
-//! 4. [`pool`]: which hosts are collected, one collector task each. The exports, which
+//! 4. [`pool`]: which hosts are collected, one collector task each (in the binary, all on
+//!    one thread of their own, [`pool::dedicate_thread`]). The exports, which
 //!    only read the snapshot: [`metrics`] renders `/metrics`, [`otlp`] pushes the same
 //!    families over OTLP (gRPC or HTTP).
 //! 5. [`collect`]: one host's collector: events, inventory, sampling. [`families`]: the
