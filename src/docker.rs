@@ -262,7 +262,10 @@ impl Connection {
 
     /// `path` with the negotiated version in front.
     fn versioned(&self, path: &str) -> String {
-        format!("{}{path}", self.prefix)
+        let mut out = String::with_capacity(self.prefix.len() + path.len());
+        out.push_str(&self.prefix);
+        out.push_str(path);
+        out
     }
 
     /// `GET path`, its body read up to `limit` bytes.
@@ -346,9 +349,8 @@ impl Connection {
     /// `stream=false` before (the daemon waits ~1 s to fill `precpu_stats`). None when the
     /// daemon answers with an empty body, as it does for a container that just stopped.
     pub async fn stats(&self, id: &str) -> Result<Option<StatsAnswer>, DockerError> {
-        // Built in one buffer: the call runs for every container at every interval.
-        let mut path = String::with_capacity(self.prefix.len() + id.len() + 64);
-        path.push_str(&self.prefix);
+        // Built without `format!`: the call runs for every container at every interval.
+        let mut path = String::with_capacity(id.len() + 64);
         path.push_str("/containers/");
         encode_into(&mut path, id);
         path.push_str("/stats?stream=false");
@@ -356,8 +358,7 @@ impl Connection {
             path.push_str("&one-shot=true");
         }
         self.call(ApiCall::ContainerStats, async {
-            let answer = request(&self.transport, Method::GET, &path).await?;
-            let body = read::whole(answer.into_body(), limits::STATS, &path).await?;
+            let body = self.get(&path, limits::STATS).await?;
             // The first JSON value, if any: the answer is one object and a newline.
             serde_json::Deserializer::from_slice(&body)
                 .into_iter()

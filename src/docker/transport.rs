@@ -161,17 +161,12 @@ impl Transport {
     }
 }
 
-/// `unix://<hex of path>:0`: hyperlocal's URI form (`hyperlocal::Uri::new`), built once per
-/// host rather than per request.
+/// `unix://<hex of path>:0`: hyperlocal's URI form for the socket, without a path; built
+/// once per host rather than per request.
 fn unix_base(path: &Path) -> String {
-    use std::fmt::Write as _;
-    let bytes = path.to_string_lossy();
-    let mut base = String::with_capacity(9 + 2 * bytes.len());
-    base.push_str("unix://");
-    for b in bytes.bytes() {
-        let _ = write!(base, "{b:02x}");
-    }
-    base.push_str(":0");
+    let root: http::Uri = hyperlocal::Uri::new(path, "/").into();
+    let mut base = root.to_string();
+    base.pop(); // the "/" of the path
     base
 }
 
