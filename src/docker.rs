@@ -23,6 +23,7 @@ use crate::stats::StatsAnswer;
 mod df;
 mod error;
 mod events;
+mod exchange;
 pub mod limits;
 mod logs;
 mod read;
@@ -268,11 +269,10 @@ impl Connection {
         out
     }
 
-    /// `GET path`, its body read up to `limit` bytes.
+    /// `GET path`, its body read up to `limit` bytes: a short answer (see
+    /// `transport::Transport::get_short`).
     async fn get(&self, path: &str, limit: usize) -> Result<bytes::Bytes, DockerError> {
-        let path = self.versioned(path);
-        let answer = request(&self.transport, Method::GET, &path).await?;
-        read::whole(answer.into_body(), limit, &path).await
+        self.transport.get_short(&self.versioned(path), limit).await
     }
 
     /// `GET path` decoded from JSON.
@@ -383,11 +383,14 @@ impl Connection {
         } else {
             "/system/df?verbose=1&type=image&type=volume&type=build-cache".to_string()
         };
-        self.call_within(
-            ApiCall::SystemDf,
-            deadline,
-            self.get_json(&path, limits::SYSTEM_DF),
-        )
+        // Up to 64 MiB: through the pooled client, whose body comes in pieces joined once,
+        // rather than one buffer growing by doubling.
+        let path = self.versioned(&path);
+        self.call_within(ApiCall::SystemDf, deadline, async {
+            let answer = request(&self.transport, Method::GET, &path).await?;
+            let body = read::whole(answer.into_body(), limits::SYSTEM_DF, &path).await?;
+            serde_json::from_slice(&body).map_err(|e| decode_error(&path, &e))
+        })
         .await
     }
 

@@ -181,7 +181,20 @@ pub(super) async fn api_error(answer: Response<Incoming>, path: &str) -> DockerE
         .get(http::header::SERVER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match read::whole(answer.into_body(), limits::ERROR_BODY, path).await {
+    let body = read::whole(answer.into_body(), limits::ERROR_BODY, path).await;
+    error_answer(status, docker, server.as_deref(), body, path)
+}
+
+/// The `api_error` of an answer with `status`: `docker` when it carried Docker's
+/// `Api-Version` header, `server` its `Server` header, `body` as far as it could be read.
+pub(super) fn error_answer(
+    status: StatusCode,
+    docker: bool,
+    server: Option<&str>,
+    body: Result<bytes::Bytes, DockerError>,
+    path: &str,
+) -> DockerError {
+    let body = match body {
         Ok(body) => body,
         Err(e) if e.kind == ErrorKind::TooLarge => {
             return DockerError {

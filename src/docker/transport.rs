@@ -6,9 +6,12 @@
 //! own constructors also switch connection reuse off (`pool_max_idle_per_host(0)`), so every
 //! call opens a new connection: on a unix socket that is ~15 % of the collector's CPU at
 //! scale, and on a TLS host a full mutual-TLS handshake per stats call, for the exporter and
-//! for dockerd alike. Here one pooled hyper client per host keeps idle connections for
-//! [`IDLE`]; a call that times out or stops reading drops its connection rather than
-//! returning it, so a hung connection is never reused.
+//! for dockerd alike. Here each host has two clients, both keeping idle connections for
+//! [`IDLE`]: a pooled hyper client for the streams (events, logs, the container list), the
+//! actions and `/system/df`, and [`Exchange`] for the short whole answers that run per
+//! container (stats, inspect) or per connect (version, info, ping). A call that times out
+//! or stops reading drops its connection rather than returning it, so a hung connection is
+//! never reused.
 
 use std::fmt;
 use std::path::Path;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, header};
+use http::{Method, Request, Response, Uri, header};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -25,6 +28,7 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
 
+use super::exchange::{Dial, Exchange};
 use super::{DockerError, ErrorKind};
 use crate::config::{Address, Endpoint, TlsFiles};
 
@@ -44,9 +48,17 @@ const READ_BUF: usize = 16 * 1024;
 /// Sent with every request, so daemon logs and proxies can tell who asks.
 const USER_AGENT: &str = concat!("dockstat-exporter/", env!("CARGO_PKG_VERSION"));
 
-/// One host's pooled HTTP client, by kind of address. Cheap to clone (the pool is shared).
+/// One host's HTTP clients: the pooled hyper client for streams, actions and large
+/// answers, and [`Exchange`] for short whole answers. Cheap to clone (both are shared).
 #[derive(Clone)]
-pub(super) enum Transport {
+pub(super) struct Transport {
+    pooled: Pooled,
+    short: Arc<Exchange>,
+}
+
+/// The pooled hyper client, by kind of address.
+#[derive(Clone)]
+enum Pooled {
     /// A unix socket (hyperlocal); `base` is `unix://<hex of the path>:0`, the form
     /// hyperlocal's connector reads the socket path back from.
     Unix {
@@ -68,9 +80,9 @@ pub(super) enum Transport {
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Transport::Unix { socket, .. } => write!(f, "unix://{}", socket.display()),
-            Transport::Tcp { base, .. } | Transport::Tls { base, .. } => f.write_str(base),
+        match &self.pooled {
+            Pooled::Unix { socket, .. } => write!(f, "unix://{}", socket.display()),
+            Pooled::Tcp { base, .. } | Pooled::Tls { base, .. } => f.write_str(base),
         }
     }
 }
@@ -82,7 +94,7 @@ impl Transport {
         endpoint: &Endpoint,
         timeout: Duration,
     ) -> Result<Transport, DockerError> {
-        match (&endpoint.address, &endpoint.tls) {
+        let (pooled, dial, host) = match (&endpoint.address, &endpoint.tls) {
             (Address::Unix(path), _) => {
                 // A clear "no such socket" rather than a connect error on the first call.
                 if !path.exists() {
@@ -91,11 +103,14 @@ impl Transport {
                         format!("socket not found: {}", path.display()),
                     ));
                 }
-                Ok(Transport::Unix {
+                let socket: Arc<Path> = Arc::from(path.as_path());
+                let pooled = Pooled::Unix {
                     http: pooled(UnixConnector),
-                    socket: Arc::from(path.as_path()),
+                    socket: socket.clone(),
                     base: Arc::from(unix_base(path)),
-                })
+                };
+                // Docker ignores the host of a unix socket request; the CLI sends this one.
+                (pooled, Dial::Unix(socket), "api.moby.localhost".to_string())
             }
             (Address::Tcp { host, port }, tls) => {
                 let mut http = HttpConnector::new();
@@ -106,11 +121,21 @@ impl Transport {
                 } else {
                     host.clone()
                 };
+                let authority = format!("{host}:{port}");
+                let uri = |scheme: &str| {
+                    Uri::try_from(format!("{scheme}://{authority}")).map_err(|e| {
+                        DockerError::new(ErrorKind::Other, format!("address {authority}: {e}"))
+                    })
+                };
                 match tls {
-                    None => Ok(Transport::Tcp {
-                        http: pooled(http),
-                        base: Arc::from(format!("http://{host}:{port}")),
-                    }),
+                    None => {
+                        let base = uri("http")?;
+                        let pooled = Pooled::Tcp {
+                            http: pooled(http.clone()),
+                            base: Arc::from(format!("http://{authority}")),
+                        };
+                        (pooled, Dial::Tcp(http, base), authority)
+                    }
                     Some(files) => {
                         http.enforce_http(false);
                         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -118,29 +143,41 @@ impl Transport {
                             .https_only()
                             .enable_http1()
                             .wrap_connector(http);
-                        Ok(Transport::Tls {
-                            http: pooled(connector),
-                            base: Arc::from(format!("https://{host}:{port}")),
-                        })
+                        let base = uri("https")?;
+                        let pooled = Pooled::Tls {
+                            http: pooled(connector.clone()),
+                            base: Arc::from(format!("https://{authority}")),
+                        };
+                        (pooled, Dial::Tls(connector, base), authority)
                     }
                 }
             }
-        }
+        };
+        Ok(Transport {
+            pooled,
+            short: Arc::new(Exchange::new(dial, &host, USER_AGENT, IDLE)),
+        })
     }
 
-    /// Sends one request for `path` (path and query, already encoded) and returns the
-    /// answer's head; the body is the caller's to read, within its bound.
+    /// `GET path` through [`Exchange`]: the body of a 2xx answer of at most `limit` bytes
+    /// (`api_error` for any other status). For short answers: the body is held in one
+    /// buffer as it grows.
+    pub(super) async fn get_short(&self, path: &str, limit: usize) -> Result<Bytes, DockerError> {
+        self.short.get(path, limit).await
+    }
+
+    /// Sends one request for `path` (path and query, already encoded) through the pooled
+    /// client and returns the answer's head; the body is the caller's to read, within its
+    /// bound.
     pub(super) async fn send(
         &self,
         method: Method,
         path: &str,
     ) -> Result<Response<Incoming>, DockerError> {
-        let base = match self {
-            Transport::Unix { base, .. }
-            | Transport::Tcp { base, .. }
-            | Transport::Tls { base, .. } => base,
+        let base = match &self.pooled {
+            Pooled::Unix { base, .. } | Pooled::Tcp { base, .. } | Pooled::Tls { base, .. } => base,
         };
-        // One buffer, moved into the URI: 2,000 stats calls a second at 10,000 containers.
+        // One buffer, moved into the URI.
         let mut uri = String::with_capacity(base.len() + path.len());
         uri.push_str(base);
         uri.push_str(path);
@@ -152,10 +189,10 @@ impl Transport {
             .header(header::USER_AGENT, USER_AGENT)
             .body(Empty::new())
             .map_err(|e| DockerError::new(ErrorKind::Other, format!("request for {path}: {e}")))?;
-        let sent = match self {
-            Transport::Unix { http, .. } => http.request(req).await,
-            Transport::Tcp { http, .. } => http.request(req).await,
-            Transport::Tls { http, .. } => http.request(req).await,
+        let sent = match &self.pooled {
+            Pooled::Unix { http, .. } => http.request(req).await,
+            Pooled::Tcp { http, .. } => http.request(req).await,
+            Pooled::Tls { http, .. } => http.request(req).await,
         };
         sent.map_err(|e| DockerError::classify(&e))
     }
