@@ -3,9 +3,10 @@
 //! endpoint ([`limits`]), every call is timed and counted, and every failure is classified
 //! into a small set of kinds operators can act on.
 //!
-//! The HTTP requests are our own, over one pooled hyper client per host (`transport`):
-//! bollard reads bodies without limit, so it only provides the answer types
-//! (`bollard::models`) and the log frame type.
+//! The HTTP requests are our own, over kept connections per host (`transport`: a pooled
+//! hyper client for the streams, actions and `/system/df`; `exchange` for the short answers
+//! that run per container): bollard reads bodies without limit, so it only provides the
+//! answer types (`bollard::models`) and the log frame type.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -121,7 +122,7 @@ fn group_name(gid: u32) -> Option<String> {
     })
 }
 
-/// A live connection to one host: a pooled HTTP client after version negotiation, plus the
+/// A live connection to one host: its HTTP clients after version negotiation, plus the
 /// host's instruments and deadline. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Connection {

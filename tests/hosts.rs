@@ -192,6 +192,51 @@ fn tls_wrong_ca_missing_socket_and_hung_host_are_classified_and_isolated() {
     );
 }
 
+/// Connections to a TLS host are kept from call to call: a mutual-TLS handshake for every
+/// stats call would cost the exporter ~2.6× its CPU and dockerd ~30 % more of its own
+/// (BENCHMARKS.md, "Connection reuse on a TLS host"). Daemon C through a forwarder that
+/// counts connections; the stats calls come from the exporter's own request counter.
+#[test]
+fn tls_connections_are_kept_from_call_to_call() {
+    let e = env();
+    let c = Docker::c();
+    let on_c: Vec<Container> = (0..3)
+        .map(|i| c.start(&format!("keep{i}"), &[], "sleep 600"))
+        .collect();
+    let proxy = Proxy::start(&e.c_tls);
+    let certs = e.certs.display();
+    // The API source (C is on this machine: `auto` would read its cgroup files), two calls
+    // at a time: the kept connections are then at most the two of the stats and inspect
+    // calls, and the pooled client's few (events, list).
+    let cfg = format!(
+        "monitoring:\n  interval: 1s\n  stats_source: api\n  stats_concurrency: 2\n\
+         clients:\n  - name: lab\n    hosts:\n\
+         \x20     - name: c\n        address: tcp://127.0.0.1:{port}\n        tls: {{ca: {certs}/ca.pem, cert: {certs}/cert.pem, key: {certs}/key.pem}}\n",
+        port = proxy.port,
+    );
+    let exp = Exporter::start("tls-keep", &cfg);
+    let calls = |s: &Scrape| {
+        s.value(
+            "dockstat_docker_request_duration_seconds_count",
+            &[("host", "c"), ("endpoint", "container_stats")],
+        )
+        .unwrap_or(0.0)
+    };
+    let s = exp.wait_for(Duration::from_secs(60), "40 stats calls on c", |s| {
+        calls(s) >= 40.0
+            && on_c.iter().all(|k| {
+                s.value("container_cpu_usage_seconds_total", &[("name", &k.name)])
+                    .is_some()
+            })
+    });
+    let accepted = proxy.accepted();
+    assert!(
+        accepted <= 10,
+        "{accepted} TLS connections for {} stats calls (and the other calls): not kept",
+        calls(&s)
+    );
+}
+
 /// A daemon that stops answering in the middle of a run (connections stay open, nothing comes
 /// back) is marked down within about one request deadline and a ping, whichever source the
 /// stats come from: not after a deadline per running container (the API source sampling one

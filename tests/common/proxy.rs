@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ struct ProxyShared {
     slow_inspect: Mutex<Option<Duration>>,
     /// Request lines (`GET /v1.41/containers/…/stats?… HTTP/1.1`) forwarded so far.
     requests: Mutex<Vec<String>>,
+    /// Client connections forwarded so far.
+    accepted: AtomicUsize,
 }
 
 impl Proxy {
@@ -43,6 +45,7 @@ impl Proxy {
             conns: Mutex::new(Vec::new()),
             slow_inspect: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
+            accepted: AtomicUsize::new(0),
         });
         let (sh, upstream) = (shared.clone(), upstream.to_string());
         std::thread::spawn(move || {
@@ -80,6 +83,7 @@ impl Proxy {
                         conns.push(client.try_clone().expect("clone"));
                         conns.push(server.try_clone().expect("clone"));
                         drop(conns);
+                        sh.accepted.fetch_add(1, Ordering::SeqCst);
                         pump(
                             client.try_clone().expect("clone"),
                             server.try_clone().expect("clone"),
@@ -134,6 +138,11 @@ impl Proxy {
     /// The request lines forwarded so far, in order.
     pub fn requests(&self) -> Vec<String> {
         self.shared.requests.lock().expect("lock").clone()
+    }
+
+    /// How many client connections were forwarded so far.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
     }
 
     /// Holds every container inspect request for `delay` (None: no more).
