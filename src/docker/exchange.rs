@@ -7,23 +7,25 @@
 //! hands the request to the connection's own task and the answer back through channels,
 //! checks the connection out of a keyed pool and back in from yet another task: about a
 //! fifth of the collector's CPU, and most of its wake-ups (BENCHMARKS.md). Here the caller
-//! writes the request head in one write, reads the answer into one buffer, reads its head
-//! with httparse (hyper's own parser) and its body by `Content-Length` or by chunks, within
-//! the call's bound, and keeps the connection for the next call when the answer ended
-//! cleanly. Connections are opened by the same connectors as the pooled client's (a unix
-//! socket; TCP with its connect timeout and `TCP_NODELAY`; hyper-rustls for TLS).
+//! writes the request head in one write, reads the answer into one buffer (never more than
+//! a few KiB past the call's bound; the buffer grows by doubling, so it holds at most twice
+//! the bound), reads its head with httparse (hyper's own parser) and its body by
+//! `Content-Length` or by chunks, and keeps the connection for the next call when the
+//! answer ended cleanly. Connections are opened by the same connectors as the pooled
+//! client's (a unix socket; TCP with its connect timeout and `TCP_NODELAY`; hyper-rustls
+//! for TLS).
 //!
 //! A kept connection that the daemon closed meanwhile shows itself when the next request
-//! on it gets no answer at all; that request then goes again on the next kept connection
-//! or a new one (a GET may be repeated). A call that fails or is cancelled by its deadline
-//! drops its connection, so a connection left mid-answer is never reused.
+//! on it gets no answer at all; that request then goes again, once, on a new connection (a
+//! GET may be repeated). A call that fails or is cancelled by its deadline drops its
+//! connection, so a connection left mid-answer is never reused.
 
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use http::{StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -50,7 +52,7 @@ pub(super) enum Dial {
     Tls(HttpsConnector<HttpConnector>, Uri),
 }
 
-/// How much is read at a time: a stats answer (2–10 KB) in one or two reads.
+/// How much is read at a time at most: a stats answer (2–10 KB) in one or two reads.
 const READ: usize = 8 * 1024;
 
 /// An answer head larger than this is not Docker's (it sends a handful of short headers).
@@ -59,9 +61,10 @@ const HEAD_LIMIT: usize = 64 * 1024;
 /// Headers read from one answer head; more fail the call.
 const HEADERS: usize = 64;
 
-/// Kept connections per host at most: the calls in flight at once are bounded by
-/// `stats_concurrency` and the few background calls.
-const KEEP: usize = 64;
+/// Kept connections per host at most. A connection is only kept after a call on it, so
+/// the calls in flight at once bound them in practice: `stats_concurrency` stats calls
+/// (at most 256), as many background inspects, and a few others.
+const KEEP: usize = 2 * crate::config::ranges::STATS_CONCURRENCY.1 + 16;
 
 /// One host's connections for short GETs.
 pub(super) struct Exchange {
@@ -119,9 +122,11 @@ impl Exchange {
         request.extend_from_slice(b"GET ");
         request.extend_from_slice(path.as_bytes());
         request.extend_from_slice(self.tail.as_bytes());
-        while let Some(stream) = self.kept() {
+        // One kept connection at most: when it turns out closed, a new one. (A daemon that
+        // restarted closed them all; the next calls find the others so, one each.)
+        if let Some(stream) = self.kept() {
             match self.exchange(stream, &request, path, limit).await {
-                Err(Failure::Closed(_)) => continue,
+                Err(Failure::Closed(_)) => {}
                 Err(Failure::Call(e)) => return Err(e),
                 Ok(body) => return Ok(body),
             }
@@ -130,10 +135,11 @@ impl Exchange {
         match self.exchange(stream, &request, path, limit).await {
             Ok(body) => Ok(body),
             Err(Failure::Call(e)) => Err(e),
-            Err(Failure::Closed(e)) => Err(DockerError::new(
-                ErrorKind::Connection,
-                format!("{path}: connection closed before an answer: {e}"),
-            )),
+            Err(Failure::Closed(e)) => {
+                let mut e = DockerError::classify(&e);
+                e.message = format!("{path}: no answer: {}", e.message);
+                Err(e)
+            }
         }
     }
 
@@ -188,14 +194,15 @@ impl Exchange {
                     break head;
                 }
                 if buf.len() > HEAD_LIMIT {
+                    // As hyper says of it: not an answer this connection can go on with.
                     return Err(DockerError::new(
-                        ErrorKind::Decode,
+                        ErrorKind::Connection,
                         format!("{path}: answer head larger than {HEAD_LIMIT} bytes"),
                     )
                     .into());
                 }
             }
-            match stream.read_buf(&mut buf).await {
+            match read_at_most(&mut stream, &mut buf, READ).await {
                 Ok(0) if buf.is_empty() => {
                     return Err(Failure::Closed(io::ErrorKind::UnexpectedEof.into()));
                 }
@@ -273,9 +280,7 @@ impl Head {
         for h in answer.headers.iter() {
             let name = h.name;
             if name.eq_ignore_ascii_case("content-length") {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<usize>().ok())
+                let n = decimal(h.value.trim_ascii())
                     .ok_or_else(|| malformed("Content-Length".into()))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(malformed("two different Content-Length".into()));
@@ -311,6 +316,14 @@ impl Head {
     }
 }
 
+/// A number of decimal digits only (no sign, no spaces), as `Content-Length` must be.
+fn decimal(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
 /// `Connection: keep-alive, close`: whether `token` is one of the list.
 fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
@@ -326,11 +339,17 @@ fn cut(path: &str, where_: &str) -> DockerError {
     )
 }
 
-/// Reads one more piece onto the end of `buf`; Ok(0) at the end of the connection.
-async fn more(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<usize, DockerError> {
-    buf.reserve(READ);
-    stream
-        .read_buf(buf)
+/// Reads at most `n` (≥ 1) more bytes onto the end of `buf`. The limit matters: a read
+/// fills all the room a `Vec` has, and its room doubles.
+async fn read_at_most(stream: &mut Stream, buf: &mut Vec<u8>, n: usize) -> io::Result<usize> {
+    let n = n.max(1);
+    buf.reserve(n);
+    stream.read_buf(&mut (&mut *buf).limit(n)).await
+}
+
+/// [`read_at_most`] `n`, its error classified; Ok(0) at the end of the connection.
+async fn more(stream: &mut Stream, buf: &mut Vec<u8>, n: usize) -> Result<usize, DockerError> {
+    read_at_most(stream, buf, n)
         .await
         .map_err(|e| DockerError::classify(&e))
 }
@@ -354,7 +373,8 @@ async fn read_body(
             let end = start + n;
             buf.reserve(end.saturating_sub(buf.len()));
             while buf.len() < end {
-                if more(stream, &mut buf).await? == 0 {
+                let left = end - buf.len();
+                if more(stream, &mut buf, left).await? == 0 {
                     return Err(cut(path, "in the answer's body"));
                 }
             }
@@ -365,7 +385,9 @@ async fn read_body(
             if buf.len() - start > bound {
                 return Err(read::too_large(path, bound));
             }
-            if more(stream, &mut buf).await? == 0 {
+            // One byte past the bound tells it is over.
+            let room = bound - (buf.len() - start) + 1;
+            if more(stream, &mut buf, room.min(READ)).await? == 0 {
                 return Ok((Bytes::from(buf).slice(start..), false));
             }
         },
@@ -378,7 +400,8 @@ async fn read_body(
 
 /// Decodes a chunked body in place: the data of each chunk is moved down to follow the
 /// previous one's, from `start`. Returns where the data ends and whether the connection is
-/// left at the end of the answer. The buffer holds at most the data so far and one read.
+/// left at the end of the answer. The buffer holds the data so far and at most one read
+/// beyond it (in a capacity up to twice that).
 async fn dechunk(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
@@ -404,7 +427,7 @@ async fn dechunk(
     ) -> Result<(), DockerError> {
         buf.drain(out..*pos);
         *pos = out;
-        if more(stream, buf).await? == 0 {
+        if more(stream, buf, READ).await? == 0 {
             return Err(cut(path, "in the answer's body"));
         }
         Ok(())

@@ -188,9 +188,192 @@ async fn a_connection_the_daemon_closed_meanwhile_is_replaced_without_failing_th
     for i in 0..3 {
         let body = ex.get("/v1.41/_ping", 1024).await;
         assert_eq!(body.as_deref().ok(), Some(BODY), "call {i}: {body:?}");
+        assert_eq!(idle(&ex), 1, "call {i}: its connection kept");
     }
     // Each closed connection was kept, found closed by the next call, and replaced.
     assert_eq!(server.accepted(), 3);
+}
+
+/// Kept connections.
+fn idle(ex: &Exchange) -> usize {
+    ex.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
+/// A connection whose reads return exactly the given pieces, one per read, then the end;
+/// what is written to it is dropped. Unlike a socket, it never joins two pieces.
+struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+impl AsyncRead for Pieces {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if let Some(mut piece) = self.0.pop_front() {
+            let n = piece.len().min(buf.remaining());
+            buf.put_slice(&piece[..n]);
+            if n < piece.len() {
+                self.0.push_front(piece.split_off(n));
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Pieces {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// One exchange on a [`Pieces`] connection of `answer` cut every `size` bytes: the body or
+/// the error, and whether the connection was kept.
+async fn on_pieces(answer: &[u8], size: usize, limit: usize) -> (Result<Bytes, DockerError>, bool) {
+    let ex = Exchange::new(
+        Dial::Unix(Arc::from(Path::new("/nonexistent"))),
+        "h",
+        "t",
+        Duration::from_secs(60),
+    );
+    let pieces = Pieces(answer.chunks(size).map(<[u8]>::to_vec).collect());
+    let r = match ex
+        .exchange(Box::new(pieces), b"GET / HTTP/1.1\r\n\r\n", "/p", limit)
+        .await
+    {
+        Ok(body) => Ok(body),
+        Err(Failure::Call(e)) => Err(e),
+        Err(Failure::Closed(e)) => Err(DockerError::new(ErrorKind::Other, format!("closed: {e}"))),
+    };
+    let kept = idle(&ex) == 1;
+    (r, kept)
+}
+
+#[tokio::test]
+async fn every_cut_of_every_framing_reads_the_same_body() {
+    let mut long_trailers = CHUNKED[..CHUNKED.len() - 2].to_vec();
+    long_trailers.extend_from_slice(b"X-Second: zzzzzzzzzzzzzzzzzzzz\r\n\r\n");
+    let mut informational = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+    informational.extend_from_slice(CHUNKED);
+    for answer in [LENGTH, CHUNKED, &long_trailers, &informational] {
+        for size in 1..=answer.len() {
+            let (body, kept) = on_pieces(answer, size, 1024).await;
+            let text = String::from_utf8_lossy(answer);
+            assert_eq!(body.as_deref().ok(), Some(BODY), "cut every {size}: {text}");
+            assert!(kept, "cut every {size}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_answers_that_end_exactly_keep_their_connection() {
+    let mut extra = LENGTH.to_vec();
+    extra.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    let mut chunked_extra = CHUNKED.to_vec();
+    chunked_extra.extend_from_slice(b"garbage");
+    for (answer, body, keep) in [
+        (&extra[..], BODY, false),
+        (&chunked_extra[..], BODY, false),
+        (
+            &b"HTTP/1.1 204 No Content\r\nApi-Version: 1.41\r\n\r\n"[..],
+            &b""[..],
+            true,
+        ),
+        (
+            &b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n"[..],
+            &b""[..],
+            false,
+        ),
+    ] {
+        // Whole, so that the bytes after the answer arrive with it.
+        let (got, kept) = on_pieces(answer, answer.len(), 1024).await;
+        let text = String::from_utf8_lossy(answer);
+        assert_eq!(got.as_deref().ok(), Some(body), "{text}");
+        assert_eq!(kept, keep, "{text}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_heads_and_framing_lines_fail_the_call() {
+    let mut big_head = b"HTTP/1.1 200 OK\r\nX-Filler: ".to_vec();
+    big_head.extend(std::iter::repeat_n(b'a', HEAD_LIMIT + 10));
+    let mut long_size = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5".to_vec();
+    long_size.extend(std::iter::repeat_n(b' ', 2000));
+    let mut long_trailer =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: ".to_vec();
+    long_trailer.extend(std::iter::repeat_n(b'a', HEAD_LIMIT + 10));
+    for (answer, kind, says) in [
+        (&big_head, ErrorKind::Connection, "head larger than"),
+        (
+            &long_size,
+            ErrorKind::Connection,
+            "chunk size line too long",
+        ),
+        (&long_trailer, ErrorKind::Connection, "trailers too long"),
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: +13\r\n\r\n".to_vec(),
+            ErrorKind::Connection,
+            "Content-Length",
+        ),
+    ] {
+        let (got, kept) = on_pieces(answer, 4096, 1024).await;
+        let e = got.expect_err(says);
+        assert_eq!(e.kind, kind, "{says}: {e}");
+        assert!(e.message.contains(says), "{says}: {e}");
+        assert!(!kept, "{says}");
+    }
+}
+
+#[tokio::test]
+async fn a_new_connection_closed_before_an_answer_is_a_connection_error() {
+    let server = Server::start(vec![Script {
+        pieces: vec![],
+        then: Then::Close,
+    }]);
+    let e = server
+        .exchange()
+        .get("/v1.41/_ping", 64)
+        .await
+        .expect_err("closed");
+    assert_eq!(e.kind, ErrorKind::Connection, "{e}");
+    assert!(e.message.contains("/v1.41/_ping: no answer"), "{e}");
+}
+
+#[tokio::test]
+async fn a_call_cut_off_by_its_deadline_leaves_no_connection_behind() {
+    let server = Server::start(vec![
+        // Accepted, read, never answered.
+        Script {
+            pieces: vec![],
+            then: Then::Stay,
+        },
+        whole(LENGTH, Then::Stay),
+    ]);
+    let ex = server.exchange();
+    let cut = tokio::time::timeout(Duration::from_millis(200), ex.get("/hang", 1024)).await;
+    assert!(cut.is_err(), "the first call has no answer");
+    assert_eq!(idle(&ex), 0);
+    assert_eq!(ex.get("/x", 1024).await.as_deref().ok(), Some(BODY));
+    assert_eq!(
+        server.accepted(),
+        2,
+        "the second call did not reuse the first's connection"
+    );
 }
 
 #[tokio::test]
