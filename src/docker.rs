@@ -270,10 +270,9 @@ impl Connection {
         out
     }
 
-    /// `GET path`, its body read up to `limit` bytes: a short answer (see
-    /// `transport::Transport::get_short`).
+    /// `GET path`, its body read up to `limit` bytes.
     async fn get(&self, path: &str, limit: usize) -> Result<bytes::Bytes, DockerError> {
-        self.transport.get_short(&self.versioned(path), limit).await
+        self.transport.get(&self.versioned(path), limit).await
     }
 
     /// `GET path` decoded from JSON.
@@ -384,14 +383,11 @@ impl Connection {
         } else {
             "/system/df?verbose=1&type=image&type=volume&type=build-cache".to_string()
         };
-        // Up to 64 MiB: through the pooled client, whose body comes in pieces joined once,
-        // rather than one buffer growing by doubling.
-        let path = self.versioned(&path);
-        self.call_within(ApiCall::SystemDf, deadline, async {
-            let answer = request(&self.transport, Method::GET, &path).await?;
-            let body = read::whole(answer.into_body(), limits::SYSTEM_DF, &path).await?;
-            serde_json::from_slice(&body).map_err(|e| decode_error(&path, &e))
-        })
+        self.call_within(
+            ApiCall::SystemDf,
+            deadline,
+            self.get_json(&path, limits::SYSTEM_DF),
+        )
         .await
     }
 

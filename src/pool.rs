@@ -40,8 +40,9 @@ static COLLECTION: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 /// shared workers: `collection`, a current-thread tokio runtime (its blocking threads are
 /// named so too).
 ///
-/// Why: at 10,000 containers the collectors make 2,000 short calls a second, each a few
-/// tasks (the caller, hyper's connection task) that wake one another. Spread over the
+/// Why: at 10,000 containers the collectors make 2,000 short calls a second, whose tasks
+/// (the callers, and the pooled client's connection tasks before `docker::exchange`) wake
+/// one another. Spread over the
 /// worker threads, a good part of the CPU went to waking threads and to the two threads
 /// contending on the allocator's lock (futex wake-ups and context switches, ~20 % of the
 /// exporter's profile; BENCHMARKS.md). Collection needs a few percent of one core, so

@@ -20,6 +20,7 @@
 //! GET may be repeated). A call that fails or is cancelled by its deadline drops its
 //! connection, so a connection left mid-answer is never reused.
 
+use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,21 @@ pub(super) enum Dial {
     Tcp(HttpConnector, Uri),
     /// Mutual TLS to the URI's authority.
     Tls(HttpsConnector<HttpConnector>, Uri),
+}
+
+impl fmt::Display for Dial {
+    /// Where it connects: `unix:///run/docker.sock`, `http://host:port`, `https://host:port`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dial::Unix(path) => write!(f, "unix://{}", path.display()),
+            Dial::Tcp(_, uri) | Dial::Tls(_, uri) => {
+                // The authority alone: `Uri`'s own form adds the path `/`.
+                let scheme = uri.scheme_str().unwrap_or("http");
+                let authority = uri.authority().map_or("", |a| a.as_str());
+                write!(f, "{scheme}://{authority}")
+            }
+        }
+    }
 }
 
 /// How much is read at a time at most: a stats answer (2–10 KB) in one or two reads.
@@ -143,6 +159,11 @@ impl Exchange {
         }
     }
 
+    /// How new connections are opened.
+    pub(super) fn dial(&self) -> &Dial {
+        &self.dial
+    }
+
     /// The newest kept connection still within its time; older ones are closed.
     fn kept(&self) -> Option<Stream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -177,23 +198,49 @@ impl Exchange {
         path: &str,
         limit: usize,
     ) -> Result<Bytes, Failure> {
-        if let Err(e) = stream.write_all(request).await {
-            return Err(Failure::Closed(e));
-        }
-        if let Err(e) = stream.flush().await {
+        let sent = async {
+            stream.write_all(request).await?;
+            stream.flush().await
+        };
+        if let Err(e) = sent.await {
             return Err(Failure::Closed(e));
         }
         let mut buf = Vec::with_capacity(READ);
-        let head = loop {
-            if !buf.is_empty() {
-                if let Some(head) = Head::parse(&buf, path)? {
-                    if head.status.is_informational() {
-                        buf.drain(..head.len);
-                        continue;
-                    }
-                    break head;
+        let head = read_head(&mut stream, &mut buf, path).await?;
+        let bound = if head.status.is_success() {
+            limit
+        } else {
+            limit.min(limits::ERROR_BODY)
+        };
+        let body = read_body(&mut stream, buf, &head, bound, path)
+            .await
+            .map(|(body, reusable)| {
+                // Error answers too: a 404 for a container that just went is common.
+                if reusable && head.keep_alive {
+                    self.keep(stream);
                 }
-                if buf.len() > HEAD_LIMIT {
+                body
+            });
+        if head.status.is_success() {
+            Ok(body?)
+        } else {
+            Err(error_answer(head.status, head.docker, head.server.as_deref(), body, path).into())
+        }
+    }
+}
+
+/// Reads into `buf` until it starts with a whole answer head (informational ones skipped),
+/// and returns it. No byte at all before the end or an error: [`Failure::Closed`].
+async fn read_head(stream: &mut Stream, buf: &mut Vec<u8>, path: &str) -> Result<Head, Failure> {
+    loop {
+        if !buf.is_empty() {
+            match Head::parse(buf, path)? {
+                Some(head) if head.status.is_informational() => {
+                    buf.drain(..head.len);
+                    continue;
+                }
+                Some(head) => return Ok(head),
+                None if buf.len() > HEAD_LIMIT => {
                     // As hyper says of it: not an answer this connection can go on with.
                     return Err(DockerError::new(
                         ErrorKind::Connection,
@@ -201,36 +248,17 @@ impl Exchange {
                     )
                     .into());
                 }
+                None => {}
             }
-            match read_at_most(&mut stream, &mut buf, READ).await {
-                Ok(0) if buf.is_empty() => {
-                    return Err(Failure::Closed(io::ErrorKind::UnexpectedEof.into()));
-                }
-                Err(e) if buf.is_empty() => return Err(Failure::Closed(e)),
-                Ok(0) => return Err(cut(path, "in the answer's head").into()),
-                Err(e) => return Err(DockerError::classify(&e).into()),
-                Ok(_) => {}
+        }
+        match read_at_most(stream, buf, READ).await {
+            Ok(0) if buf.is_empty() => {
+                return Err(Failure::Closed(io::ErrorKind::UnexpectedEof.into()));
             }
-        };
-        let bound = if head.status.is_success() {
-            limit
-        } else {
-            limit.min(limits::ERROR_BODY)
-        };
-        let body = match read_body(&mut stream, buf, &head, bound, path).await {
-            Ok((body, reusable)) => {
-                // Error answers too: a 404 for a container that just went is common.
-                if reusable && head.keep_alive {
-                    self.keep(stream);
-                }
-                Ok(body)
-            }
-            Err(e) => Err(e),
-        };
-        if head.status.is_success() {
-            Ok(body?)
-        } else {
-            Err(error_answer(head.status, head.docker, head.server.as_deref(), body, path).into())
+            Err(e) if buf.is_empty() => return Err(Failure::Closed(e)),
+            Ok(0) => return Err(cut(path, "in the answer's head").into()),
+            Err(e) => return Err(DockerError::classify(&e).into()),
+            Ok(_) => {}
         }
     }
 }

@@ -8,8 +8,9 @@
 //! scale, and on a TLS host a full mutual-TLS handshake per stats call, for the exporter and
 //! for dockerd alike. Here each host has two clients, both keeping idle connections for
 //! [`IDLE`]: a pooled hyper client for the streams (events, logs, the container list), the
-//! actions and `/system/df`, and [`Exchange`] for the short whole answers that run per
-//! container (stats, inspect) or per connect (version, info, ping). A call that times out
+//! actions and the one large whole answer (`/system/df`), and [`Exchange`] for the short
+//! whole answers that run per container (stats, inspect) or per connect (version, info,
+//! ping). A call that times out
 //! or stops reading drops its connection rather than returning it, so a hung connection is
 //! never reused.
 
@@ -29,7 +30,7 @@ use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
 
 use super::exchange::{Dial, Exchange};
-use super::{DockerError, ErrorKind};
+use super::{DockerError, ErrorKind, limits, read};
 use crate::config::{Address, Endpoint, TlsFiles};
 
 /// Our requests carry no body.
@@ -53,39 +54,34 @@ const USER_AGENT: &str = concat!("dockstat-exporter/", env!("CARGO_PKG_VERSION")
 #[derive(Clone)]
 pub(super) struct Transport {
     pooled: Pooled,
+    /// What the pooled client's URIs start with: `unix://<hex of the path>:0` (the form
+    /// hyperlocal's connector reads the socket path back from), `http://host:port` or
+    /// `https://host:port`.
+    base: Arc<str>,
     short: Arc<Exchange>,
 }
 
 /// The pooled hyper client, by kind of address.
 #[derive(Clone)]
 enum Pooled {
-    /// A unix socket (hyperlocal); `base` is `unix://<hex of the path>:0`, the form
-    /// hyperlocal's connector reads the socket path back from.
-    Unix {
-        http: Client<UnixConnector, RequestBody>,
-        socket: Arc<Path>,
-        base: Arc<str>,
-    },
-    /// Plain TCP; `base` is `http://host:port`.
-    Tcp {
-        http: Client<HttpConnector, RequestBody>,
-        base: Arc<str>,
-    },
-    /// Mutual TLS (hyper-rustls); `base` is `https://host:port`.
-    Tls {
-        http: Client<HttpsConnector<HttpConnector>, RequestBody>,
-        base: Arc<str>,
-    },
+    /// A unix socket (hyperlocal).
+    Unix(Client<UnixConnector, RequestBody>),
+    /// Plain TCP.
+    Tcp(Client<HttpConnector, RequestBody>),
+    /// Mutual TLS (hyper-rustls).
+    Tls(Client<HttpsConnector<HttpConnector>, RequestBody>),
 }
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.pooled {
-            Pooled::Unix { socket, .. } => write!(f, "unix://{}", socket.display()),
-            Pooled::Tcp { base, .. } | Pooled::Tls { base, .. } => f.write_str(base),
-        }
+        fmt::Display::fmt(self.short.dial(), f)
     }
 }
+
+/// Answers bounded above this (`/system/df`, up to 64 MiB) are read through the pooled
+/// client, whose body comes in pieces joined once at the end; the exchange's one buffer
+/// grows by doubling and could hold up to twice the bound.
+const SHORT: usize = limits::INFO;
 
 impl Transport {
     /// A client for `endpoint`; `timeout` bounds connecting (the caller's deadline on every
@@ -94,7 +90,7 @@ impl Transport {
         endpoint: &Endpoint,
         timeout: Duration,
     ) -> Result<Transport, DockerError> {
-        let (pooled, dial, host) = match (&endpoint.address, &endpoint.tls) {
+        let (pooled, base, dial, host) = match (&endpoint.address, &endpoint.tls) {
             (Address::Unix(path), _) => {
                 // A clear "no such socket" rather than a connect error on the first call.
                 if !path.exists() {
@@ -103,14 +99,13 @@ impl Transport {
                         format!("socket not found: {}", path.display()),
                     ));
                 }
-                let socket: Arc<Path> = Arc::from(path.as_path());
-                let pooled = Pooled::Unix {
-                    http: pooled(UnixConnector),
-                    socket: socket.clone(),
-                    base: Arc::from(unix_base(path)),
-                };
-                // Docker ignores the host of a unix socket request; the CLI sends this one.
-                (pooled, Dial::Unix(socket), "api.moby.localhost".to_string())
+                (
+                    Pooled::Unix(pooled(UnixConnector)),
+                    unix_base(path),
+                    Dial::Unix(Arc::from(path.as_path())),
+                    // Docker ignores the host of a unix socket request; the CLI sends this.
+                    "api.moby.localhost".to_string(),
+                )
             }
             (Address::Tcp { host, port }, tls) => {
                 let mut http = HttpConnector::new();
@@ -122,19 +117,11 @@ impl Transport {
                     host.clone()
                 };
                 let authority = format!("{host}:{port}");
-                let uri = |scheme: &str| {
-                    Uri::try_from(format!("{scheme}://{authority}")).map_err(|e| {
-                        DockerError::new(ErrorKind::Other, format!("address {authority}: {e}"))
-                    })
-                };
                 match tls {
                     None => {
-                        let base = uri("http")?;
-                        let pooled = Pooled::Tcp {
-                            http: pooled(http.clone()),
-                            base: Arc::from(format!("http://{authority}")),
-                        };
-                        (pooled, Dial::Tcp(http, base), authority)
+                        let base = format!("http://{authority}");
+                        let dial = Dial::Tcp(http.clone(), base_uri(&base)?);
+                        (Pooled::Tcp(pooled(http)), base, dial, authority)
                     }
                     Some(files) => {
                         http.enforce_http(false);
@@ -143,27 +130,28 @@ impl Transport {
                             .https_only()
                             .enable_http1()
                             .wrap_connector(http);
-                        let base = uri("https")?;
-                        let pooled = Pooled::Tls {
-                            http: pooled(connector.clone()),
-                            base: Arc::from(format!("https://{authority}")),
-                        };
-                        (pooled, Dial::Tls(connector, base), authority)
+                        let base = format!("https://{authority}");
+                        let dial = Dial::Tls(connector.clone(), base_uri(&base)?);
+                        (Pooled::Tls(pooled(connector)), base, dial, authority)
                     }
                 }
             }
         };
         Ok(Transport {
             pooled,
+            base: Arc::from(base),
             short: Arc::new(Exchange::new(dial, &host, USER_AGENT, IDLE)),
         })
     }
 
-    /// `GET path` through [`Exchange`]: the body of a 2xx answer of at most `limit` bytes
-    /// (`api_error` for any other status). For short answers: the body is held in one
-    /// buffer as it grows.
-    pub(super) async fn get_short(&self, path: &str, limit: usize) -> Result<Bytes, DockerError> {
-        self.short.get(path, limit).await
+    /// `GET path`: the body of a 2xx answer of at most `limit` bytes (`api_error` for any
+    /// other status), through [`Exchange`] unless the bound is above [`SHORT`].
+    pub(super) async fn get(&self, path: &str, limit: usize) -> Result<Bytes, DockerError> {
+        if limit <= SHORT {
+            return self.short.get(path, limit).await;
+        }
+        let answer = super::request(self, Method::GET, path).await?;
+        read::whole(answer.into_body(), limit, path).await
     }
 
     /// Sends one request for `path` (path and query, already encoded) through the pooled
@@ -174,12 +162,9 @@ impl Transport {
         method: Method,
         path: &str,
     ) -> Result<Response<Incoming>, DockerError> {
-        let base = match &self.pooled {
-            Pooled::Unix { base, .. } | Pooled::Tcp { base, .. } | Pooled::Tls { base, .. } => base,
-        };
         // One buffer, moved into the URI.
-        let mut uri = String::with_capacity(base.len() + path.len());
-        uri.push_str(base);
+        let mut uri = String::with_capacity(self.base.len() + path.len());
+        uri.push_str(&self.base);
         uri.push_str(path);
         let uri = http::Uri::try_from(uri)
             .map_err(|e| DockerError::new(ErrorKind::Other, format!("request for {path}: {e}")))?;
@@ -190,12 +175,18 @@ impl Transport {
             .body(Empty::new())
             .map_err(|e| DockerError::new(ErrorKind::Other, format!("request for {path}: {e}")))?;
         let sent = match &self.pooled {
-            Pooled::Unix { http, .. } => http.request(req).await,
-            Pooled::Tcp { http, .. } => http.request(req).await,
-            Pooled::Tls { http, .. } => http.request(req).await,
+            Pooled::Unix(http) => http.request(req).await,
+            Pooled::Tcp(http) => http.request(req).await,
+            Pooled::Tls(http) => http.request(req).await,
         };
         sent.map_err(|e| DockerError::classify(&e))
     }
+}
+
+/// `base` (`http(s)://host:port`) as the URI the connectors connect to.
+fn base_uri(base: &str) -> Result<Uri, DockerError> {
+    Uri::try_from(base)
+        .map_err(|e| DockerError::new(ErrorKind::Other, format!("address {base}: {e}")))
 }
 
 /// `unix://<hex of path>:0`: hyperlocal's URI form for the socket, without a path; built
